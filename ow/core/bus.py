@@ -1,0 +1,431 @@
+"""The bus: the only module that talks to NATS. Connect, provision, publish, read, subscribe, KV.
+
+Every nats-py exception is mapped here (`_mapped`) into `ow.core.errors`; none crosses this
+module. Publishing sets `Nats-Msg-Id = event_id`, so a retried publish is stored once.
+
+Imports: stdlib, msgspec, anyio, nats, and `ow.core`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import anyio
+import msgspec
+import nats
+import nats.errors
+import nats.js.errors
+from nats.js import api
+
+from ow.core import defaults, subjects
+from ow.core import events as ev
+from ow.core.errors import BusUnavailableError, ConflictError, NotFoundError, OWError
+from ow.core.ids import uuid7
+
+__all__ = ["Bus", "Delivery", "KvEntry", "connect", "mapped"]
+
+log = logging.getLogger(__name__)
+
+_WRONG_LAST_SEQ = (10071, 10164)
+_CONFIG_MISMATCH = 10058
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One stored message: its stream sequence, time and decoded event(s)."""
+
+    seq: int
+    subject: str
+    event: ev.Event
+
+
+@dataclass(frozen=True, slots=True)
+class KvEntry:
+    value: bytes
+    revision: int
+
+
+@contextlib.contextmanager
+def mapped(what: str, key: str = "") -> Iterator[None]:
+    """Map nats-py errors raised inside into `OWError`s that say what to do."""
+    try:
+        yield
+    except OWError:
+        raise
+    except nats.js.errors.KeyWrongLastSequenceError as exc:
+        raise ConflictError(key, None, str(exc.description or "")) from exc
+    except nats.js.errors.NotFoundError as exc:
+        raise NotFoundError(what, key) from exc
+    except nats.js.errors.APIError as exc:
+        if exc.err_code in _WRONG_LAST_SEQ:
+            raise ConflictError(key, None, str(exc.description or "")) from exc
+        raise OWError(f"{what} failed: {exc.description} (code {exc.err_code})") from exc
+    except (nats.errors.NoServersError, nats.errors.ConnectionClosedError) as exc:
+        raise BusUnavailableError(f"{what}: lost the NATS connection ({exc})") from exc
+    except (nats.errors.TimeoutError, TimeoutError) as exc:
+        raise BusUnavailableError(f"{what}: NATS did not answer in time") from exc
+
+
+def _check_version(version: str, url: str) -> None:
+    parts = tuple(int(p) for p in version.split("-")[0].split(".")[:3])
+    if parts < defaults.MIN_SERVER_VERSION:
+        need = ".".join(map(str, defaults.MIN_SERVER_VERSION))
+        raise BusUnavailableError(
+            f"nats-server {version} at {url} is too old: ow needs ≥ {need}, because older "
+            "servers lost acknowledged JetStream writes (Jepsen, 2025). Upgrade the server."
+        )
+
+
+async def connect(
+    url: str = defaults.DEFAULT_URL,
+    *,
+    org: str = defaults.DEFAULT_ORG,
+    actor: str = "",
+    name: str = "ow",
+    token: str = "",
+    user_credentials: str | None = None,
+    reconnect: bool = True,
+) -> Bus:
+    """Connect to NATS, check its version, and return a `Bus` bound to `org`."""
+    opts: dict[str, Any] = {
+        "servers": url.split(","),
+        "name": name,
+        "connect_timeout": defaults.CONNECT_TIMEOUT_S,
+        "allow_reconnect": reconnect,
+        "max_reconnect_attempts": -1 if reconnect else 0,
+        "reconnect_time_wait": 0.25,
+        "error_cb": _quiet_error,
+    }
+    if token:
+        opts["token"] = token
+    if user_credentials:
+        opts["user_credentials"] = user_credentials
+    try:
+        with anyio.fail_after(defaults.CONNECT_TIMEOUT_S * 2):  # nats-py retries forever
+            nc = await nats.connect(**opts)
+    except Exception as exc:  # nats raises many kinds here; all mean "not reachable"
+        raise BusUnavailableError(
+            f"No NATS at {url} — run `ow up` or set OW_URL ({type(exc).__name__}: {exc})"
+        ) from exc
+    try:
+        _check_version(str(nc._server_info.get("version", "0.0.0")), url)
+    except BusUnavailableError:
+        await nc.close()
+        raise
+    return Bus(nc, org=org, actor=actor, url=url)
+
+
+async def _quiet_error(exc: Exception) -> None:
+    log.debug("nats: %s", exc)
+
+
+class Bus:
+    """A NATS connection bound to one org, with the operations `ow` needs."""
+
+    def __init__(self, nc: Any, *, org: str, actor: str, url: str):
+        self.nc = nc
+        self.js = nc.jetstream(timeout=defaults.REQUEST_TIMEOUT_S)
+        self.org = org
+        self.actor = actor
+        self.url = url
+        self._kv: dict[str, Any] = {}
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.nc.drain()
+        with contextlib.suppress(Exception):
+            await self.nc.close()
+
+    async def __aenter__(self) -> Bus:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- provisioning --------------------------------------------------------------
+
+    async def provision(self, replicas: int = 1) -> None:
+        """Create (or bring up to date) every stream, bucket and object store. Idempotent."""
+        dup = defaults.DUPLICATE_WINDOW_S
+        streams = [
+            api.StreamConfig(
+                name=subjects.EVENTS_STREAM, subjects=["ow.ev.>"], duplicate_window=dup,
+                storage=api.StorageType.FILE, num_replicas=replicas, allow_direct=True,
+            ),
+            api.StreamConfig(
+                name=subjects.METRICS_STREAM, subjects=["ow.mx.>"], duplicate_window=dup,
+                storage=api.StorageType.FILE, num_replicas=replicas, allow_direct=True,
+            ),
+            api.StreamConfig(
+                name=subjects.LOGS_STREAM, subjects=["ow.log.>"], duplicate_window=dup,
+                storage=api.StorageType.FILE, num_replicas=replicas, allow_direct=True,
+                max_msgs_per_subject=defaults.LOGS_MAX_MSGS_PER_SUBJECT,
+            ),
+            api.StreamConfig(
+                name=subjects.HEARTBEATS_STREAM, subjects=["ow.hb.>"], duplicate_window=dup,
+                storage=api.StorageType.FILE, num_replicas=replicas, allow_direct=True,
+                max_msgs_per_subject=defaults.HEARTBEATS_MAX_MSGS_PER_SUBJECT,
+            ),
+        ]
+        with mapped("provisioning streams"):
+            for cfg in streams:
+                await self._ensure_stream(cfg)
+            self._kv[subjects.CLAIMS_BUCKET] = await self.js.create_key_value(
+                bucket=subjects.CLAIMS_BUCKET, history=defaults.CLAIMS_HISTORY,
+                replicas=replicas, storage=api.StorageType.FILE,
+            )
+            self._kv[subjects.LEASES_BUCKET] = await self.js.create_key_value(
+                bucket=subjects.LEASES_BUCKET, history=1, replicas=replicas,
+                storage=api.StorageType.FILE,
+            )
+            await self.js.create_object_store(
+                bucket=subjects.FILES_BUCKET, replicas=replicas, storage=api.StorageType.FILE
+            )
+
+    async def _ensure_stream(self, cfg: api.StreamConfig) -> None:
+        try:
+            await self.js.add_stream(cfg)
+        except nats.js.errors.APIError as exc:
+            if exc.err_code != _CONFIG_MISMATCH:
+                raise
+            await self.js.update_stream(cfg)
+
+    # --- publishing ----------------------------------------------------------------
+
+    def stamp(self, event: ev.Event) -> ev.Event:
+        """Fill in the envelope: event id, time, org and actor where they are empty."""
+        return msgspec.structs.replace(
+            event,
+            event_id=event.event_id or uuid7(),
+            ts=event.ts or ev.now(),
+            org=event.org or self.org,
+            actor=event.actor or self.actor,
+        )
+
+    async def publish(self, event: ev.Event, *, expected_seq: int | None = None) -> int:
+        """Publish one event (deduplicated by its id) and return its stream sequence.
+
+        With `expected_seq`, the write succeeds only if the event's subject is still at that
+        sequence (0: the subject must be empty); otherwise `ConflictError`.
+        """
+        event = self.stamp(event)
+        subject = subjects.subject_of(event)
+        headers = {"Nats-Msg-Id": event.event_id}
+        if expected_seq is not None:
+            headers["Nats-Expected-Last-Subject-Sequence"] = str(expected_seq)
+        with mapped("publish", subject):
+            ack = await self.js.publish(subject, ev.encode(event), headers=headers)
+        return ack.seq
+
+    async def publish_batch(self, events: list[ev.Event]) -> list[int]:
+        """Publish many events pipelined (publish_async) and wait for every ack."""
+        futures = []
+        with mapped("publish"):
+            for event in events:
+                event = self.stamp(event)
+                futures.append(
+                    await self.js.publish_async(
+                        subjects.subject_of(event), ev.encode(event),
+                        headers={"Nats-Msg-Id": event.event_id},
+                    )
+                )
+            return [(await f).seq for f in futures]
+
+    async def publish_raw(
+        self, subject: str, data: bytes, msg_id: str = "", wait: bool = True
+    ) -> Any:
+        """Publish bytes (a metrics batch, a log chunk); returns the ack or its future."""
+        headers = {"Nats-Msg-Id": msg_id} if msg_id else None
+        with mapped("publish", subject):
+            if wait:
+                return await self.js.publish(subject, data, headers=headers)
+            return await self.js.publish_async(subject, data, headers=headers)
+
+    # --- reading -------------------------------------------------------------------
+
+    async def last_seq(self, stream: str, subject: str) -> int:
+        """Sequence of the last message on a subject (0 if it has none)."""
+        try:
+            msg = await self.js.get_last_msg(stream, subject, direct=True)
+        except nats.js.errors.NotFoundError:
+            return 0
+        with mapped("read", subject):
+            return int(msg.seq)
+
+    async def last_raw(self, stream: str, subject: str) -> bytes | None:
+        try:
+            msg = await self.js.get_last_msg(stream, subject, direct=True)
+        except nats.js.errors.NotFoundError:
+            return None
+        return bytes(msg.data)
+
+    async def history(
+        self, subject: str, stream: str = subjects.EVENTS_STREAM
+    ) -> tuple[list[Delivery], int]:
+        """Every event on one subject, in order, and the last sequence read (0 if empty)."""
+        last = await self.last_seq(stream, subject)
+        out: list[Delivery] = []
+        if last == 0:
+            return out, 0
+        async for d in self.subscribe(subject, stream=stream, start_seq=1, stop_at=last):
+            out.append(d)
+        return out, last
+
+    async def subscribe(
+        self,
+        subject: str,
+        *,
+        stream: str = subjects.EVENTS_STREAM,
+        start_seq: int | None = None,
+        start_time: datetime | None = None,
+        stop_at: int | None = None,
+        raw: bool = False,
+    ) -> AsyncIterator[Any]:
+        """Ordered, gap-free delivery of a subject filter from a sequence or a time.
+
+        Yields `Delivery` (or `(seq, subject, bytes)` with `raw`). Resumes from the last
+        sequence seen if the consumer is lost (server restart), so nothing is skipped or
+        repeated. Stops after `stop_at` if given. Undecodable messages are logged and skipped.
+        """
+        next_seq = start_seq
+        while True:
+            cfg = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.NEW)
+            if next_seq is not None:
+                cfg.deliver_policy = api.DeliverPolicy.BY_START_SEQUENCE
+                cfg.opt_start_seq = max(1, next_seq)
+            elif start_time is not None:
+                cfg.deliver_policy = api.DeliverPolicy.BY_START_TIME
+                cfg.opt_start_time = start_time
+            try:
+                sub = await self.js.subscribe(
+                    subject, stream=stream, ordered_consumer=True, config=cfg,
+                    idle_heartbeat=2.0, pending_msgs_limit=-1, pending_bytes_limit=-1,
+                )
+            except (nats.errors.Error, TimeoutError) as exc:
+                log.debug("subscribe %s failed (%s); retrying", subject, exc)
+                await self._wait_connected()
+                continue
+            try:
+                async for msg in sub.messages:
+                    seq = msg.metadata.sequence.stream
+                    if next_seq is not None and seq < next_seq:
+                        continue
+                    next_seq = seq + 1
+                    if raw:
+                        yield seq, msg.subject, msg.data
+                    else:
+                        for event in self._decode(msg.data, seq, msg.subject):
+                            yield Delivery(seq, msg.subject, event)
+                    if stop_at is not None and seq >= stop_at:
+                        return
+            finally:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+
+    async def _wait_connected(self) -> None:
+        with anyio.move_on_after(30):
+            while not self.nc.is_connected:
+                if self.nc.is_closed:
+                    raise BusUnavailableError("the NATS connection is closed")
+                await anyio.sleep(0.05)
+
+    @staticmethod
+    def _decode(data: bytes, seq: int, subject: str) -> list[ev.Event]:
+        try:
+            if data[:1] == b"[":
+                return ev.decode_many(data)
+            return [ev.decode(data)]
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            log.warning("skipping undecodable message seq=%s subject=%s: %s", seq, subject, exc)
+            return []
+
+    # --- key/value -----------------------------------------------------------------
+
+    async def kv(self, bucket: str) -> Any:
+        if bucket not in self._kv:
+            with mapped("open bucket", bucket):
+                self._kv[bucket] = await self.js.key_value(bucket)
+        return self._kv[bucket]
+
+    async def kv_get(self, bucket: str, key: str) -> KvEntry | None:
+        """The current value and revision of a key, or None if absent or deleted."""
+        store = await self.kv(bucket)
+        try:
+            entry = await store.get(key)
+        except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+            return None
+        with mapped("kv get", key):
+            return KvEntry(entry.value or b"", entry.revision)
+
+    async def kv_create(
+        self, bucket: str, key: str, value: bytes, ttl_s: float | None = None
+    ) -> int | None:
+        """Create a key if absent: its revision, or None if someone else holds it."""
+        store = await self.kv(bucket)
+        try:
+            return await store.create(key, value, msg_ttl=ttl_s)
+        except nats.js.errors.KeyWrongLastSequenceError:
+            log.debug("kv create lost: %s", key)
+            return None
+        except nats.js.errors.APIError as exc:
+            if exc.err_code in _WRONG_LAST_SEQ:
+                return None
+            with mapped("kv create", key):
+                raise
+
+    async def kv_update(self, bucket: str, key: str, value: bytes, last: int) -> int | None:
+        """Compare-and-set: the new revision, or None if the key moved past `last`."""
+        store = await self.kv(bucket)
+        try:
+            return await store.update(key, value, last=last)
+        except nats.js.errors.KeyWrongLastSequenceError:
+            log.debug("kv update lost: %s at %s", key, last)
+            return None
+
+    async def kv_delete(self, bucket: str, key: str, last: int) -> bool:
+        """Delete with CAS: False if the key moved past `last`."""
+        store = await self.kv(bucket)
+        try:
+            await store.delete(key, last=last)
+        except nats.js.errors.APIError as exc:
+            if exc.err_code in _WRONG_LAST_SEQ:
+                log.debug("kv delete lost: %s at %s", key, last)
+                return False
+            with mapped("kv delete", key):
+                raise
+        return True
+
+    async def kv_put(self, bucket: str, key: str, value: bytes) -> int:
+        store = await self.kv(bucket)
+        with mapped("kv put", key):
+            return await store.put(key, value)
+
+    async def kv_keys(self, bucket: str, pattern: str = ">") -> list[str]:
+        store = await self.kv(bucket)
+        try:
+            return await store.keys(filters=[pattern])
+        except nats.js.errors.NoKeysError:
+            return []
+
+    # --- dispatch ------------------------------------------------------------------
+
+    async def dispatch_subscription(self, org: str) -> Any:
+        """The org's shared pull consumer over job events: each is handed to one agent."""
+        durable = subjects.dispatch_consumer(org)
+        cfg = api.ConsumerConfig(
+            durable_name=durable,
+            filter_subject=subjects.events_filter(org, "job"),
+            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=defaults.DISPATCH_ACK_WAIT_S,
+            max_ack_pending=10_000,
+            deliver_policy=api.DeliverPolicy.ALL,
+        )
+        with mapped("dispatch consumer", durable):
+            return await self.js.pull_subscribe(
+                cfg.filter_subject, durable=durable, stream=subjects.EVENTS_STREAM, config=cfg
+            )
