@@ -1,0 +1,127 @@
+"""`AsyncOpenWeights`: the one implementation of the SDK. `OpenWeights` (in `_sync.py`) wraps it.
+
+The client connects lazily on first use (so constructing it never blocks), provisions the
+streams once, and exposes resources as attributes: `files`, `jobs`, `events`, `metrics`,
+`run`, and one attribute per `@register`ed job type (`ow.addition.create(...)`).
+
+Imports: `ow.core` and the sibling `ow.sdk` modules.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from functools import cached_property
+from typing import Any
+
+import anyio
+
+from ow.core import bus as bus_mod
+from ow.core.config import Config, from_env
+
+__all__ = ["AsyncOpenWeights"]
+
+log = logging.getLogger(__name__)
+
+
+class AsyncOpenWeights:
+    """Async client for `ow`: files, jobs, runs, events, metrics, registered job types."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        org: str | None = None,
+        *,
+        token: str | None = None,
+        env: Mapping[str, str] | None = None,
+        **overrides: Any,
+    ):
+        self.config: Config = from_env(env, url=url, org=org, token=token, **overrides)
+        self._bus: bus_mod.Bus | None = None
+        self._lock = anyio.Lock()
+
+    @property
+    def org(self) -> str:
+        return self.config.org
+
+    async def bus(self) -> bus_mod.Bus:
+        """The connected, provisioned bus (connects on first call)."""
+        if self._bus is None:
+            async with self._lock:
+                if self._bus is None:
+                    b = await bus_mod.connect(
+                        self.config.url, org=self.config.org, token=self.config.token,
+                        actor=self.config.run_id or "sdk", name="ow-sdk",
+                    )
+                    await b.provision()
+                    self._bus = b
+        return self._bus
+
+    async def close(self) -> None:
+        """Flush buffered run logs and close the connection. Idempotent."""
+        if "run" in self.__dict__:
+            await self.run.flush()
+        if self._bus is not None:
+            bus, self._bus = self._bus, None
+            await bus.close()
+
+    async def __aenter__(self) -> AsyncOpenWeights:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- resources -----------------------------------------------------------------
+
+    @cached_property
+    def blobs(self) -> Any:
+        from ow.core.blobs import store_for
+
+        return store_for(self.config, self.bus)
+
+    @cached_property
+    def files(self) -> Any:
+        from ow.sdk._files import AsyncFiles
+
+        return AsyncFiles(self)
+
+    @cached_property
+    def jobs(self) -> Any:
+        from ow.sdk._jobs import AsyncJobsResource
+
+        return AsyncJobsResource(self)
+
+    @cached_property
+    def events(self) -> Any:
+        from ow.sdk._events import AsyncEvents
+
+        return AsyncEvents(self)
+
+    @cached_property
+    def metrics(self) -> Any:
+        from ow.sdk._events import AsyncMetrics
+
+        return AsyncMetrics(self)
+
+    @cached_property
+    def run(self) -> Any:
+        from ow.sdk._run import AsyncRun
+
+        return AsyncRun(self)
+
+    def __getattr__(self, name: str) -> Any:
+        """`ow.<registered job name>`: the creator for that job type."""
+        from ow.sdk._registry import job_type
+
+        if name.startswith("_"):
+            raise AttributeError(name)
+        cls = job_type(name)
+        if cls is None:
+            raise AttributeError(
+                f"'AsyncOpenWeights' has no attribute {name!r}: no job type {name!r} is "
+                "registered (decorate a Jobs subclass with @register(name), or import the "
+                "module that does)"
+            )
+        creator = cls(self)
+        self.__dict__[name] = creator
+        return creator
