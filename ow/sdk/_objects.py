@@ -1,0 +1,132 @@
+"""The objects the SDK hands back: `Job` and `Run`, read-only views of a folded state.
+
+A `Job` is mapping-like (`job["outputs"]`, as openweights users write) and has methods
+(`refresh`, `wait`, `download`, `cancel`, `restart`). They call the async client; when the
+job came through the sync facade they run through its portal, so one implementation serves
+both.
+
+Imports: stdlib and `ow.core`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import Any
+
+from ow.core.state import JobState, RunState
+
+__all__ = ["Job", "Run"]
+
+
+class Run:
+    """One execution of a job."""
+
+    def __init__(self, state: RunState):
+        self._state = state
+        self.id = state.run_id
+        self.job_id = state.job_id
+        self.status = state.status
+        self.gen = state.gen
+        self.worker_id = state.worker_id
+        self.log_file = state.log_file
+        self.exit_code = state.exit_code
+        self.error = state.error
+        self.outputs = state.outputs
+        self.started_at: datetime | None = state.started_at
+        self.finished_at: datetime | None = state.finished_at
+        self.artifacts = dict(state.artifacts)
+
+    def __repr__(self) -> str:
+        return f"Run(id={self.id!r}, status={self.status!r}, worker={self.worker_id!r})"
+
+
+class Job(Mapping[str, Any]):
+    """A job as of its last read. `refresh()` reads it again."""
+
+    def __init__(self, state: JobState, client: Any, portal: Any = None):
+        self._state = state
+        self._client = client
+        self._portal = portal
+        spec = state.spec
+        self.id = state.job_id
+        self.type = spec.job_type
+        self.status = state.status
+        self.model = spec.model
+        self.params = spec.params
+        self.mounted_files = spec.mounted_files
+        self.entrypoint = spec.entrypoint
+        self.image = spec.image
+        self.requires_vram_gb = spec.requires_vram_gb
+        self.allowed_hardware = spec.allowed_hardware
+        self.outputs = state.outputs
+        self.error = state.error
+        self.gen = state.gen
+        self.created_at = state.created_at
+        self.updated_at = state.updated_at
+        self.runs = [Run(r) for r in state.runs]
+
+    # --- mapping view (openweights code indexes jobs like dicts) --------------------
+
+    def _fields(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "type": self.type, "status": self.status, "model": self.model,
+            "params": self.params, "outputs": self.outputs, "error": self.error,
+            "requires_vram_gb": self.requires_vram_gb, "allowed_hardware": self.allowed_hardware,
+            "docker_image": self.image, "script": self.entrypoint,
+            "created_at": self.created_at, "updated_at": self.updated_at,
+        }
+
+    def __getitem__(self, key: str) -> Any:
+        return self._fields()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._fields())
+
+    def __len__(self) -> int:
+        return len(self._fields())
+
+    def __repr__(self) -> str:
+        return f"Job(id={self.id!r}, type={self.type!r}, status={self.status!r})"
+
+    # --- methods --------------------------------------------------------------------
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if self._portal is not None:
+            result = self._portal.call(lambda: fn(*args, **kwargs))
+            return _bind(result, self._portal)
+        return fn(*args, **kwargs)
+
+    def refresh(self) -> Any:
+        """Read the job again; returns the fresh Job (and updates this one)."""
+        return self._call(self._refresh)
+
+    async def _refresh(self) -> Job:
+        fresh = await self._client.jobs.retrieve(self.id)
+        self.__dict__.update({k: v for k, v in fresh.__dict__.items() if k != "_portal"})
+        return self
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """Wait for the job to end: the completed Job, or JobFailedError/JobCanceledError."""
+        return self._call(self._client.jobs.wait, self.id, timeout)
+
+    def cancel(self) -> Any:
+        return self._call(self._client.jobs.cancel, self.id)
+
+    def restart(self) -> Any:
+        return self._call(self._client.jobs.restart, self.id)
+
+    def download(self, dest: str, only_last_run: bool = True) -> Any:
+        """Download the artifacts (and logs) of the job's runs into `dest`."""
+        return self._call(self._client.jobs.download, self.id, dest, only_last_run)
+
+
+def _bind(result: Any, portal: Any) -> Any:
+    """Give Jobs returned through the sync facade the portal, so their methods are sync."""
+    if isinstance(result, Job):
+        result._portal = portal
+    elif isinstance(result, list):
+        for item in result:
+            if isinstance(item, Job):
+                item._portal = portal
+    return result

@@ -1,0 +1,131 @@
+"""`ow.run`: the API a job uses from inside its run (the agent sets OW_RUN_ID / OW_JOB_ID).
+
+`log(dict)` validates at the call (a value that is not JSON-serializable is an error naming
+the key), stamps a `MetricLogged` with its own event id and time, and buffers it; the buffer
+is published as one message (a JSON array, each record replaying as its own row) when it is
+full, when it is older than a fraction of a second, on `flush()`, and on close.
+
+Imports: `ow.core`, msgspec, anyio.
+"""
+
+from __future__ import annotations
+
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from ow.core import defaults, subjects
+from ow.core import events as ev
+from ow.core.errors import ConfigError, ValidationError
+from ow.core.ids import uuid7
+
+__all__ = ["AsyncRun"]
+
+_enc = msgspec.json.Encoder()
+
+
+class AsyncRun:
+    """The current run (inside a job)."""
+
+    def __init__(self, client: Any):
+        self.client = client
+        self._buffer: list[ev.MetricLogged] = []
+        self._pending: list[Any] = []
+        self._last_flush = time.monotonic()
+
+    @property
+    def id(self) -> str:
+        if not self.client.config.run_id:
+            raise ConfigError(
+                "ow.run is only available inside a job (OW_RUN_ID is not set); "
+                "outside a job, read runs with ow.jobs.retrieve(job_id).runs"
+            )
+        return self.client.config.run_id
+
+    @property
+    def job_id(self) -> str:
+        return self.client.config.job_id
+
+    async def log(self, data: dict[str, Any]) -> None:
+        """Record one dict of metrics or facts for this run."""
+        if not isinstance(data, dict):
+            raise ValidationError(f"ow.run.log takes a dict, got {type(data).__name__}")
+        for key, value in data.items():
+            try:
+                _enc.encode(value)
+            except (TypeError, msgspec.EncodeError) as exc:
+                raise ValidationError(
+                    f"ow.run.log: value of key {key!r} is not JSON-serializable "
+                    f"({type(value).__name__}); log numbers, strings, lists or dicts"
+                ) from exc
+        self._buffer.append(
+            ev.MetricLogged(
+                event_id=uuid7(), ts=ev.now(), org=self.client.org, actor=self.id,
+                run_id=self.id, job_id=self.job_id, data=data,
+            )
+        )
+        if (
+            len(self._buffer) >= defaults.RUN_LOG_BATCH
+            or time.monotonic() - self._last_flush >= defaults.RUN_LOG_FLUSH_S
+        ):
+            await self._send()
+
+    async def _send(self) -> None:
+        """Publish the buffer as one message without waiting for its ack."""
+        if not self._buffer:
+            return
+        batch, self._buffer = self._buffer, []
+        self._last_flush = time.monotonic()
+        bus = await self.client.bus()
+        future = await bus.publish_raw(
+            subjects.metric_subject(bus.org, batch[0].run_id), _enc.encode(batch),
+            msg_id=batch[0].event_id, wait=False,
+        )
+        self._pending.append(future)
+        if len(self._pending) > 256:
+            await self._settle()
+
+    async def _settle(self) -> None:
+        pending, self._pending = self._pending, []
+        for fut in pending:
+            await fut
+
+    async def flush(self) -> None:
+        """Publish everything logged so far and wait until the server stored it."""
+        await self._send()
+        await self._settle()
+
+    async def upload(self, path: str) -> str:
+        """Upload a file as an artifact of this run; returns its file id."""
+        obj = await self.client.files.upload(path, "result")
+        bus = await self.client.bus()
+        await bus.publish(
+            ev.ArtifactUploaded(
+                run_id=self.id, job_id=self.job_id, file_id=obj["id"], path=Path(path).name
+            )
+        )
+        return obj["id"]
+
+    async def checkpoint(self, step: int, path: str) -> str:
+        """Save a checkpoint (a file or a directory, packed) and publish `CheckpointSaved`."""
+        src = Path(path)
+        if src.is_dir():
+            tmp = Path(tempfile.mkdtemp()) / f"checkpoint-{step}.tar"
+            with tarfile.open(tmp, "w") as tar:
+                tar.add(src, arcname=".")
+            src = tmp
+        obj = await self.client.files.upload(str(src), "checkpoint")
+        bus = await self.client.bus()
+        await bus.publish(
+            ev.CheckpointSaved(run_id=self.id, job_id=self.job_id, step=step, file_id=obj["id"])
+        )
+        return obj["id"]
+
+    async def last_checkpoint(self) -> tuple[int, str] | None:
+        """(step, file id) of the job's last checkpoint, from any earlier run, or None."""
+        job = await self.client.jobs.retrieve(self.job_id)
+        return job._state.checkpoint
