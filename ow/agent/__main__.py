@@ -1,0 +1,30 @@
+"""`python -m ow.agent [--worker-id ID] [--image IMG] [--vram-gb N]`: run one agent."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import anyio
+
+from ow.agent import run_agent
+from ow.core.config import from_env
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="ow-agent", description=__doc__)
+    parser.add_argument("--worker-id", default=None)
+    parser.add_argument("--image", default=None, help="image served ('*' = any)")
+    parser.add_argument("--vram-gb", type=float, default=None)
+    parser.add_argument("--workdir", default=None)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s agent %(levelname)s %(message)s")
+    config = from_env()
+    anyio.run(lambda: run_agent(
+        config, worker_id=args.worker_id, image=args.image, vram_gb=args.vram_gb,
+        workdir=args.workdir,
+    ))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,242 @@
+"""Run one claimed job: working directory, mounted files, the process, its logs, its outcome.
+
+The entrypoint runs through `bash -c` in its own process group, with `OW_RUN_ID`,
+`OW_JOB_ID` and the connection settings in its environment. Its output goes to a log file
+and, in chunks, to `OW_LOGS`. A cancel request or a timeout kills the whole group (SIGTERM,
+then SIGKILL after a short grace). The result is published only under a CAS on the claim:
+a run whose claim was taken away publishes nothing.
+
+Imports: anyio, `ow.core` and `ow.agent.policy`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+import msgspec
+from anyio.abc import Process
+
+from ow.agent.policy import outcome
+from ow.core import claims, defaults, subjects
+from ow.core import events as ev
+from ow.core.bus import Bus
+from ow.core.state import JobState, apply
+
+__all__ = ["Execution", "child_env"]
+
+log = logging.getLogger(__name__)
+
+
+def child_env(
+    base: Mapping[str, str], *, run_id: str, job_id: str, url: str, org: str,
+    secrets: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The job's environment: ours, plus the run's ids, the connection and the org's secrets."""
+    env = {k: v for k, v in base.items() if not k.startswith("OW_")}
+    env.update(secrets or {})
+    bindir = str(Path(sys.executable).parent)
+    env["PATH"] = f"{bindir}{os.pathsep}{env.get('PATH', '')}"
+    env.update(OW_RUN_ID=run_id, OW_JOB_ID=job_id, OW_URL=url, OW_ORG=org)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@dataclass
+class Execution:
+    """One run of a job on this worker, from download to the fenced result."""
+
+    bus: Bus
+    blobs: Any
+    state: JobState
+    last_seq: int
+    run_id: str
+    claim: claims.Claim
+    claim_rev: int
+    workdir: Path
+    env: dict[str, str]
+    canceled: bool = False
+    timed_out: bool = False
+    deadline: datetime | None = None
+    proc: Process | None = None
+    tail: bytearray = field(default_factory=bytearray)
+    _log_futures: list[Any] = field(default_factory=list)
+
+    @property
+    def job_id(self) -> str:
+        return self.state.job_id
+
+    async def run(self) -> str:
+        """Execute the job; returns the published status ('' if fenced out)."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "uploads").mkdir(exist_ok=True)
+        log_path = self.workdir.parent / f"{self.run_id}.log"
+        try:
+            await self._download()
+        except Exception as exc:  # a missing mounted file fails the job, not the agent
+            return await self._publish("failed", None, f"could not fetch mounted files: {exc}", "")
+        spec = self.state.spec
+        if spec.timeout_s:
+            self.deadline = ev.now() + _seconds(spec.timeout_s)
+        exit_code: int | None = None
+        with open(log_path, "wb") as logf:
+            try:
+                self.proc = proc = await anyio.open_process(
+                    ["bash", "-c", spec.entrypoint], cwd=self.workdir, env=self.env,
+                    stdout=-1, stderr=-2, start_new_session=True,
+                )
+            except OSError as exc:
+                return await self._publish("failed", None, f"could not start: {exc}", "")
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._watch_control, proc)
+                await self._pump(proc, logf)
+                exit_code = await proc.wait()
+                tg.cancel_scope.cancel()
+        await self._settle_logs()
+        await self._upload_artifacts()
+        log_file = await self._upload_log(log_path)
+        status = outcome(exit_code, self.canceled, self.timed_out)
+        error = ""
+        if status == "failed":
+            error = f"exit code {exit_code}; last output:\n{self._tail_text()}"
+        elif self.timed_out:
+            error = "timed out"
+        elif self.canceled:
+            error = "canceled"
+        return await self._publish(status, exit_code, error, log_file)
+
+    async def _download(self) -> None:
+        for dest, file_id in self.state.spec.mounted_files.items():
+            target = self.workdir / dest
+            target.parent.mkdir(parents=True, exist_ok=True)
+            await self.blobs.get_file(subjects.file_key(self.bus.org, file_id), target)
+
+    async def _pump(self, proc: Process, logf: Any) -> None:
+        """Copy output to the log file and to OW_LOGS (chunks, not waiting for acks)."""
+        assert proc.stdout is not None
+        subject = subjects.log_subject(self.bus.org, self.run_id)
+        async for chunk in proc.stdout:
+            logf.write(chunk)
+            logf.flush()
+            self.tail.extend(chunk)
+            del self.tail[: -defaults.LOG_TAIL_CHARS]
+            self._log_futures.append(await self.bus.publish_raw(subject, chunk, wait=False))
+
+    async def _settle_logs(self) -> None:
+        for fut in self._log_futures:
+            try:
+                await fut
+            except Exception as exc:  # a lost log chunk must not lose the result
+                log.warning("log chunk of run_id=%s not stored: %s", self.run_id, exc)
+        self._log_futures.clear()
+
+    def _tail_text(self) -> str:
+        return self.tail.decode(errors="replace")[-defaults.LOG_TAIL_CHARS :]
+
+    async def _watch_control(self, proc: Process) -> None:
+        """Kill the process group on a cancel request or when the deadline passes."""
+        subject = subjects.job_subject(self.bus.org, self.job_id)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._watch_deadline, proc)
+            state = self.state
+            async for d in self.bus.subscribe(subject, start_seq=self.last_seq + 1):
+                state, _ = apply(state, d.event)
+                if isinstance(d.event, ev.JobTimeoutExtended):
+                    self.deadline = d.event.until
+                if state.cancel_requested or state.status == "canceled":
+                    self.canceled = True
+                    await kill_group(proc)
+                    return
+
+    async def _watch_deadline(self, proc: Process) -> None:
+        while True:
+            if self.deadline is not None and ev.now() >= self.deadline:
+                self.timed_out = True
+                await kill_group(proc)
+                return
+            await anyio.sleep(0.2)
+
+    async def _upload_artifacts(self) -> None:
+        root = self.workdir / "uploads"
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            rel = str(path.relative_to(root))
+            try:
+                fid = await self._upload(path, "result")
+            except Exception as exc:
+                log.warning("artifact %s of run_id=%s not uploaded: %s", rel, self.run_id, exc)
+                continue
+            await self.bus.publish(
+                ev.ArtifactUploaded(run_id=self.run_id, job_id=self.job_id, file_id=fid, path=rel)
+            )
+
+    async def _upload_log(self, log_path: Path) -> str:
+        try:
+            return await self._upload(log_path, "log")
+        except Exception as exc:
+            log.warning("log of run_id=%s not uploaded: %s", self.run_id, exc)
+            return ""
+
+    async def _upload(self, path: Path, purpose: str) -> str:
+        """Store a file's bytes and publish FileUploaded (content-addressed, idempotent)."""
+        from ow.core.files import store_file
+
+        return await store_file(self.bus, self.blobs, path, purpose)
+
+    async def _outputs(self) -> dict[str, Any]:
+        """The run's outputs: the data of its last `ow.run.log` record (openweights' rule)."""
+        raw = await self.bus.last_raw(
+            subjects.METRICS_STREAM, subjects.metric_subject(self.bus.org, self.run_id)
+        )
+        if not raw:
+            return {}
+        try:
+            records = ev.decode_many(raw) if raw[:1] == b"[" else [ev.decode(raw)]
+        except msgspec.MsgspecError:
+            return {}
+        last = records[-1] if records else None
+        return dict(last.data) if isinstance(last, ev.MetricLogged) else {}
+
+    async def _publish(
+        self, status: str, exit_code: int | None, error: str, log_file: str
+    ) -> str:
+        """Publish the result under a CAS on the claim; nothing if the claim was taken away."""
+        outputs = await self._outputs() if status == "completed" else {}
+        if await claims.finish(self.bus, self.job_id, self.claim, self.claim_rev) is None:
+            log.warning(
+                "run_id=%s lost its claim on job_id=%s: result not published", self.run_id,
+                self.job_id,
+            )
+            return ""
+        await self.bus.publish(
+            ev.RunFinished(
+                run_id=self.run_id, job_id=self.job_id, status=status, exit_code=exit_code,
+                error=error, log_file=log_file, outputs=outputs,
+            )
+        )
+        return status
+
+
+async def kill_group(proc: Process) -> None:
+    """SIGTERM the process group, SIGKILL it after a short grace."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        with anyio.move_on_after(defaults.KILL_GRACE_S):
+            await proc.wait()
+            return
+
+
+def _seconds(s: float) -> Any:
+    from datetime import timedelta
+
+    return timedelta(seconds=s)

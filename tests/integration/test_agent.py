@@ -1,0 +1,164 @@
+"""The agent against a real nats-server: run, fail, cancel, fence, race, drain."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+from ow.core import claims, subjects
+from ow.core import events as ev
+from ow.core.errors import JobCanceledError, JobFailedError
+from ow.core.state import check, fold_all
+
+from .agents import client, running_agents
+from .conftest import eventually
+
+pytestmark = pytest.mark.anyio
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "custom_job"
+
+
+async def test_addition_job_completes_with_its_logged_result(nats_server, org, tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("client_side", EXAMPLES / "client_side.py")
+    os.environ.setdefault("OW_URL", nats_server.url)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # registers `addition` (its sync client stays unused)
+    module.ow.close()
+    async with client(nats_server.url, org) as ow, running_agents(nats_server.url, org, 1, tmp_path):
+        job = await ow.addition.create(a=5, b=9)
+        done = await ow.jobs.wait(job.id, timeout=30)
+        assert done.status == "completed"
+        assert done.outputs == {"result": 14.0}
+        events = await ow.events.list(job_id=job.id)
+        assert [e["data"] for e in events][-1] == {"result": 14.0}
+        assert len(events) == 4
+        log = (await ow.files.content(done.runs[-1].log_file)).decode()
+        assert "5.0 + 9.0 = 14.0" in log
+
+
+async def test_failing_job_reports_its_log_tail(nats_server, org, tmp_path):
+    async with client(nats_server.url, org) as ow, running_agents(nats_server.url, org, 1, tmp_path):
+        job = await ow.shell.create(command="echo about to fail; echo boom >&2; exit 3")
+        with pytest.raises(JobFailedError) as info:
+            await ow.jobs.wait(job.id, timeout=30)
+        assert "exit code 3" in info.value.error
+        assert "boom" in info.value.error
+        assert (await ow.jobs.retrieve(job.id)).runs[-1].exit_code == 3
+
+
+async def test_missing_entrypoint_fails_with_that_message(nats_server, org, tmp_path):
+    async with client(nats_server.url, org) as ow, running_agents(nats_server.url, org, 1, tmp_path):
+        job = await ow.shell.create(command="no-such-program-xyz --flag")
+        with pytest.raises(JobFailedError) as info:
+            await ow.jobs.wait(job.id, timeout=30)
+        assert "no-such-program-xyz" in info.value.error
+        assert "not found" in info.value.error
+
+
+async def test_cancel_kills_the_process_group_within_a_second(nats_server, org, tmp_path):
+    pidfile = tmp_path / "pid"
+    command = f"sleep 60 & echo $! > {pidfile}; wait"
+    async with client(nats_server.url, org) as ow, running_agents(nats_server.url, org, 1, tmp_path):
+        job = await ow.shell.create(command=command)
+        await eventually(lambda: pidfile.exists() and pidfile.read_text().strip(), timeout=20)
+        pid = int(pidfile.read_text())
+        t0 = time.monotonic()
+        await ow.jobs.cancel(job.id)
+        with pytest.raises(JobCanceledError):
+            await ow.jobs.wait(job.id, timeout=5)
+        elapsed = time.monotonic() - t0
+        assert not _alive(pid), "the job's child process survived the cancel"
+        assert elapsed < 1.0, f"cancel took {elapsed:.2f}s"
+
+
+async def test_fenced_out_run_publishes_no_result(nats_server, org, tmp_path):
+    """The scheduler takes the claim away mid-run: the late result is never published."""
+    flag = tmp_path / "go"
+    command = f"while [ ! -e {flag} ]; do sleep 0.05; done; echo done"
+    async with client(nats_server.url, org) as ow, running_agents(nats_server.url, org, 1, tmp_path):
+        job = await ow.shell.create(command=command)
+        running = await eventually(lambda: _in_progress(ow, job.id), timeout=20)
+        bus = await ow.bus()
+        assert await claims.release(bus, job.id, running.runs[-1].id, "test: worker lost")
+        flag.touch()
+        # the agent finishes, fails its CAS, and publishes nothing; the job was requeued
+        # and the same agent may run it again as a new generation, which completes
+        done = await ow.jobs.wait(job.id, timeout=30)
+        history, _ = await bus.history(subjects.job_subject(org, job.id))
+        finished = [d.event for d in history if isinstance(d.event, ev.RunFinished)]
+        assert [f.run_id for f in finished] == [done.runs[-1].id]
+        assert running.runs[-1].id != done.runs[-1].id
+
+
+async def test_late_result_from_fenced_run_is_rejected_by_the_fold(nats_server, org):
+    async with client(nats_server.url, org) as ow:
+        job = await ow.shell.create(command="true")
+        bus = await ow.bus()
+        await bus.publish(ev.RunStarted(run_id="r1", job_id=job.id, gen=0, worker_id="w1"))
+        await bus.publish(ev.JobRequeued(job_id=job.id, run_id="r1", reason="lost"))
+        late = ev.RunFinished(run_id="r1", job_id=job.id, status="completed")
+        await bus.publish(late)
+        history, _ = await bus.history(subjects.job_subject(org, job.id))
+        state = fold_all(d.event for d in history[:-1])
+        assert check(state, history[-1].event) is not None
+        assert (await ow.jobs.retrieve(job.id)).status == "pending"
+
+
+async def test_16_agents_200_jobs_one_run_each(nats_server, org, tmp_path):
+    async with client(nats_server.url, org) as ow, running_agents(
+        nats_server.url, org, 16, tmp_path, heartbeat_s=5.0
+    ):
+        jobs = [await ow.shell.create(command="true", tag=str(i)) for i in range(200)]
+        with anyio.fail_after(50):
+            for job in jobs:
+                await ow.jobs.wait(job.id)
+        bus = await ow.bus()
+        filt = subjects.events_filter(org, "job")
+        last = await bus.last_seq(subjects.EVENTS_STREAM, filt)
+        started: dict[tuple[str, int], int] = {}
+        async for d in bus.subscribe(filt, start_seq=1, stop_at=last):
+            if isinstance(d.event, ev.RunStarted):
+                key = (d.event.job_id, d.event.gen)
+                started[key] = started.get(key, 0) + 1
+        assert len(started) == 200
+        assert set(started.values()) == {1}
+
+
+async def test_five_consecutive_failures_drain_the_worker(nats_server, org, tmp_path):
+    async with client(nats_server.url, org) as ow, running_agents(
+        nats_server.url, org, 1, tmp_path, max_failures=2
+    ) as (agent,):
+        for i in range(2):
+            job = await ow.shell.create(command="exit 1", tag=str(i))
+            with pytest.raises(JobFailedError):
+                await ow.jobs.wait(job.id, timeout=20)
+        bus = await ow.bus()
+
+        async def drained():
+            history, _ = await bus.history(subjects.worker_subject(org, agent.worker_id))
+            return any(isinstance(d.event, ev.WorkerDraining) for d in history)
+
+        await eventually(drained, timeout=15)
+
+
+async def _in_progress(ow, job_id):
+    job = await ow.jobs.retrieve(job_id)
+    return job if job.status == "in_progress" else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie still answers kill(0); check its state
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
