@@ -30,6 +30,7 @@ from ow.core.ids import uuid7
 __all__ = ["Bus", "Delivery", "KvEntry", "connect", "mapped"]
 
 log = logging.getLogger(__name__)
+logging.getLogger("nats.js.kv").setLevel(logging.ERROR)  # warns on every keys() call
 
 _WRONG_LAST_SEQ = (10071, 10164)
 _CONFIG_MISMATCH = 10058
@@ -136,8 +137,9 @@ class Bus:
         self._kv: dict[str, Any] = {}
 
     async def close(self) -> None:
+        """Flush what was published and close (not drain: a pending pull would hold it 30 s)."""
         with contextlib.suppress(Exception):
-            await self.nc.drain()
+            await self.nc.flush(timeout=2)
         with contextlib.suppress(Exception):
             await self.nc.close()
 
