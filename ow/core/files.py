@@ -36,11 +36,16 @@ def hash_file(path: Path) -> tuple[str, int]:
 
 
 async def store_file(
-    bus: Any, blobs: Any, path: Path | str, purpose: str, filename: str | None = None
+    bus: Any, blobs: Any, path: Path | str, purpose: str, filename: str | None = None,
+    *, digest: tuple[str, int] | None = None,
 ) -> str:
-    """Store a file's bytes and announce them; returns the file id (no-op if known)."""
+    """Store a file's bytes and announce them; returns the file id (no-op if known).
+
+    `digest` is `(hex sha256, size)` when the caller already read the file (the SDK hashes
+    while validating), so the file is read once before the upload.
+    """
     path = Path(path)
-    sha, size = await anyio.to_thread.run_sync(hash_file, path)
+    sha, size = digest or await anyio.to_thread.run_sync(hash_file, path)
     file_id = ids.file_id(purpose, sha, bus.org)
     subject = subjects.aggregate_subject(bus.org, "file", file_id)
     if await bus.last_seq(subjects.EVENTS_STREAM, subject):
