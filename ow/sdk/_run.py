@@ -16,11 +16,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anyio
 import msgspec
 
 from ow.core import defaults, subjects
 from ow.core import events as ev
-from ow.core.errors import ConfigError, ValidationError
+from ow.core.errors import ConfigError, OWError, ValidationError
 from ow.core.ids import uuid7
 
 __all__ = ["AsyncRun"]
@@ -81,18 +82,34 @@ class AsyncRun:
         batch, self._buffer = self._buffer, []
         self._last_flush = time.monotonic()
         bus = await self.client.bus()
-        future = await bus.publish_raw(
-            subjects.metric_subject(bus.org, batch[0].run_id), _enc.encode(batch),
-            msg_id=batch[0].event_id, wait=False,
-        )
-        self._pending.append(future)
+        subject = subjects.metric_subject(bus.org, batch[0].run_id)
+        data, msg_id = _enc.encode(batch), batch[0].event_id
+        future = await bus.publish_raw(subject, data, msg_id=msg_id, wait=False)
+        self._pending.append((future, subject, data, msg_id))
         if len(self._pending) > 256:
             await self._settle()
 
     async def _settle(self) -> None:
+        """Wait for every ack; a batch whose ack was lost (reconnect) is published again.
+
+        The message id makes the retry a no-op if the first copy was stored.
+        """
         pending, self._pending = self._pending, []
-        for fut in pending:
-            await fut
+        bus = await self.client.bus()
+        for future, subject, data, msg_id in pending:
+            try:
+                with anyio.fail_after(defaults.REQUEST_TIMEOUT_S):
+                    await future
+                continue
+            except Exception:  # lost ack, timeout or a disconnect: retry below
+                pass
+            with anyio.fail_after(60):
+                while True:
+                    try:
+                        await bus.publish_raw(subject, data, msg_id=msg_id)
+                        break
+                    except OWError:
+                        await anyio.sleep(0.2)
 
     async def flush(self) -> None:
         """Publish everything logged so far and wait until the server stored it."""
