@@ -1,0 +1,64 @@
+"""A throwaway local PostgreSQL for side-by-side benchmarks (Debian's server binaries).
+
+`with postgres() as dsn:` initdb's a cluster in a temp dir, starts it on a free port and
+yields a DSN; None if no server can start here (the bench then prints the row unavailable).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+
+
+def _bindir() -> str | None:
+    dirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+    return dirs[-1] if dirs else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def postgres() -> Iterator[str | None]:
+    bindir = _bindir()
+    if bindir is None:
+        yield None
+        return
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            yield None
+            return
+        as_user = ["runuser", "-u", "postgres", "--"]
+    tmp = tempfile.mkdtemp(prefix="ow-bench-pg-")
+    data = os.path.join(tmp, "data")
+    if as_user:
+        shutil.chown(tmp, "postgres")
+    port = _free_port()
+    run = lambda *a: subprocess.run([*as_user, *a], check=True, capture_output=True)  # noqa: E731
+    try:
+        run(f"{bindir}/initdb", "-D", data, "-U", "bench", "--auth=trust")
+        run(f"{bindir}/pg_ctl", "-D", data, "-w", "-l", os.path.join(tmp, "log"), "-o",
+            f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c max_connections=64", "start")
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        yield None
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
+    try:
+        yield f"host=127.0.0.1 port={port} user=bench dbname=postgres"
+    finally:
+        subprocess.run([*as_user, f"{bindir}/pg_ctl", "-D", data, "-m", "immediate", "stop"],
+                       capture_output=True)
+        shutil.rmtree(tmp, ignore_errors=True)
