@@ -16,7 +16,9 @@ it uses NATS only through the bus's JetStream context (`bus.js`) and maps its er
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import io
 import logging
 import os
@@ -43,6 +45,11 @@ _S3_REFUSED = {
     "403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken",
     "ExpiredToken", "InvalidClientTokenId", "AuthorizationHeaderMalformed",
 }
+
+# NATS object store layout (ADR-20, as nats-py writes it): one stream per bucket, each
+# object's chunks on their own subject named by the object's nuid.
+_OBJ_STREAM = "OBJ_{bucket}"
+_OBJ_CHUNKS = "$O.{bucket}.C.{nuid}"
 
 BusGetter = Callable[[], Awaitable[Any]]
 
@@ -84,7 +91,11 @@ def _atomic_dest(dest_path: Path | str) -> Iterator[io.BufferedWriter]:
 
 
 class NatsObjectStore:
-    """Blobs in the NATS object store bucket `ow_files` (chunked by nats-py, streamed)."""
+    """Blobs in the NATS object store bucket `ow_files`, streamed both ways.
+
+    Writes go through nats-py's `ObjectStore.put` (it reads the file chunk by chunk in a
+    thread); reads fetch chunk by chunk (see `_read_chunks`).
+    """
 
     name = "nats"
 
@@ -134,19 +145,61 @@ class NatsObjectStore:
             await obj.put(key, bytes(data))
 
     async def get_file(self, key: str, dest_path: Path | str) -> Path:
-        obj = await self._store()
-        with self._mapped("get", key):
-            await obj.get_info(key)  # fail before creating anything at dest
-            with _atomic_dest(dest_path) as f:
-                await obj.get(key, writeinto=f)
+        info = await self._info(key)  # fail before creating anything at dest
+        with _atomic_dest(dest_path) as f:
+
+            async def write(chunk: bytes) -> None:
+                await anyio.to_thread.run_sync(f.write, chunk)
+
+            await self._read_chunks(key, info, write)
         return Path(dest_path)
 
     async def get_bytes(self, key: str) -> bytes:
-        obj = await self._store()
-        buf = io.BytesIO()  # nats-py concatenates bytes otherwise (quadratic on big objects)
-        with self._mapped("get", key):
-            await obj.get(key, writeinto=buf)
+        info = await self._info(key)
+        buf = io.BytesIO()
+
+        async def write(chunk: bytes) -> None:
+            buf.write(chunk)
+
+        await self._read_chunks(key, info, write)
         return buf.getvalue()
+
+    async def _info(self, key: str) -> Any:
+        obj = await self._store()
+        with self._mapped("stat", key):
+            info = await obj.get_info(key)
+        if info.is_link():
+            raise OWError(f"NATS object {key!r} is a link; ow never writes links")
+        return info
+
+    async def _read_chunks(
+        self, key: str, info: Any, write: Callable[[bytes], Awaitable[Any]]
+    ) -> None:
+        """Fetch an object's chunks one request at a time and check its digest.
+
+        nats-py's `ObjectStore.get` reads through a push consumer that buffers chunks as
+        fast as the server sends them, so memory grows with the object's size (measured:
+        ~20 MiB held for a 60 MiB object). Asking for each next chunk by subject keeps one
+        chunk in memory. Non-direct gets are answered by the stream leader: never stale.
+        """
+        subject = _OBJ_CHUNKS.format(bucket=subjects.FILES_BUCKET, nuid=info.nuid)
+        stream = _OBJ_STREAM.format(bucket=subjects.FILES_BUCKET)
+        h = hashlib.sha256()
+        size, seq = 0, 1
+        for _ in range(info.chunks or 0):
+            with self._mapped("get", key):
+                msg = await self._bus.js.get_msg(stream, seq=seq, subject=subject, next=True)
+            chunk = msg.data or b""
+            h.update(chunk)
+            size += len(chunk)
+            await write(chunk)
+            seq = int(msg.seq) + 1
+        expected = base64.urlsafe_b64decode(str(info.digest).split("=", 1)[1] + "==")
+        if size != (info.size or 0) or h.digest() != expected:
+            raise OWError(
+                f"NATS object {key!r} is corrupt: read {size} bytes, expected {info.size} "
+                "with its recorded SHA-256; upload it again"
+            )
 
     async def exists(self, key: str) -> bool:
         obj = await self._store()
