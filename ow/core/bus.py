@@ -220,6 +220,7 @@ class Bus:
         headers = {"Nats-Msg-Id": event.event_id}
         if expected_seq is not None:
             headers["Nats-Expected-Last-Subject-Sequence"] = str(expected_seq)
+            headers["Nats-Expected-Last-Subject-Sequence-Subject"] = subjects.aggregate_of(subject)
         with mapped("publish", subject):
             ack = await self.js.publish(subject, ev.encode(event), headers=headers)
         return ack.seq
@@ -421,7 +422,7 @@ class Bus:
         durable = subjects.dispatch_consumer(org)
         cfg = api.ConsumerConfig(
             durable_name=durable,
-            filter_subject=subjects.events_filter(org, "job"),
+            filter_subjects=subjects.dispatch_filters(org),
             ack_policy=api.AckPolicy.EXPLICIT,
             ack_wait=defaults.DISPATCH_ACK_WAIT_S,
             max_ack_pending=10_000,
@@ -429,5 +430,5 @@ class Bus:
         )
         with mapped("dispatch consumer", durable):
             return await self.js.pull_subscribe(
-                cfg.filter_subject, durable=durable, stream=subjects.EVENTS_STREAM, config=cfg
+                "", durable=durable, stream=subjects.EVENTS_STREAM, config=cfg
             )

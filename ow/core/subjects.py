@@ -17,7 +17,9 @@ __all__ = [
     "METRICS_STREAM",
     "aggregate_subject",
     "claim_key",
+    "aggregate_of",
     "dispatch_consumer",
+    "dispatch_filters",
     "events_filter",
     "file_key",
     "heartbeat_subject",
@@ -44,12 +46,17 @@ HEARTBEATS_PREFIX = "ow.hb"
 
 
 def aggregate_subject(org: str, aggregate: str, agg_id: str) -> str:
-    """`ow.ev.<org>.<aggregate>.<id>`: the subject holding one aggregate's history."""
-    return f"{EVENTS_PREFIX}.{encode_token(org)}.{aggregate}.{encode_token(agg_id)}"
+    """The filter over one aggregate's history: `ow.ev.<org>.<aggregate>.<id>.*`.
+
+    Each event is stored under `ow.ev.<org>.<aggregate>.<id>.<EventType>` (see `subject_of`),
+    so a consumer can select event types by subject (the dispatch consumer takes only the
+    events that make a job pending) while one aggregate is still one filter.
+    """
+    return f"{EVENTS_PREFIX}.{encode_token(org)}.{aggregate}.{encode_token(agg_id)}.*"
 
 
 def job_subject(org: str, job_id: str) -> str:
-    """A job's subject; its runs' control events live here too (a run is part of its job)."""
+    """A job's history filter; its runs' control events live there too (a run is part of it)."""
     return aggregate_subject(org, "job", job_id)
 
 
@@ -61,8 +68,22 @@ def events_filter(org: str | None = None, aggregate: str | None = None) -> str:
     """A wildcard over control-plane events, optionally for one org and aggregate kind."""
     org_tok = encode_token(org) if org else "*"
     if aggregate:
-        return f"{EVENTS_PREFIX}.{org_tok}.{aggregate}.*"
+        return f"{EVENTS_PREFIX}.{org_tok}.{aggregate}.>"
     return f"{EVENTS_PREFIX}.{org_tok}.>"
+
+
+def dispatch_filters(org: str) -> list[str]:
+    """Subjects of the events that make a job pending: what agents are handed."""
+    org_tok = encode_token(org)
+    return [
+        f"{EVENTS_PREFIX}.{org_tok}.job.*.{kind}"
+        for kind in ("JobSubmitted", "JobReset", "JobRequeued")
+    ]
+
+
+def aggregate_of(subject: str) -> str:
+    """The aggregate filter an event subject belongs to (for expected-sequence checks)."""
+    return subject.rsplit(".", 1)[0] + ".*"
 
 
 def metric_subject(org: str, run_id: str) -> str:
@@ -102,9 +123,10 @@ def subject_of(event: object) -> str:
     from ow.core import events as ev
 
     org = getattr(event, "org", "")
+    kind = type(event).__name__
     match event:
         case ev.FileUploaded(file_id=fid):
-            return aggregate_subject(org, "file", fid)
+            return aggregate_subject(org, "file", fid)[:-1] + kind
         case ev.MetricLogged(run_id=rid):
             return metric_subject(org, rid)
         case ev.WorkerPinged(worker_id=wid):
@@ -115,16 +137,16 @@ def subject_of(event: object) -> str:
             | ev.WorkerDraining(worker_id=wid)
             | ev.WorkerTerminated(worker_id=wid)
         ):
-            return worker_subject(org, wid)
+            return worker_subject(org, wid)[:-1] + kind
         case ev.SchedulerNoticed(subject_id=sid):
-            return aggregate_subject(org, "scheduler", sid)
+            return aggregate_subject(org, "scheduler", sid)[:-1] + kind
         case ev.OrgCreated(name=name):
-            return aggregate_subject(org, "org", name)
+            return aggregate_subject(org, "org", name)[:-1] + kind
         case ev.TokenCreated(token_id=tid) | ev.TokenRevoked(token_id=tid):
-            return aggregate_subject(org, "token", tid)
+            return aggregate_subject(org, "token", tid)[:-1] + kind
         case ev.SecretSet(name=name):
-            return aggregate_subject(org, "secret", name)
+            return aggregate_subject(org, "secret", name)[:-1] + kind
     job = getattr(event, "job_id", None)
     if job:
-        return job_subject(org, job)
+        return job_subject(org, job)[:-1] + kind
     raise ValueError(f"no subject for event {type(event).__name__}")
