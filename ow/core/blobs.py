@@ -31,6 +31,7 @@ from typing import Any, Protocol, runtime_checkable
 import anyio
 
 from ow.core import subjects
+from ow.core.bus import mapped
 from ow.core.errors import NotFoundError, OWError
 
 __all__ = ["BlobStore", "NatsObjectStore", "S3Store", "store_for"]
@@ -105,10 +106,8 @@ class NatsObjectStore:
         self._obj: Any = None
 
     async def _store(self) -> Any:
-        if self._obj is None:
-            bus = await self._bus_getter()
-            from ow.core.bus import mapped
-
+        bus = await self._bus_getter()  # cheap (the client caches it); a new one after close
+        if self._obj is None or bus is not self._bus:
             try:
                 with mapped("open object store", subjects.FILES_BUCKET):
                     obj = await bus.js.object_store(subjects.FILES_BUCKET)
@@ -121,8 +120,6 @@ class NatsObjectStore:
     @contextlib.contextmanager
     def _mapped(self, what: str, key: str) -> Iterator[None]:
         """`bus.mapped`, plus nats errors it leaves alone (digest mismatch, bad metadata)."""
-        from ow.core.bus import mapped
-
         try:
             with mapped("blob", key):
                 yield

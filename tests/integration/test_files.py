@@ -190,6 +190,14 @@ async def test_create_from_file_objects_and_empty_files(client, tmp_path):
     assert (await client.files.download(raw.id, tmp_path / "empty")).read_bytes() == b""
 
 
+async def test_client_reads_again_after_close(client, tmp_path):
+    src = tmp_path / "r.txt"
+    src.write_bytes(b"again")
+    obj = await client.files.upload(src, "result")
+    await client.close()  # the blob store must follow the client onto its new connection
+    assert await client.files.content(obj.id) == b"again"
+
+
 async def test_nats_blob_store_contract(bus, tmp_path):
     async def bus_getter():
         return bus
