@@ -9,6 +9,7 @@ job's process itself skipped so that only claiming is measured. PostgreSQL: the 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -42,7 +43,7 @@ class ClaimOnly(Agent):
         ClaimOnly.claimed[state.job_id] += 1
 
 
-PROCS = 4  # agents are separate processes in reality; 16 agents in 4 processes here
+PROCS = int(os.environ.get("BENCH_PROCS", "4"))  # agents are separate processes in reality
 
 
 async def run_claimers(url: str, n: int) -> None:
