@@ -96,6 +96,11 @@ class NatsObjectStore:
 
     Writes go through nats-py's `ObjectStore.put` (it reads the file chunk by chunk in a
     thread); reads fetch chunk by chunk (see `_read_chunks`).
+
+    Keys are content-addressed (`file_key(org, file_id)`, the id a hash of the bytes), so a
+    key that already holds a complete object (its metadata is written last) is left alone:
+    rewriting it would purge the old chunks under a reader that is streaming them (two
+    uploads of the same bytes racing while an agent downloads).
     """
 
     name = "nats"
@@ -132,12 +137,16 @@ class NatsObjectStore:
 
     async def put_file(self, key: str, path: Path | str) -> None:
         obj = await self._store()
+        if await self.exists(key):
+            return  # see the class docstring: never rewrite a complete object
         f = await anyio.to_thread.run_sync(partial(open, path, "rb"))
         with f, self._mapped("put", key):
             await obj.put(key, f)  # nats-py reads it chunk by chunk in a thread
 
     async def put_bytes(self, key: str, data: bytes) -> None:
         obj = await self._store()
+        if await self.exists(key):
+            return
         with self._mapped("put", key):
             await obj.put(key, bytes(data))
 
