@@ -1,0 +1,356 @@
+"""Applying one batch of one stream to the DuckDB tables, in one transaction.
+
+`Folder.apply(stream, msgs)` decodes the batch, folds job and worker events with
+`ow.core.state` (the one state machine), and writes the touched rows, the envelopes, the
+anomalies and the stream position it reached in a single transaction: a crash either
+applies the whole batch with its position or nothing of it. Metric batches are exploded
+into long rows by DuckDB itself (one vectorised query instead of a Python loop per key).
+
+Rows are loaded through Arrow tables (never `executemany`). Folded states are cached in
+memory and read back from the `state` column of their row after a restart.
+
+Imports: duckdb and pyarrow (lazily), msgspec and `ow.core`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from ow.core import events as ev
+from ow.core.state import JobState, WorkerState, apply, apply_worker
+from ow.projections._read import Msg
+
+__all__ = ["Folder"]
+
+log = logging.getLogger(__name__)
+
+_json = msgspec.json.Encoder()
+_job_dec = msgspec.json.Decoder(JobState)
+_worker_dec = msgspec.json.Decoder(WorkerState)
+_ping_dec = msgspec.json.Decoder(ev.WorkerPinged)
+
+_METRIC_T = (
+    '[{"type":"VARCHAR","event_id":"VARCHAR","v":"INTEGER","ts":"VARCHAR",'
+    '"run_id":"VARCHAR","job_id":"VARCHAR","data":"JSON"}]'
+)
+_NUMERIC = "('BIGINT', 'UBIGINT', 'DOUBLE')"
+_METRICS_SQL = f"""
+CREATE OR REPLACE TEMP TABLE _mx AS
+SELECT seq, subject, unnest(l, recursive := true), generate_subscripts(l, 1) - 1 AS idx
+FROM (SELECT seq, subject, from_json(j, '{_METRIC_T}') AS l FROM _stage WHERE json_valid(j));
+INSERT INTO metrics
+SELECT seq, idx, run_id, job_id, step, k, val::DOUBLE, ts, event_id, data FROM (
+    SELECT seq, idx, run_id, job_id, ts::TIMESTAMPTZ AS ts, event_id, data,
+           try_cast(json_extract(data, '$.step') AS BIGINT) AS step,
+           unnest(json_keys(data)) AS k, unnest(json_extract(data, '$.*')) AS val
+    FROM _mx WHERE type = 'MetricLogged' AND run_id IS NOT NULL AND coalesce(v, 1) = 1
+      AND json_type(data) = 'OBJECT')
+WHERE json_type(val) IN {_NUMERIC} AND k <> 'step';
+INSERT INTO anomalies
+SELECT seq, ?, subject, event_id, type, run_id,
+       'metric record rejected: ' || CASE WHEN type IS DISTINCT FROM 'MetricLogged'
+         THEN 'not a MetricLogged' WHEN run_id IS NULL THEN 'no run_id'
+         WHEN coalesce(v, 1) <> 1 THEN 'unknown schema version ' || v
+         ELSE 'data is not an object' END, NULL
+FROM _mx WHERE type IS DISTINCT FROM 'MetricLogged' OR run_id IS NULL
+   OR coalesce(v, 1) <> 1 OR json_type(data) IS DISTINCT FROM 'OBJECT';
+INSERT INTO anomalies
+SELECT seq, ?, subject, NULL, NULL, NULL, 'undecodable: not valid JSON', j
+FROM _stage WHERE NOT json_valid(j);
+"""
+
+
+def _j(value: Any) -> str:
+    return _json.encode(value).decode()
+
+
+def _arrow(columns: dict[str, tuple[Any, list[Any]]]) -> Any:
+    """An Arrow table from named, typed columns."""
+    import pyarrow as pa
+
+    return pa.table({name: pa.array(values, type=t) for name, (t, values) in columns.items()})
+
+
+def _types() -> Any:
+    import pyarrow as pa
+
+    return pa.string(), pa.int64(), pa.float64(), pa.bool_(), pa.timestamp("us", tz="UTC")
+
+
+class Folder:
+    """Folds batches into one DuckDB connection; holds the folded states in memory."""
+
+    def __init__(self, con: Any, *, fresh: bool = False):
+        self.con = con
+        self.fresh = fresh  # every state is in memory (a rebuild): never read rows back
+        self.jobs: dict[str, JobState] = {}
+        self.workers: dict[str, WorkerState] = {}
+
+    def position(self, stream: str) -> int:
+        row = self.con.execute("SELECT seq FROM positions WHERE stream = ?", [stream]).fetchall()
+        return int(row[0][0]) if row else 0
+
+    def apply(self, stream: str, msgs: list[Msg]) -> None:
+        """Apply one batch and record `msgs[-1].seq` as the stream's position, atomically."""
+        if not msgs:
+            return
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            if stream == "OW_METRICS":
+                self._metrics(stream, msgs)
+            elif stream == "OW_HEARTBEATS":
+                self._pings(msgs)
+            else:
+                self._control(stream, msgs)
+            self.con.execute(
+                "UPDATE positions SET seq = ? WHERE stream = ?", [msgs[-1].seq, stream]
+            )
+            self.con.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.con.execute("ROLLBACK")
+            self.jobs.clear()  # the cache may hold states the rollback just undid
+            self.workers.clear()
+            self.fresh = False
+            raise
+
+    # --- control-plane events ---------------------------------------------------------
+
+    def _control(self, stream: str, msgs: list[Msg]) -> None:
+        s, i64, _, _, ts = _types()
+        decoded: list[tuple[Msg, ev.Event]] = []
+        bad: list[tuple[Any, ...]] = []
+        for m in msgs:
+            try:
+                decoded.append((m, ev.decode(m.data)))
+            except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+                bad.append((m.seq, stream, m.subject, None, None, _agg_id(m.subject),
+                            f"undecodable: {exc}", m.data.decode("utf-8", "replace")))
+        kinds = [(_aggregate(m.subject), m, e) for m, e in decoded]
+        self._load("jobs", "job_id", {getattr(e, "job_id", "") for k, _, e in kinds if k == "job"})
+        self._load("workers", "worker_id",
+                   {getattr(e, "worker_id", "") for k, _, e in kinds if k == "worker"})
+        touched_jobs: set[str] = set()
+        touched_workers: set[str] = set()
+        files: list[tuple[Msg, ev.FileUploaded]] = []
+        for kind, m, e in kinds:
+            anomaly = None
+            if kind == "job":
+                jid = getattr(e, "job_id", "")
+                new, anomaly = apply(self.jobs.get(jid), e)
+                if new is not None and anomaly is None:
+                    self.jobs[jid] = new
+                    touched_jobs.add(jid)
+            elif kind == "worker":
+                wid = getattr(e, "worker_id", "")
+                new_w, anomaly = apply_worker(self.workers.get(wid), e)
+                if new_w is not None and anomaly is None:
+                    self.workers[wid] = new_w
+                    touched_workers.add(wid)
+            elif isinstance(e, ev.FileUploaded):
+                files.append((m, e))
+            if anomaly is not None:
+                bad.append((m.seq, stream, m.subject, anomaly.event_id, anomaly.event_type,
+                            anomaly.aggregate_id, anomaly.rule, m.data.decode()))
+        self._insert("events", _arrow({
+            "seq": (i64, [m.seq for m, _ in decoded]),
+            "stream": (s, [stream] * len(decoded)),
+            "subject": (s, [m.subject for m, _ in decoded]),
+            "type": (s, [type(e).__name__ for _, e in decoded]),
+            "event_id": (s, [e.event_id for _, e in decoded]),
+            "org": (s, [e.org for _, e in decoded]),
+            "ts": (ts, [e.ts for _, e in decoded]),
+            "actor": (s, [e.actor for _, e in decoded]),
+            "json": (s, [m.data.decode() for m, _ in decoded]),
+        }))
+        self._write_jobs(touched_jobs)
+        self._write_workers(touched_workers)
+        self._write_files(files)
+        self._anomalies(bad)
+
+    def _load(self, table: str, key: str, ids: Iterable[str]) -> None:
+        """Read back the states of aggregates this process has not folded yet."""
+        cache: dict[str, Any] = self.jobs if table == "jobs" else self.workers
+        missing = [i for i in ids if i and i not in cache]
+        if self.fresh or not missing:
+            return
+        dec = _job_dec if table == "jobs" else _worker_dec
+        rows = self.con.execute(
+            f"SELECT {key}, state FROM {table} WHERE {key} IN (SELECT unnest(?::VARCHAR[]))",
+            [missing],
+        ).fetchall()
+        for agg_id, state in rows:
+            cache[agg_id] = dec.decode(state)
+
+    def _replace(self, table: str, key: str, ids: list[str], rows: Any) -> None:
+        self.con.execute(
+            f"DELETE FROM {table} WHERE {key} IN (SELECT unnest(?::VARCHAR[]))", [ids]
+        )
+        self._insert(table, rows)
+
+    def _insert(self, table: str, rows: Any) -> None:
+        if rows.num_rows == 0:
+            return
+        self.con.register("_rows", rows)
+        try:
+            self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _rows")
+        finally:
+            self.con.unregister("_rows")
+
+    def _write_jobs(self, ids: set[str]) -> None:
+        if not ids:
+            return
+        s, i64, f64, b, ts = _types()
+        states = [self.jobs[i] for i in sorted(ids)]
+        last = [st.runs[-1] if st.runs else None for st in states]
+        self._replace("jobs", "job_id", [st.job_id for st in states], _arrow({
+            "job_id": (s, [st.job_id for st in states]),
+            "org": (s, [st.org for st in states]),
+            "type": (s, [st.spec.job_type for st in states]),
+            "model": (s, [st.spec.model for st in states]),
+            "status": (s, [st.status for st in states]),
+            "gen": (i64, [st.gen for st in states]),
+            "error": (s, [st.error for st in states]),
+            "cancel_requested": (b, [st.cancel_requested for st in states]),
+            "requires_vram_gb": (f64, [float(st.spec.requires_vram_gb) for st in states]),
+            "image": (s, [st.spec.image for st in states]),
+            "runs": (i64, [len(st.runs) for st in states]),
+            "run_id": (s, [r.run_id if r else None for r in last]),
+            "worker_id": (s, [r.worker_id if r else None for r in last]),
+            "outputs": (s, [_j(st.outputs) for st in states]),
+            "params": (s, [_j(st.spec.params) for st in states]),
+            "created_at": (ts, [st.created_at for st in states]),
+            "updated_at": (ts, [st.updated_at for st in states]),
+            "state": (s, [_j(st) for st in states]),
+        }))
+        runs = [r for st in states for r in st.runs]
+        self._replace("runs", "job_id", [st.job_id for st in states], _arrow({
+            "run_id": (s, [r.run_id for r in runs]),
+            "job_id": (s, [r.job_id for r in runs]),
+            "gen": (i64, [r.gen for r in runs]),
+            "worker_id": (s, [r.worker_id for r in runs]),
+            "claim_rev": (i64, [r.claim_rev for r in runs]),
+            "status": (s, [r.status for r in runs]),
+            "started_at": (ts, [r.started_at for r in runs]),
+            "finished_at": (ts, [r.finished_at for r in runs]),
+            "exit_code": (i64, [r.exit_code for r in runs]),
+            "error": (s, [r.error for r in runs]),
+            "log_file": (s, [r.log_file for r in runs]),
+            "outputs": (s, [_j(r.outputs) for r in runs]),
+            "artifacts": (s, [_j(dict(r.artifacts)) for r in runs]),
+        }))
+
+    def _write_workers(self, ids: set[str]) -> None:
+        if not ids:
+            return
+        s, _, f64, _, ts = _types()
+        ws = [self.workers[i] for i in sorted(ids)]
+        self._replace("workers", "worker_id", [w.worker_id for w in ws], _arrow({
+            "worker_id": (s, [w.worker_id for w in ws]),
+            "status": (s, [w.status for w in ws]),
+            "provider": (s, [w.provider for w in ws]),
+            "pod_id": (s, [w.pod_id for w in ws]),
+            "hardware": (s, [w.hardware for w in ws]),
+            "gpus": (s, [_j(w.gpus) for w in ws]),
+            "vram_gb": (f64, [float(w.vram_gb) for w in ws]),
+            "image": (s, [w.image for w in ws]),
+            "price_per_hour": (f64, [float(w.price_per_hour) for w in ws]),
+            "provisioned_at": (ts, [w.provisioned_at for w in ws]),
+            "registered_at": (ts, [w.registered_at for w in ws]),
+            "terminated_at": (ts, [w.terminated_at for w in ws]),
+            "last_ping": (ts, [w.last_ping for w in ws]),
+            "run_id": (s, [w.run_id for w in ws]),
+            "reason": (s, [w.reason for w in ws]),
+            "state": (s, [_j(w) for w in ws]),
+        }))
+
+    def _write_files(self, files: list[tuple[Msg, ev.FileUploaded]]) -> None:
+        if not files:
+            return
+        s, i64, _, _, ts = _types()
+        latest = {e.file_id: (m, e) for m, e in files}  # one row per file id
+        rows = list(latest.values())
+        self._replace("files", "file_id", list(latest), _arrow({
+            "file_id": (s, [e.file_id for _, e in rows]),
+            "purpose": (s, [e.purpose for _, e in rows]),
+            "filename": (s, [e.filename for _, e in rows]),
+            "size_bytes": (i64, [e.size_bytes for _, e in rows]),
+            "sha256": (s, [e.sha256 for _, e in rows]),
+            "store": (s, [e.store for _, e in rows]),
+            "key": (s, [e.key for _, e in rows]),
+            "created_at": (ts, [e.ts for _, e in rows]),
+            "seq": (i64, [m.seq for m, _ in rows]),
+        }))
+
+    def _anomalies(self, rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        s, i64, _, _, _ = _types()
+        cols = ["seq", "stream", "subject", "event_id", "type", "aggregate_id", "rule", "json"]
+        types = [i64, s, s, s, s, s, s, s]
+        self._insert("anomalies", _arrow(
+            {c: (t, [r[i] for r in rows]) for i, (c, t) in enumerate(zip(cols, types, strict=True))}
+        ))
+
+    # --- metrics and heartbeats -------------------------------------------------------
+
+    def _metrics(self, stream: str, msgs: list[Msg]) -> None:
+        s, i64, _, _, _ = _types()
+        stage = _arrow({
+            "seq": (i64, [m.seq for m in msgs]),
+            "subject": (s, [m.subject for m in msgs]),
+            "j": (s, [(m.data if m.data[:1] == b"[" else b"[" + m.data + b"]").decode(
+                "utf-8", "replace") for m in msgs]),
+        })
+        self.con.register("_stage", stage)
+        try:
+            for statement in _METRICS_SQL.split(";"):
+                if statement.strip():
+                    self.con.execute(statement, [stream] if "?" in statement else [])
+        finally:
+            self.con.unregister("_stage")
+
+    def _pings(self, msgs: list[Msg]) -> None:
+        """Heartbeats keep the newest ping per worker (order-free, so no fold is needed)."""
+        s, i64, _, _, ts = _types()
+        latest: dict[str, tuple[datetime, str, int]] = {}
+        for m in msgs:
+            try:
+                p = _ping_dec.decode(m.data)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                continue  # heartbeats are advisory and bounded; a bad one is not history
+            if p.ts and (p.worker_id not in latest or p.ts >= latest[p.worker_id][0]):
+                latest[p.worker_id] = (p.ts, p.run_id, m.seq)
+        rows = _arrow({
+            "worker_id": (s, list(latest)),
+            "ts": (ts, [v[0] for v in latest.values()]),
+            "run_id": (s, [v[1] for v in latest.values()]),
+            "seq": (i64, [v[2] for v in latest.values()]),
+        })
+        if rows.num_rows:
+            self.con.register("_rows", rows)
+            try:
+                self.con.execute(
+                    "INSERT INTO pings SELECT * FROM _rows ON CONFLICT (worker_id) DO UPDATE "
+                    "SET ts = excluded.ts, run_id = excluded.run_id, seq = excluded.seq "
+                    "WHERE excluded.ts >= pings.ts"
+                )
+            finally:
+                self.con.unregister("_rows")
+
+
+def _aggregate(subject: str) -> str:
+    """`ow.ev.<org>.<aggregate>.<id>` -> aggregate."""
+    parts = subject.split(".", 4)
+    return parts[3] if len(parts) > 3 else ""
+
+
+def _agg_id(subject: str) -> str:
+    parts = subject.split(".", 4)
+    return parts[4] if len(parts) > 4 else ""

@@ -1,0 +1,241 @@
+"""The projection shell: read each stream in batches, fold, commit with the position reached.
+
+`Projector(bus, path)` owns one DuckDB file (default `<home>/projections/<org>.duckdb`).
+`catch_up()` reads every stream to the end it had when called; `run()` catches up and then
+follows live. `rebuild()` builds a fresh file from sequence 1 and swaps it in; `replay()`
+writes the state as of a sequence or a time into a file of the caller's choice.
+
+Loop of named steps per batch: read (ordered consumer) -> fold (`ow.core.state`, in a worker
+thread, while the next batch arrives) -> commit rows and position in one transaction.
+
+Imports: anyio, `ow.core`, and the sibling projection modules (duckdb lazily).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from ow.core import subjects
+from ow.core.bus import Bus
+from ow.core.config import home_dir
+from ow.core.ids import encode_token
+from ow.projections import _db
+from ow.projections._apply import Folder
+from ow.projections._read import read_batches
+
+__all__ = ["Projector", "default_path", "rebuild", "replay", "stream_filter"]
+
+log = logging.getLogger(__name__)
+
+#: progress(stream, seq reached, end seq)
+Progress = Callable[[str, int, int], None]
+
+_PREFIX = {
+    subjects.EVENTS_STREAM: subjects.EVENTS_PREFIX,
+    subjects.METRICS_STREAM: subjects.METRICS_PREFIX,
+    subjects.HEARTBEATS_STREAM: subjects.HEARTBEATS_PREFIX,
+}
+
+
+def stream_filter(stream: str, org: str) -> str:
+    """The subject filter of one org's messages on a stream."""
+    return f"{_PREFIX[stream]}.{encode_token(org)}.>"
+
+
+def default_path(org: str) -> Path:
+    """Where a process keeps its projection of an org: `<home>/projections/<org>.duckdb`."""
+    return home_dir() / "projections" / f"{encode_token(org)}.duckdb"
+
+
+class Projector:
+    """Folds an org's streams into one DuckDB file it owns."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        path: str | Path | None = None,
+        *,
+        streams: tuple[str, ...] = _db.STREAMS,
+        batch: int = 10_000,
+        memory: bool = False,
+    ):
+        self.bus = bus
+        self.path = None if memory else Path(path) if path else default_path(bus.org)
+        self.streams = streams
+        self.batch = batch
+        self._folder: Folder | None = None
+        self._lock = anyio.Lock()
+        self.last_time_ns: dict[str, int] = {}
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    @property
+    def con(self) -> Any:
+        """The DuckDB connection (opened on first use)."""
+        return self._open().con
+
+    def _open(self) -> Folder:
+        if self._folder is None:
+            con = _db.connect(self.path)
+            empty = all(
+                con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] == 0
+                for t in ("jobs", "workers")
+            )
+            self._folder = Folder(con, fresh=empty)
+        return self._folder
+
+    def shutdown(self) -> None:
+        """Close the file. Idempotent."""
+        if self._folder is not None:
+            folder, self._folder = self._folder, None
+            with contextlib.suppress(Exception):
+                folder.con.close()
+
+    async def __aenter__(self) -> Projector:
+        await anyio.to_thread.run_sync(self._open)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    # --- reading -------------------------------------------------------------------
+
+    def position(self, stream: str) -> int:
+        return self._open().position(stream)
+
+    async def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        """Rows of a read query as dicts (runs in a worker thread)."""
+        folder = self._open()
+
+        def run() -> list[dict[str, Any]]:
+            with _db.mapped("query", self.path or ":memory:"):
+                return _db.rows(folder.con, sql, params)
+
+        async with self._lock:
+            return await anyio.to_thread.run_sync(run)
+
+    # --- folding -------------------------------------------------------------------
+
+    async def catch_up(
+        self,
+        *,
+        progress: Progress | None = None,
+        stop_at: dict[str, int] | None = None,
+        until_ns: int | None = None,
+    ) -> int:
+        """Fold every stream up to the end it has now; returns how many messages applied."""
+        folder = await anyio.to_thread.run_sync(self._open)
+        total = 0
+        for stream in self.streams:
+            filt = stream_filter(stream, self.bus.org)
+            end = await self.bus.last_seq(stream, filt)
+            if stop_at and stream in stop_at:
+                end = min(end, stop_at[stream])
+            total += await self._fold(folder, stream, filt, end, progress, until_ns)
+        return total
+
+    async def _fold(
+        self, folder: Folder, stream: str, filt: str, end: int,
+        progress: Progress | None, until_ns: int | None,
+    ) -> int:
+        start = folder.position(stream) + 1
+        applied = 0
+        if end < start:
+            return 0
+        batches = read_batches(
+            self.bus, stream, filt, start_seq=start, stop_at=end, max_batch=self.batch
+        )
+        async with contextlib.aclosing(batches):
+            async for batch in batches:
+                done = until_ns is not None and batch[-1].time_ns > until_ns
+                if until_ns is not None:
+                    batch = [m for m in batch if m.time_ns <= until_ns]
+                await self._apply(folder, stream, batch)
+                applied += len(batch)
+                if progress and batch:
+                    progress(stream, batch[-1].seq, end)
+                if done:
+                    break
+        return applied
+
+    async def _apply(self, folder: Folder, stream: str, batch: list[Any]) -> None:
+        if not batch:
+            return
+        async with self._lock:
+            with _db.mapped(f"applying {stream} up to {batch[-1].seq}", self.path or ""):
+                await anyio.to_thread.run_sync(folder.apply, stream, batch)
+        self.last_time_ns[stream] = batch[-1].time_ns
+
+    async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        """Catch up, report started, then follow every stream live until cancelled."""
+        await self.catch_up()
+        folder = self._open()
+        async with anyio.create_task_group() as tg:
+            for stream in self.streams:
+                tg.start_soon(self._follow, folder, stream)
+            task_status.started()
+
+    async def _follow(self, folder: Folder, stream: str) -> None:
+        filt = stream_filter(stream, self.bus.org)
+        batches = read_batches(
+            self.bus, stream, filt, start_seq=folder.position(stream) + 1, max_batch=self.batch
+        )
+        async with contextlib.aclosing(batches):
+            async for batch in batches:
+                await self._apply(folder, stream, batch)
+
+
+async def rebuild(
+    bus: Bus, path: str | Path | None = None, progress: Progress | None = None
+) -> Path:
+    """Replay everything from sequence 1 into a new file, then swap it in for `path`."""
+    target = Path(path) if path else default_path(bus.org)
+    await anyio.to_thread.run_sync(_check_free, target)
+    tmp = target.with_name(target.name + ".rebuild")
+    _remove(tmp)
+    async with Projector(bus, tmp) as p:
+        await p.catch_up(progress=progress)
+    _remove(target)
+    os.replace(tmp, target)
+    return target
+
+
+async def replay(
+    bus: Bus, until: int | datetime, out: str | Path, progress: Progress | None = None
+) -> Path:
+    """Write the state as of `until` (an OW_EVENTS sequence, or a time) into `out`.
+
+    With a sequence, the other streams are cut at the time that event was stored.
+    """
+    out = Path(out)
+    _remove(out)
+    async with Projector(bus, out) as p:
+        if isinstance(until, datetime):
+            await p.catch_up(progress=progress, until_ns=int(until.timestamp() * 1e9))
+        else:
+            p.streams = (subjects.EVENTS_STREAM,)
+            await p.catch_up(progress=progress, stop_at={subjects.EVENTS_STREAM: until})
+            cut = p.last_time_ns.get(subjects.EVENTS_STREAM, 0)
+            p.streams = tuple(s for s in _db.STREAMS if s != subjects.EVENTS_STREAM)
+            await p.catch_up(progress=progress, until_ns=cut)
+    return out
+
+
+def _check_free(path: Path) -> None:
+    """Raise ProjectionLockedError if another process has the file open."""
+    if path.exists():
+        _db.connect(path).close()
+
+
+def _remove(path: Path) -> None:
+    for p in (path, path.with_name(path.name + ".wal")):
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()

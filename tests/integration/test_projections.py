@@ -1,0 +1,164 @@
+"""Projections against a real nats-server: batches, resume, rebuild, replay, anomalies, locks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import anyio
+import pytest
+
+from ow.core import events as ev
+from ow.core import subjects
+from ow.projections import ProjectionLockedError, Projector, rebuild, replay
+from ow.projections._apply import Folder
+from ow.projections.audit import contents
+from tests.integration.conftest import eventually
+from tests.integration.test_projections_helpers import completed_job, pending_job, publish_metrics
+
+pytestmark = pytest.mark.anyio
+
+
+async def _count(p: Projector, table: str) -> int:
+    return (await p.query(f"SELECT count(*) AS n FROM {table}"))[0]["n"]
+
+
+async def test_catch_up_fills_every_table(bus, tmp_path):
+    await completed_job(bus)
+    await pending_job(bus)
+    async with Projector(bus, tmp_path / "p.duckdb", batch=2) as p:
+        applied = await p.catch_up()
+        jobs = await p.query("SELECT job_id, status, type, runs, run_id FROM jobs ORDER BY 1")
+        assert jobs == [
+            {"job_id": "j1", "status": "completed", "type": "custom", "runs": 1, "run_id": "r1"},
+            {"job_id": "j2", "status": "pending", "type": "fine-tuning", "runs": 0,
+             "run_id": None},
+        ]
+        runs = await p.query("SELECT run_id, status, exit_code, worker_id FROM runs")
+        assert runs == [{"run_id": "r1", "status": "completed", "exit_code": 0, "worker_id": "w1"}]
+        metrics = await p.query("SELECT step, key, value FROM metrics ORDER BY seq, idx, key")
+        assert [(m["step"], m["key"], m["value"]) for m in metrics] == [
+            (1, "loss", 2.0), (1, "lr", 0.1), (2, "loss", 1.0), (3, "loss", 0.5)]
+        assert await _count(p, "files") == 1
+        assert (await p.query("SELECT status FROM workers"))[0]["status"] == "active"
+        assert (await p.query("SELECT run_id FROM pings"))[0]["run_id"] == "r1"
+        assert await _count(p, "events") == 6
+        assert await _count(p, "anomalies") == 0
+        assert applied == 6 + 2 + 1
+        assert p.position(subjects.EVENTS_STREAM) == await bus.last_seq(
+            subjects.EVENTS_STREAM, subjects.events_filter(bus.org))
+
+
+async def test_restart_resumes_without_double_apply(bus, tmp_path):
+    path = tmp_path / "p.duckdb"
+    await completed_job(bus)
+    async with Projector(bus, path, batch=3) as p:
+        await p.catch_up()
+    await pending_job(bus)
+    await publish_metrics(bus, "r1", "j1", [{"step": 4, "loss": 0.25}])
+    async with Projector(bus, path, batch=3) as p:
+        assert await p.catch_up() == 2
+        assert await _count(p, "events") == 6
+        assert await _count(p, "metrics") == 5
+        assert await _count(p, "jobs") == 2
+        assert await p.catch_up() == 0
+
+
+async def test_failed_batch_is_rolled_back_with_its_position(bus, tmp_path, monkeypatch):
+    path = tmp_path / "p.duckdb"
+    await completed_job(bus)
+    original = Folder._write_jobs
+
+    def boom(self, ids):
+        original(self, ids)
+        raise RuntimeError("crash after writing rows, before the position")
+
+    monkeypatch.setattr(Folder, "_write_jobs", boom)
+    with pytest.raises(RuntimeError):
+        async with Projector(bus, path, streams=(subjects.EVENTS_STREAM,)) as p:
+            await p.catch_up()
+    monkeypatch.setattr(Folder, "_write_jobs", original)
+    async with Projector(bus, path) as p:
+        assert p.position(subjects.EVENTS_STREAM) == 0
+        await p.catch_up()
+        assert await _count(p, "events") == 5
+        assert (await p.query("SELECT status FROM jobs"))[0]["status"] == "completed"
+
+
+async def test_two_rebuilds_are_identical(bus, tmp_path):
+    await completed_job(bus)
+    await pending_job(bus)
+    await bus.publish(ev.RunFinished(run_id="rX", job_id="j2", status="failed"))
+    a = await rebuild(bus, tmp_path / "a.duckdb")
+    b = await rebuild(bus, tmp_path / "b.duckdb")
+    async with Projector(bus, a) as pa_, Projector(bus, b) as pb:
+        ca, cb = contents(pa_.con), contents(pb.con)
+    assert ca == cb
+    assert len(ca["anomalies"]) == 1
+    assert len(ca["metrics"]) == 4
+
+
+async def test_replay_until_a_sequence_and_a_time(bus, tmp_path):
+    await pending_job(bus)
+    cut = await bus.publish(ev.JobCancelRequested(job_id="j2"))
+    later = ev.now()
+    await bus.publish(ev.JobReset(job_id="j2", reason="again"))
+    before = await replay(bus, cut - 1, tmp_path / "before.duckdb")
+    at = await replay(bus, cut, tmp_path / "at.duckdb")
+    at_time = await replay(bus, later, tmp_path / "time.duckdb")
+    for path, status in ((before, "pending"), (at, "canceled"), (at_time, "canceled")):
+        async with Projector(bus, path) as p:
+            assert (await p.query("SELECT status FROM jobs"))[0]["status"] == status, path
+
+
+async def test_rejected_and_undecodable_events_become_anomalies(bus, tmp_path):
+    await completed_job(bus)
+    await bus.publish(ev.RunFinished(run_id="r-stale", job_id="j1", status="failed"))
+    await bus.publish_raw(subjects.job_subject(bus.org, "j1"), b"{not json")
+    await bus.publish_raw(subjects.metric_subject(bus.org, "r1"), b"[oops")
+    async with Projector(bus, tmp_path / "p.duckdb") as p:
+        await p.catch_up()
+        rows = await p.query("SELECT stream, type, rule FROM anomalies ORDER BY stream, seq")
+    assert [r["stream"] for r in rows] == ["OW_EVENTS", "OW_EVENTS", "OW_METRICS"]
+    assert rows[0]["type"] == "RunFinished"
+    assert "r-stale" in rows[0]["rule"]
+    assert rows[1]["rule"].startswith("undecodable")
+    assert rows[2]["rule"].startswith("undecodable")
+
+
+async def test_run_follows_the_live_log(bus, tmp_path):
+    async with Projector(bus, tmp_path / "p.duckdb") as p, anyio.create_task_group() as tg:
+        await tg.start(p.run)
+        await pending_job(bus, "live")
+        await publish_metrics(bus, "rl", "live", [{"step": 1, "loss": 1.0}])
+
+        async def seen():
+            return await _count(p, "jobs") == 1 and await _count(p, "metrics") == 1
+
+        await eventually(seen)
+        tg.cancel_scope.cancel()
+
+
+@pytest.fixture
+def locked_file(tmp_path):
+    """A projection file held open by another process; yields (path, pid)."""
+    path = tmp_path / "p.duckdb"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         f"import duckdb, sys; c = duckdb.connect({str(path)!r}); print('ok', flush=True); "
+         "sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    )
+    assert holder.stdout.readline().strip() == b"ok"
+    yield path, holder.pid
+    holder.kill()
+    holder.wait()
+
+
+async def test_a_file_locked_by_another_process_names_it(bus, locked_file):
+    path, pid = locked_file
+    with pytest.raises(ProjectionLockedError) as err:
+        async with Projector(bus, path) as p:
+            await p.catch_up()
+    assert str(pid) in str(err.value)
+    assert "kill" in str(err.value)
