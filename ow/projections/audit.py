@@ -52,10 +52,11 @@ _CHECKS: dict[str, str] = {
         SELECT s.seq, s.event_id, s.type, s.job_id AS aggregate_id,
                'run ' || s.run_id || ' (generation ' || s.gen || ') never ended, but job is '
                || j.status || ' at generation ' || j.gen AS detail
-        FROM _starts s JOIN jobs j USING (job_id)
+        FROM _starts s LEFT JOIN jobs j USING (job_id)
         WHERE s.run_id NOT IN (SELECT run_id FROM _ends)
           AND (j.gen > s.gen OR (j.status IN ('completed', 'failed', 'canceled')
-                                 AND j.run_id IS DISTINCT FROM s.run_id))""",
+                                 AND j.run_id IS DISTINCT FROM s.run_id)
+               OR EXISTS (SELECT 1 FROM _starts l WHERE l.job_id = s.job_id AND l.gen > s.gen))""",
     "double-termination": """
         SELECT seq, event_id, type, job_id AS aggregate_id,
                type || ' is terminal event #' || n || ' of run ' || run_id AS detail
