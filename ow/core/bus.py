@@ -62,11 +62,17 @@ def mapped(what: str, key: str = "") -> Iterator[None]:
         raise ConflictError(key, None, str(exc.description or "")) from exc
     except nats.js.errors.NotFoundError as exc:
         raise NotFoundError(what, key) from exc
+    except nats.js.errors.ServiceUnavailableError as exc:
+        raise BusUnavailableError(f"{what}: JetStream is not available yet ({exc})") from exc
     except nats.js.errors.APIError as exc:
         if exc.err_code in _WRONG_LAST_SEQ:
             raise ConflictError(key, None, str(exc.description or "")) from exc
         raise OWError(f"{what} failed: {exc.description} (code {exc.err_code})") from exc
-    except (nats.errors.NoServersError, nats.errors.ConnectionClosedError) as exc:
+    except (
+        nats.errors.NoServersError, nats.errors.ConnectionClosedError,
+        nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError,
+        nats.errors.OutboundBufferLimitError,
+    ) as exc:
         raise BusUnavailableError(f"{what}: lost the NATS connection ({exc})") from exc
     except (nats.errors.TimeoutError, TimeoutError) as exc:
         raise BusUnavailableError(f"{what}: NATS did not answer in time") from exc
@@ -197,6 +203,24 @@ class Bus:
                 raise
             await self.js.update_stream(cfg)
 
+    async def retrying(self, what: str, key: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run an idempotent operation, retrying while the server is briefly unavailable.
+
+        A restart or a leader election makes requests time out for a few seconds; reads and
+        publishes carrying a message id are safe to repeat, so they wait it out (up to
+        `defaults.RETRY_S`) instead of failing the caller.
+        """
+        deadline = anyio.current_time() + defaults.RETRY_S
+        while True:
+            try:
+                with mapped(what, key):
+                    return await fn(*args, **kwargs)
+            except BusUnavailableError:
+                if self.nc.is_closed or anyio.current_time() > deadline:
+                    raise
+                log.debug("%s %s: server unavailable, retrying", what, key)
+                await anyio.sleep(0.1)
+
     # --- publishing ----------------------------------------------------------------
 
     def stamp(self, event: ev.Event) -> ev.Event:
@@ -221,8 +245,9 @@ class Bus:
         if expected_seq is not None:
             headers["Nats-Expected-Last-Subject-Sequence"] = str(expected_seq)
             headers["Nats-Expected-Last-Subject-Sequence-Subject"] = subjects.aggregate_of(subject)
-        with mapped("publish", subject):
-            ack = await self.js.publish(subject, ev.encode(event), headers=headers)
+        ack = await self.retrying(
+            "publish", subject, self.js.publish, subject, ev.encode(event), headers=headers
+        )
         return ack.seq
 
     async def publish_batch(self, events: list[ev.Event]) -> list[int]:
@@ -251,21 +276,22 @@ class Bus:
 
     # --- reading -------------------------------------------------------------------
 
+    async def _last(self, stream: str, subject: str) -> Any:
+        try:
+            return await self.retrying(
+                "read", subject, self.js.get_last_msg, stream, subject, direct=True
+            )
+        except NotFoundError:
+            return None
+
     async def last_seq(self, stream: str, subject: str) -> int:
         """Sequence of the last message on a subject (0 if it has none)."""
-        try:
-            msg = await self.js.get_last_msg(stream, subject, direct=True)
-        except nats.js.errors.NotFoundError:
-            return 0
-        with mapped("read", subject):
-            return int(msg.seq)
+        msg = await self._last(stream, subject)
+        return 0 if msg is None else int(msg.seq)
 
     async def last_raw(self, stream: str, subject: str) -> bytes | None:
-        try:
-            msg = await self.js.get_last_msg(stream, subject, direct=True)
-        except nats.js.errors.NotFoundError:
-            return None
-        return bytes(msg.data)
+        msg = await self._last(stream, subject)
+        return None if msg is None else bytes(msg.data)
 
     async def history(
         self, subject: str, stream: str = subjects.EVENTS_STREAM
@@ -359,11 +385,10 @@ class Bus:
         """The current value and revision of a key, or None if absent or deleted."""
         store = await self.kv(bucket)
         try:
-            entry = await store.get(key)
-        except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+            entry = await self.retrying("kv get", key, store.get, key)
+        except NotFoundError:  # absent or deleted (KeyNotFoundError is a NotFoundError)
             return None
-        with mapped("kv get", key):
-            return KvEntry(entry.value or b"", entry.revision)
+        return KvEntry(entry.value or b"", entry.revision)
 
     async def kv_create(
         self, bucket: str, key: str, value: bytes, ttl_s: float | None = None

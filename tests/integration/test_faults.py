@@ -1,0 +1,110 @@
+"""Fault tests with real processes: server restart mid-job, SIGTERM, kill -9 of an agent."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import anyio
+import pytest
+
+from ow.core import subjects
+from ow.core import events as ev
+from ow.core.server import NatsServer
+
+from .agents import client, kill9, running_agents, start_agent_process
+from .conftest import eventually
+
+pytestmark = pytest.mark.anyio
+
+
+async def _history(ow, job_id):
+    bus = await ow.bus()
+    history, _ = await bus.history(subjects.job_subject(bus.org, job_id))
+    return [d.event for d in history]
+
+
+async def _in_progress(ow, job_id):
+    job = await ow.jobs.retrieve(job_id)
+    return job if job.status == "in_progress" else None
+
+
+async def test_server_restart_mid_job_loses_nothing(fresh_nats, org, tmp_path):
+    flag = tmp_path / "go"
+    command = (
+        f"while [ ! -e {flag} ]; do sleep 0.05; done; "
+        "python -c \"from ow import OpenWeights; o = OpenWeights(); "
+        "[o.run.log({'step': i}) for i in range(20)]\""
+    )
+    url, port, store = fresh_nats.url, fresh_nats.port, fresh_nats.store_dir
+    async with client(url, org) as ow, running_agents(url, org, 1, tmp_path):
+        job = await ow.shell.create(command=command)
+        await eventually(lambda: _in_progress(ow, job.id), timeout=20)
+        before = await _history(ow, job.id)
+        fresh_nats.stop()
+        restarted = NatsServer(store, port=port, name="fresh").start()
+        try:
+            flag.touch()
+            done = await ow.jobs.wait(job.id, timeout=40)
+            assert done.status == "completed"
+            after = await _history(ow, job.id)
+            assert [e.event_id for e in after[: len(before)]] == [e.event_id for e in before]
+            assert [type(e).__name__ for e in after].count("RunFinished") == 1
+            steps = [r["data"]["step"] for r in await ow.events.list(job_id=job.id)]
+            assert steps == list(range(20))
+        finally:
+            restarted.stop()
+
+
+async def test_sigterm_requeues_the_job_for_another_agent(nats_server, org, tmp_path):
+    flag = tmp_path / "go"
+    command = f"while [ ! -e {flag} ]; do sleep 0.05; done; echo finished"
+    async with client(nats_server.url, org) as ow:
+        proc = start_agent_process(nats_server.url, org, "victim", tmp_path)
+        try:
+            job = await ow.shell.create(command=command)
+            first = await eventually(lambda: _in_progress(ow, job.id), timeout=20)
+            assert first.runs[-1].worker_id == "victim"
+            os.killpg(proc.pid, signal.SIGTERM)
+            assert proc.wait(15) == 0
+        finally:
+            if proc.poll() is None:
+                kill9(proc)
+        events = await _history(ow, job.id)
+        assert any(isinstance(e, ev.JobRequeued) for e in events)
+        async with running_agents(nats_server.url, org, 1, tmp_path) as (other,):
+            flag.touch()
+            done = await ow.jobs.wait(job.id, timeout=30)
+            assert done.runs[-1].worker_id == other.worker_id
+            assert [r.status for r in done.runs] == ["requeued", "completed"]
+        bus = await ow.bus()
+        worker_events, _ = await bus.history(subjects.worker_subject(org, "victim"))
+        assert isinstance(worker_events[-1].event, ev.WorkerTerminated)
+
+
+async def test_kill9_agent_mid_job_is_requeued_and_completes_once(nats_server, org, tmp_path):
+    scheduler = pytest.importorskip("ow.scheduler")
+    if not hasattr(scheduler, "testing_scheduler"):
+        pytest.skip("the scheduler is not built yet")
+    flag = tmp_path / "go"
+    command = f"while [ ! -e {flag} ]; do sleep 0.05; done; echo finished"
+    async with client(nats_server.url, org) as ow:
+        proc = start_agent_process(nats_server.url, org, "doomed", tmp_path)
+        job = await ow.shell.create(command=command)
+        await eventually(lambda: _in_progress(ow, job.id), timeout=20)
+        kill9(proc)
+        async with anyio.create_task_group() as tg, running_agents(
+            nats_server.url, org, 1, tmp_path
+        ) as (other,):
+            sched = scheduler.testing_scheduler(nats_server.url, org, lost_after_s=1.5)
+            await tg.start(sched.run)
+            flag.touch()
+            done = await ow.jobs.wait(job.id, timeout=40)
+            sched.shutdown()
+            tg.cancel_scope.cancel()
+        assert done.runs[-1].worker_id == other.worker_id
+        events = await _history(ow, job.id)
+        finished = [e for e in events if isinstance(e, ev.RunFinished)]
+        assert len(finished) == 1 and finished[0].run_id == done.runs[-1].id
+        requeued = [e for e in events if isinstance(e, ev.JobRequeued)]
+        assert requeued and requeued[0].evidence
