@@ -1,0 +1,130 @@
+"""`ow tail` (one line per event, live) and `ow metrics` (latest values and a sparkline).
+
+Imports: typer, `ow.cli` helpers, `ow.core`, `ow.projections`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import typer
+
+from ow.cli import _app, render
+from ow.cli._app import run
+
+__all__ = ["register"]
+
+
+def _since(value: str | None) -> tuple[int | None, datetime | None]:
+    """`--since 42` (a sequence) or `--since 2025-01-01T10:00` (a time, UTC if naive)."""
+    from datetime import UTC
+
+    from ow.core.errors import ConfigError
+
+    if value is None:
+        return None, None
+    if value.isdigit():
+        return int(value), None
+    try:
+        t = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise ConfigError(f"--since {value!r}: give a sequence number or an ISO time") from exc
+    return None, t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _matches(event: Any, subject: str, kinds: list[str]) -> bool:
+    name = type(event).__name__.lower()
+    agg = subject.split(".")[3] if subject.count(".") >= 4 else ""
+    return not kinds or any(name.startswith(k.lower()) or agg == k.lower() for k in kinds)
+
+
+_TYPE_OPTION = typer.Option([], "--type", help="event type or aggregate (job, worker, …)")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def tail(
+        org: str = typer.Option(None, "--org", help="org to tail ('*': every org)"),
+        type: list[str] = _TYPE_OPTION,
+        since: str = typer.Option(None, help="start at a sequence or an ISO time"),
+        follow: bool = typer.Option(True, "--follow/--no-follow", help="keep following"),
+        json: bool = typer.Option(False, "--json", help="one JSON object per line"),
+    ) -> None:
+        """One line per control-plane event, colored by aggregate."""
+        from ow.core import subjects
+
+        start_seq, start_time = _since(since)
+        if not follow and start_seq is None and start_time is None:
+            start_seq = 1
+
+        async def go() -> None:
+            async with _app.connected() as bus:
+                filt = subjects.events_filter(None if org == "*" else org or bus.org)
+                stop = None if follow else await bus.last_seq(subjects.EVENTS_STREAM, filt)
+                if stop == 0:
+                    return
+                async for d in bus.subscribe(
+                    filt, start_seq=start_seq, start_time=start_time, stop_at=stop
+                ):
+                    if _matches(d.event, d.subject, type):
+                        _print(d, json)
+
+        run(go)
+
+    @app.command()
+    def metrics(
+        run_id: str,
+        follow: bool = typer.Option(False, "--follow", "-f", help="follow live"),
+        key: str = typer.Option("loss", help="metric drawn as a sparkline"),
+        json: bool = typer.Option(False, "--json"),
+    ) -> None:
+        """Latest value of each metric of a run and a sparkline of `loss`."""
+        from ow.projections import views
+
+        async def go() -> None:
+            async with _app.projection() as p:
+                summary = await views.metrics_summary(p, run_id, key)
+                _show_metrics(summary, key, json)
+                if follow:
+                    await _follow_metrics(p, run_id, key, json)
+
+        run(go)
+
+
+def _print(d: Any, json: bool) -> None:
+    if json:
+        import msgspec
+
+        render.json_out({"seq": d.seq, "subject": d.subject, **msgspec.to_builtins(d.event)})
+    else:
+        render.event_line(d.seq, d.subject, d.event)
+
+
+def _show_metrics(summary: dict[str, Any], key: str, json: bool) -> None:
+    if json:
+        return render.json_out(summary)
+    render.table(summary["latest"], ("key", "value", "step", "n"), title=summary["run_id"])
+    if summary[key]:
+        render.console().print(f"{key} {render.sparkline(summary[key])} {summary[key][-1]:.4g}")
+
+
+async def _follow_metrics(p: Any, run_id: str, key: str, json: bool) -> None:
+    """Re-render as new records of the run are folded into the projection."""
+    from ow.projections import views
+
+    async for _ in _ticks(p, run_id):
+        _show_metrics(await views.metrics_summary(p, run_id, key), key, json)
+
+
+async def _ticks(p: Any, run_id: str) -> Any:
+    """Yield after each new metrics message of the run (folded into `p` first)."""
+    from ow.core import subjects
+
+    start = p.position(subjects.METRICS_STREAM) + 1
+    async for _ in p.bus.subscribe(
+        subjects.metric_subject(p.bus.org, run_id), stream=subjects.METRICS_STREAM,
+        start_seq=start, raw=True,
+    ):
+        await p.catch_up()
+        yield

@@ -1,0 +1,114 @@
+"""`ow ls`, `ow show`, `ow logs`, `ow cancel`, `ow restart`, `ow exec`, `ow deploy`.
+
+Imports: typer, `ow.cli` helpers, `ow.projections`, `ow.sdk`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from ow.cli import _app, render
+from ow.cli._app import run
+
+__all__ = ["register"]
+
+_LS_COLUMNS = ("job_id", "type", "status", "model", "runs", "worker_id", "created_at")
+
+
+def _job_dict(job: Any) -> dict[str, Any]:
+    return {"job_id": job.id, "type": job.type, "status": job.status, "gen": job.gen,
+            "runs": [r.id for r in job.runs], "error": job.error, "outputs": job.outputs}
+
+
+_MOUNT_OPTION = typer.Option([], "--mount", help="file or directory to mount (repeatable)")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("ls")
+    def ls(
+        status: str = typer.Option(None, help="pending | in_progress | completed | failed | …"),
+        type: str = typer.Option(None, "--type", help="job type"),
+        limit: int = typer.Option(100, help="at most this many"),
+        json: bool = typer.Option(False, "--json", help="print JSON"),
+    ) -> None:
+        """List jobs, newest first (from the projection, caught up first)."""
+        from ow.projections import views
+
+        async def go() -> list[dict[str, Any]]:
+            async with _app.projection() as p:
+                return await views.list_jobs(p, status, type, limit)
+
+        rows = run(go)
+        render.json_out(rows) if json else render.table(rows, _LS_COLUMNS)
+
+    @app.command()
+    def show(
+        job_id: str, json: bool = typer.Option(False, "--json", help="print JSON")
+    ) -> None:
+        """A job, its runs and its last events."""
+        from ow.projections import views
+
+        async def go() -> dict[str, Any]:
+            async with _app.projection() as p:
+                return await views.job_detail(p, job_id)
+
+        job = run(go)
+        if json:
+            return render.json_out(job)
+        render.console().print(
+            f"[bold]{job['job_id']}[/] {job['type']} [bold]{job['status']}[/] gen {job['gen']}"
+            f" model={job['model'] or '-'} image={job['image'] or '-'}"
+            + (f"\n[red]{job['error']}[/]" if job["error"] else "")
+        )
+        render.table(job["runs_detail"], ("run_id", "gen", "status", "worker_id", "exit_code",
+                                          "started_at", "finished_at"), title="runs")
+        render.table(job["events"], ("seq", "ts", "type", "actor"), title="last events")
+
+    @app.command()
+    def logs(
+        job_or_run: str, follow: bool = typer.Option(False, "--follow", "-f", help="follow live")
+    ) -> None:
+        """A run's output (a job's latest run), from the log stream or the saved log file."""
+        from ow.cli._stream import show_logs
+
+        run(show_logs, job_or_run, follow)
+
+    @app.command()
+    def cancel(job_id: str, json: bool = typer.Option(False, "--json")) -> None:
+        """Cancel a job (a running one is killed)."""
+        async def go() -> Any:
+            async with _app.client() as c:
+                return _job_dict(await c.jobs.cancel(job_id))
+
+        job = run(go)
+        render.json_out(job) if json else render.console().print(f"{job_id}: {job['status']}")
+
+    @app.command()
+    def restart(job_id: str, json: bool = typer.Option(False, "--json")) -> None:
+        """Run a finished job again (a new generation)."""
+        async def go() -> Any:
+            async with _app.client() as c:
+                return _job_dict(await c.jobs.restart(job_id))
+
+        job = run(go)
+        render.json_out(job) if json else render.console().print(f"{job_id}: {job['status']}")
+
+    @app.command("exec")
+    def exec_(
+        command: str,
+        mount: list[str] = _MOUNT_OPTION,
+        vram: float = typer.Option(0, "--vram", help="GPU memory needed (GB)"),
+    ) -> None:
+        """Run a shell command as a custom job, stream its output, exit with its exit code."""
+        from ow.cli._stream import exec_job
+
+        raise typer.Exit(run(exec_job, command, mount, vram))
+
+    @app.command()
+    def deploy(model: str) -> None:
+        """Serve a model behind an OpenAI-compatible API until Ctrl-C."""
+        from ow.cli._stream import deploy_model
+
+        run(deploy_model, model)
