@@ -139,6 +139,14 @@ class Agent:
         if self.bus is None:
             return
         try:
+            with anyio.move_on_after(defaults.LEAVE_TIMEOUT_S):
+                await self._release_and_deregister(reason)
+        finally:
+            await self.bus.close()
+
+    async def _release_and_deregister(self, reason: str) -> None:
+        assert self.bus is not None
+        try:
             if self.current is not None:
                 run = self.current
                 self.current = None
@@ -151,8 +159,6 @@ class Agent:
             await self.bus.publish(ev.WorkerTerminated(worker_id=self.worker_id, reason=reason))
         except OWError as exc:
             log.warning("worker_id=%s could not deregister cleanly: %s", self.worker_id, exc)
-        finally:
-            await self.bus.close()
 
     async def _heartbeat(self) -> None:
         assert self.bus is not None

@@ -35,6 +35,7 @@ CLAIM_DELAY_MAX_S = 0.25
 DISPATCH_ACK_WAIT_S = 30.0
 DISPATCH_NAK_DELAY_S = 0.5
 KILL_GRACE_S = 0.5
+LEAVE_TIMEOUT_S = 10.0  # an agent leaving gives up releasing its claim after this
 LOG_TAIL_CHARS = 2000
 
 RUN_LOG_BATCH = 512

@@ -37,13 +37,14 @@ async def test_server_restart_mid_job_loses_nothing(fresh_nats, org, tmp_path):
         "[o.run.log({'step': i}) for i in range(20)]\""
     )
     url, port, store = fresh_nats.url, fresh_nats.port, fresh_nats.store_dir
-    async with client(url, org) as ow, running_agents(url, org, 1, tmp_path):
-        job = await ow.shell.create(command=command)
-        await eventually(lambda: _in_progress(ow, job.id), timeout=20)
-        before = await _history(ow, job.id)
-        fresh_nats.stop()
-        restarted = NatsServer(store, port=port, name="fresh").start()
-        try:
+    restarted = None
+    try:
+        async with client(url, org) as ow, running_agents(url, org, 1, tmp_path):
+            job = await ow.shell.create(command=command)
+            await eventually(lambda: _in_progress(ow, job.id), timeout=20)
+            before = await _history(ow, job.id)
+            fresh_nats.stop()
+            restarted = NatsServer(store, port=port, name="fresh").start()
             flag.touch()
             done = await ow.jobs.wait(job.id, timeout=40)
             assert done.status == "completed"
@@ -52,7 +53,8 @@ async def test_server_restart_mid_job_loses_nothing(fresh_nats, org, tmp_path):
             assert [type(e).__name__ for e in after].count("RunFinished") == 1
             steps = [r["data"]["step"] for r in await ow.events.list(job_id=job.id)]
             assert steps == list(range(20))
-        finally:
+    finally:
+        if restarted is not None:
             restarted.stop()
 
 
