@@ -48,27 +48,18 @@ def build_app() -> Any:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `ow` console script."""
-    import click
-
     from ow.cli import _app, render
     from ow.core.errors import ConfigError, OWError
 
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        try:
-            build_app()(args=argv, standalone_mode=False)
+        try:  # standalone: click prints usage errors and exits 2 by itself
+            build_app()(args=argv, standalone_mode=True)
         except BaseExceptionGroup as group:  # an error raised inside a task group
             first = _first_leaf(group)
             if isinstance(first, OWError | KeyboardInterrupt):
                 raise first from group
             raise
-    except click.exceptions.Abort:
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
     except OWError as exc:

@@ -1,0 +1,126 @@
+"""The real `ow` command in a subprocess, against the test server and a fresh org."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+
+from ow.core import events as ev
+from ow.core import subjects
+from tests.integration.test_projections_helpers import completed_job, pending_job
+
+pytestmark = pytest.mark.anyio
+
+OW = str(Path(sys.executable).parent / "ow")
+
+
+@pytest.fixture
+def ow(nats_server, org, tmp_path):
+    """Run `ow ARGS…`; returns (exit code, stdout, stderr)."""
+    env = {**os.environ, "OW_URL": nats_server.url, "OW_ORG": org, "OW_HOME": str(tmp_path),
+           "COLUMNS": "200"}
+
+    async def run(*args: str) -> tuple[int, str, str]:
+        proc = await anyio.run_process([OW, *args], env=env, check=False)
+        return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
+
+    return run
+
+
+async def test_ls_lists_jobs_as_json(bus, ow):
+    await completed_job(bus)
+    await pending_job(bus)
+    code, out, _ = await ow("ls", "--json")
+    assert code == 0
+    assert {(j["job_id"], j["status"]) for j in json.loads(out)} == {
+        ("j1", "completed"), ("j2", "pending")}
+    code, out, _ = await ow("ls", "--status", "pending", "--json")
+    assert [j["job_id"] for j in json.loads(out)] == ["j2"]
+
+
+async def test_ls_renders_a_table(bus, ow):
+    await pending_job(bus)
+    code, out, _ = await ow("ls")
+    assert code == 0
+    assert "j2" in out
+    assert "fine-tuning" in out
+
+
+async def test_show_gives_runs_and_last_events(bus, ow):
+    await completed_job(bus)
+    code, out, _ = await ow("show", "j1", "--json")
+    job = json.loads(out)
+    assert code == 0
+    assert [r["run_id"] for r in job["runs_detail"]] == ["r1"]
+    assert [e["type"] for e in job["events"]] == ["JobSubmitted", "RunStarted", "RunFinished"]
+
+
+async def test_tail_prints_one_line_per_event(bus, ow):
+    await completed_job(bus)
+    code, out, _ = await ow("tail", "--no-follow", "--json")
+    assert code == 0
+    types = [json.loads(line)["type"] for line in out.splitlines()]
+    assert types == ["WorkerRegistered", "FileUploaded", "JobSubmitted", "RunStarted",
+                     "RunFinished"]
+    code, out, _ = await ow("tail", "--no-follow", "--type", "worker")
+    assert len(out.splitlines()) == 1
+    assert "WorkerRegistered" in out
+
+
+async def test_audit_reports_clean_then_a_violation(bus, ow):
+    await completed_job(bus)
+    code, out, _ = await ow("audit", "--json")
+    assert code == 0
+    assert json.loads(out)["clean"] is True
+    await bus.publish(ev.RunFinished(run_id="r-old", job_id="j1", status="failed"))
+    code, out, _ = await ow("audit", "--json")
+    report = json.loads(out)
+    assert code == 1, out
+    assert [v["rule"] for v in report["violations"]] == ["rejected-event"]
+
+
+async def test_an_error_is_one_red_line_and_exit_1(bus, ow):
+    code, out, err = await ow("show", "no-such-job")
+    assert code == 1
+    assert err.strip().splitlines() == [
+        "error: job 'no-such-job' not found — see `ow ls` for the jobs of this org"]
+    assert "Traceback" not in err
+
+
+async def test_usage_errors_exit_2(ow):
+    code, _, err = await ow("ls", "--bogus")
+    assert code == 2
+    assert "--bogus" in err
+
+
+async def test_metrics_workers_logs_and_ssh(bus, ow):
+    await completed_job(bus)
+    await bus.publish_raw(subjects.log_subject(bus.org, "r1"), b"hello\n")
+    await bus.publish_raw(subjects.log_subject(bus.org, "r1"), b"world\n")
+    code, out, _ = await ow("metrics", "r1", "--json")
+    summary = json.loads(out)
+    assert summary["loss"] == [2.0, 1.0, 0.5]
+    code, out, _ = await ow("workers", "--json")
+    assert [w["worker_id"] for w in json.loads(out)] == ["w1"]
+    code, out, _ = await ow("logs", "j1")
+    assert out == "hello\nworld\n"
+    code, _, err = await ow("ssh", "w1")
+    assert code == 1
+    assert len(err.strip().splitlines()) == 1
+
+
+async def test_replay_and_rebuild(bus, ow, tmp_path):
+    await pending_job(bus)
+    seq = await bus.publish(ev.JobCancelRequested(job_id="j2"))
+    out_file = tmp_path / "then.duckdb"
+    code, _, err = await ow("replay", "--until", str(seq - 1), "--out", str(out_file))
+    assert code == 0, err
+    assert out_file.exists()
+    code, out, err = await ow("projections", "rebuild")
+    assert code == 0, err
+    assert "rebuilt" in out
