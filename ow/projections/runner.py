@@ -72,6 +72,7 @@ class Projector:
         self.streams = streams
         self.batch = batch
         self._folder: Folder | None = None
+        self._streams: dict[str, Folder] = {}  # one cursor (own transactions) per stream
         self._lock = anyio.Lock()
         self.last_time_ns: dict[str, int] = {}
 
@@ -92,10 +93,24 @@ class Projector:
             self._folder = Folder(con, fresh=empty)
         return self._folder
 
+    def _stream_folder(self, stream: str) -> Folder:
+        """Each stream writes through its own cursor: streams fold concurrently (their tables
+        and position rows are disjoint), and the control stream keeps the state caches."""
+        main = self._open()
+        if stream == subjects.EVENTS_STREAM:
+            return main
+        if stream not in self._streams:
+            self._streams[stream] = Folder(main.con.cursor(), fresh=True)
+        return self._streams[stream]
+
     def shutdown(self) -> None:
         """Close the file. Idempotent."""
         if self._folder is not None:
             folder, self._folder = self._folder, None
+            for f in self._streams.values():
+                with contextlib.suppress(Exception):
+                    f.con.close()
+            self._streams.clear()
             with contextlib.suppress(Exception):
                 folder.con.close()
 
@@ -113,11 +128,13 @@ class Projector:
 
     async def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
         """Rows of a read query as dicts (runs in a worker thread)."""
-        folder = self._open()
+        if "_reader" not in self._streams:  # its own cursor: queries never wait on a fold
+            self._streams["_reader"] = Folder(self._open().con.cursor())
+        reader = self._streams["_reader"].con
 
         def run() -> list[dict[str, Any]]:
             with _db.mapped("query", self.path or ":memory:"):
-                return _db.rows(folder.con, sql, params)
+                return _db.rows(reader, sql, params)
 
         async with self._lock:
             return await anyio.to_thread.run_sync(run)
@@ -131,16 +148,31 @@ class Projector:
         stop_at: dict[str, int] | None = None,
         until_ns: int | None = None,
     ) -> int:
-        """Fold every stream up to the end it has now; returns how many messages applied."""
-        folder = await anyio.to_thread.run_sync(self._open)
-        total = 0
-        for stream in self.streams:
+        """Fold every stream up to the end it has now; returns how many messages applied.
+
+        Streams are folded concurrently (the control plane's fold in Python overlaps the
+        metrics' load inside DuckDB)."""
+        await anyio.to_thread.run_sync(self._open)
+        counts: dict[str, int] = {}
+
+        async def one(stream: str) -> None:
             filt = stream_filter(stream, self.bus.org)
             end = await self.bus.last_seq(stream, filt)
             if stop_at and stream in stop_at:
                 end = min(end, stop_at[stream])
-            total += await self._fold(folder, stream, filt, end, progress, until_ns)
-        return total
+            counts[stream] = await self._fold(
+                self._stream_folder(stream), stream, filt, end, progress, until_ns
+            )
+
+        try:
+            async with anyio.create_task_group() as tg:
+                for stream in self.streams:
+                    tg.start_soon(one, stream)
+        except BaseExceptionGroup as group:  # callers see the error, not a group of one
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from group
+            raise
+        return sum(counts.values())
 
     async def _fold(
         self, folder: Folder, stream: str, filt: str, end: int,
@@ -169,18 +201,16 @@ class Projector:
     async def _apply(self, folder: Folder, stream: str, batch: list[Any]) -> None:
         if not batch:
             return
-        async with self._lock:
-            with _db.mapped(f"applying {stream} up to {batch[-1].seq}", self.path or ""):
-                await anyio.to_thread.run_sync(folder.apply, stream, batch)
+        with _db.mapped(f"applying {stream} up to {batch[-1].seq}", self.path or ""):
+            await anyio.to_thread.run_sync(folder.apply, stream, batch)
         self.last_time_ns[stream] = batch[-1].time_ns
 
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         """Catch up, report started, then follow every stream live until cancelled."""
         await self.catch_up()
-        folder = self._open()
         async with anyio.create_task_group() as tg:
             for stream in self.streams:
-                tg.start_soon(self._follow, folder, stream)
+                tg.start_soon(self._follow, self._stream_folder(stream), stream)
             task_status.started()
 
     async def _follow(self, folder: Folder, stream: str) -> None:

@@ -1,0 +1,140 @@
+"""Projection rebuild rate and read-query latency on a 1M-event log.
+
+Publishes 100k control-plane events (25k jobs: submitted, started, artifact, finished) and
+900k MetricLogged (9k messages of 100 records, as `ow.run.log` batches) to an embedded
+nats-server, then measures:
+
+- rebuild: replay every stream from sequence 1 into a fresh DuckDB file (events/s);
+- `ow ls` query (the jobs list) and a metrics aggregate, on the rebuilt projection;
+- `ow ls` end to end (a subprocess: start, connect, catch up, query, render).
+
+Target: rebuild >= 300k events/s. Run: `.venv/bin/python bench/bench_projection.py`.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import anyio
+
+from ow.core import bus as bus_mod
+from ow.core import events as ev
+from ow.core import subjects
+from ow.core.server import NatsServer
+from ow.projections import Projector, rebuild, views
+
+JOBS = 25_000
+METRIC_MSGS, PER_MSG = 9_000, 100
+ORG = "bench"
+
+
+async def _publish(bus) -> int:
+    t = ev.now()
+    batch: list[ev.Event] = []
+    for i in range(JOBS):
+        jid, rid = f"job-{i:06d}", f"run-{i:06d}"
+        batch += [
+            ev.JobSubmitted(job_id=jid, job_type="custom" if i % 3 else "fine-tuning",
+                            model="m", params={"i": i}, ts=t),
+            ev.RunStarted(run_id=rid, job_id=jid, gen=0, worker_id=f"w{i % 8}", ts=t),
+            ev.ArtifactUploaded(run_id=rid, job_id=jid, file_id=f"f{i}", path="out.txt", ts=t),
+            ev.RunFinished(run_id=rid, job_id=jid, status="completed", exit_code=0, ts=t),
+        ]
+        if len(batch) >= 10_000:
+            await bus.publish_batch(batch)
+            batch = []
+    await bus.publish_batch(batch)
+    futures = []
+    for m in range(METRIC_MSGS):
+        rid = f"run-{m:06d}"
+        body = b"[" + b",".join(
+            ev.encode(bus.stamp(ev.MetricLogged(
+                run_id=rid, job_id=f"job-{m:06d}", ts=t,
+                data={"step": s, "loss": 1.0 / (s + 1), "lr": 1e-4, "tokens": s * 512})))
+            for s in range(PER_MSG)
+        ) + b"]"
+        futures.append(await bus.publish_raw(subjects.metric_subject(ORG, rid), body, wait=False))
+        if len(futures) >= 1000:
+            for f in futures:
+                await f
+            futures = []
+    for f in futures:
+        await f
+    return JOBS * 4 + METRIC_MSGS * PER_MSG
+
+
+def _timed(fn, repeat: int = 5) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+async def main() -> None:
+    root = Path(tempfile.mkdtemp(prefix="ow-bench-"))
+    server = NatsServer(root / "nats", name="bench").start()
+    try:
+        bus = await bus_mod.connect(server.url, org=ORG, actor="bench")
+        await bus.provision()
+        t0 = time.perf_counter()
+        n = await _publish(bus)
+        publish_s = time.perf_counter() - t0
+        path = root / "p.duckdb"
+        t0 = time.perf_counter()
+        await rebuild(bus, path)
+        rebuild_s = time.perf_counter() - t0
+        async with Projector(bus, path) as p:
+            ls_s = await _atimed(lambda: views.list_jobs(p, None, None, 100))
+            agg_sql = ("SELECT run_id, min(value) AS best, arg_max(value, step) AS last "
+                       "FROM metrics WHERE key = 'loss' GROUP BY run_id ORDER BY best LIMIT 20")
+            agg_s = await _atimed(lambda: p.query(agg_sql))
+            rows = (await p.query("SELECT count(*) AS n FROM metrics"))[0]["n"]
+        await bus.close()
+        env = {**os.environ, "OW_URL": server.url, "OW_ORG": ORG, "OW_HOME": str(root / "home")}
+        cli = Path(sys.executable).parent / "ow"
+        cli_s = await anyio.to_thread.run_sync(lambda: _timed(lambda: subprocess.run(
+            [cli, "--db", str(path), "ls", "--limit", "20"], env=env, capture_output=True,
+            check=True), repeat=3))
+        _table(n, rows, publish_s, rebuild_s, ls_s, agg_s, cli_s)
+    finally:
+        server.stop(kill=True)
+
+
+async def _atimed(make, repeat: int = 5) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        await make()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _table(n, rows, publish_s, rebuild_s, ls_s, agg_s, cli_s) -> None:
+    rate = n / rebuild_s
+    lines = [
+        ("events in the log", f"{n:,}", "100k control + 900k metrics"),
+        ("metric rows (long format)", f"{rows:,}", "loss, lr, tokens per record"),
+        ("publish (setup)", f"{publish_s:.1f} s", ""),
+        ("rebuild", f"{rebuild_s:.2f} s", f"{rate:,.0f} events/s "
+         f"({rate / 300_000:.2f}x the 300k/s target)"),
+        ("`ow ls` query (100 jobs)", f"{ls_s * 1000:.1f} ms", "median of 5"),
+        ("metrics aggregate (best loss/run)", f"{agg_s * 1000:.1f} ms", "median of 5"),
+        ("`ow ls` end to end (subprocess)", f"{cli_s * 1000:.0f} ms",
+         "start, connect, catch up, query, render"),
+    ]
+    w = max(len(a) for a, _, _ in lines)
+    print(f"{'measure':<{w}}  {'value':>12}  note")
+    for a, b, c in lines:
+        print(f"{a:<{w}}  {b:>12}  {c}")
+
+
+if __name__ == "__main__":
+    anyio.run(main)
