@@ -134,7 +134,8 @@ async def main() -> None:
     with NatsServerCtx() as url:
         ow_rate, ow_dups = await ow_claims(url)
     pg = await anyio.to_thread.run_sync(pg_claims)
-    print(f"{N} jobs, {AGENTS} claimers (ow: {AGENTS} agents in {PROCS} processes; PG: {AGENTS} connections)")
+    print(f"{N} jobs, {AGENTS} claimers "
+          f"(ow: {AGENTS} agents in {PROCS} processes; PG: {AGENTS} connections)")
     print(f"{'method':<40}{'claims/s':>12}{'duplicates':>12}{'vs PG':>10}")
     print(f"{'ow dispatch consumer + KV create fence':<40}{ow_rate:>12,.0f}{ow_dups:>12}"
           f"{(f'{ow_rate / pg[0]:.2f}x' if pg else '-'):>10}")

@@ -11,6 +11,7 @@ up / noticed at the next poll. It runs in the same process, in real time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import subprocess
@@ -39,7 +40,6 @@ def pct(xs: list[float]) -> tuple[float, float]:
 
 
 async def ow_latencies(url: str, tmp: Path) -> tuple[list[float], list[float]]:
-    import agents  # registers the `shell` job type
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "ow.agent", "--image", "*", "--workdir", str(tmp / "w")],
@@ -78,10 +78,8 @@ async def ow_latencies(url: str, tmp: Path) -> tuple[list[float], list[float]]:
 
 
 async def _until_canceled(ow, job_id: str) -> None:
-    try:
+    with contextlib.suppress(Exception):
         await ow.jobs.wait(job_id, timeout=10)
-    except Exception:
-        pass
 
 
 def _alive(pid: int) -> bool:

@@ -20,7 +20,8 @@ HERE = Path(__file__).resolve().parent
 
 def load_cookbook_job() -> None:
     """Import the cookbook client (registers `addition`); its own module client stays idle."""
-    spec = importlib.util.spec_from_file_location("client_side", HERE / "custom_job" / "client_side.py")
+    path = HERE / "custom_job" / "client_side.py"
+    spec = importlib.util.spec_from_file_location("client_side", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     module.ow.close()

@@ -87,7 +87,7 @@ class Execution:
         if spec.timeout_s:
             self.deadline = ev.now() + _seconds(spec.timeout_s)
         exit_code: int | None = None
-        with open(log_path, "wb") as logf:
+        with open(log_path, "wb") as logf:  # noqa: ASYNC230 - local appends, chunk by chunk
             try:
                 self.proc = proc = await anyio.open_process(
                     ["bash", "-c", spec.entrypoint], cwd=self.workdir, env=self.env,

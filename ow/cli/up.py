@@ -67,9 +67,8 @@ def serve(port: int = defaults.DEFAULT_PORT, home: str | None = None, quiet: boo
             f"port {port} is taken — is `ow up` already running? Stop it with `ow down`, "
             "or pick another port with --port"
         )
-    server = NatsServer(
-        root / "nats", port=port, name="ow", sync_interval=getattr(defaults, "EMBEDDED_SYNC_INTERVAL", "")
-    ).start()
+    sync = getattr(defaults, "EMBEDDED_SYNC_INTERVAL", "")
+    server = NatsServer(root / "nats", port=port, name="ow", sync_interval=sync).start()
     env = {**os.environ, "OW_URL": server.url, "OW_ORG": config.org, "OW_HOME": str(root)}
     logs = root / "logs"
     logs.mkdir(exist_ok=True)
@@ -77,7 +76,8 @@ def serve(port: int = defaults.DEFAULT_PORT, home: str | None = None, quiet: boo
         _child(["ow.scheduler", "--provider", "local"], env, logs / "scheduler.log"),
         _child(
             ["ow.agent", "--image", "*", "--worker-id", f"local-{socket.gethostname()}"],
-            env, logs / "agent.log",
+            env,
+            logs / "agent.log",
         ),
     ]
     _state_file(root).write_text(json.dumps({"pid": os.getpid(), "url": server.url}))

@@ -9,6 +9,7 @@ Imports: anyio and `ow.core`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -56,8 +57,6 @@ async def store_file(
         event_id=f"file:{file_id}", file_id=file_id, purpose=purpose,
         filename=filename or path.name, size_bytes=size, sha256=sha, store=blobs.name, key=key,
     )
-    try:
+    with contextlib.suppress(ConflictError):  # a concurrent upload announced it first
         await bus.publish(event, expected_seq=0)
-    except ConflictError:
-        pass  # a concurrent upload of the same bytes announced it first
     return file_id

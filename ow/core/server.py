@@ -18,7 +18,6 @@ import subprocess
 import sys
 import sysconfig
 import threading
-import time
 from pathlib import Path
 
 from ow.core.errors import BusUnavailableError
@@ -113,7 +112,8 @@ class NatsServer:
 
     def _pump(self) -> None:
         """Copy the server's output to its log file, noting its port and readiness."""
-        assert self.proc is not None and self.proc.stdout is not None
+        assert self.proc is not None
+        assert self.proc.stdout is not None
         with open(self.log_path, "ab") as log:
             for raw in self.proc.stdout:
                 log.write(raw)

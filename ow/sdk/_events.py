@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-from ow.core import subjects
 from ow.core import events as ev
+from ow.core import subjects
 from ow.core.errors import ValidationError
 
 __all__ = ["AsyncEvents", "AsyncMetrics"]

@@ -220,7 +220,7 @@ class AsyncJobsResource:
             return await self.retrieve(job_id)
         raise OWError(f"could not cancel {job_id}: it keeps changing")
 
-    async def wait(self, job_id: str, timeout: float | None = None) -> Job:
+    async def wait(self, job_id: str, timeout: float | None = None) -> Job:  # noqa: ASYNC109
         """Wait for the job's terminal event (a subscription, not a polling loop)."""
         bus = await self.client.bus()
         state, last = await self._read(job_id)

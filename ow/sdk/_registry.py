@@ -24,7 +24,9 @@ _builtins_loaded = False
 def register(name: str):
     """Class decorator: make a `Jobs` subclass available as `ow.<name>`."""
     if not name.isidentifier():
-        raise ValueError(f"job type name {name!r} must be a Python identifier (it becomes ow.{name})")
+        raise ValueError(
+            f"job type name {name!r} must be a Python identifier (it becomes ow.{name})"
+        )
 
     def wrap(cls: type) -> type:
         cls.job_type = name  # type: ignore[attr-defined]

@@ -69,7 +69,9 @@ async def bus(nats_server, org):
 
 
 async def eventually(
-    check: Callable[[], Awaitable[object] | object], timeout: float = 10.0, interval: float = 0.02
+    check: Callable[[], Awaitable[object] | object],
+    timeout: float = 10.0,  # noqa: ASYNC109 - the helper is its own deadline
+    interval: float = 0.02,
 ):
     """Await until `check()` returns a truthy value (awaiting it if needed); return it."""
     with anyio.fail_after(timeout):

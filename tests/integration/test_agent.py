@@ -30,7 +30,8 @@ async def test_addition_job_completes_with_its_logged_result(nats_server, org, t
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # registers `addition` (its sync client stays unused)
     module.ow.close()
-    async with client(nats_server.url, org) as ow, running_agents(nats_server.url, org, 1, tmp_path):
+    url = nats_server.url
+    async with client(url, org) as ow, running_agents(url, org, 1, tmp_path):
         job = await ow.addition.create(a=5, b=9)
         done = await ow.jobs.wait(job.id, timeout=30)
         assert done.status == "completed"
@@ -43,7 +44,8 @@ async def test_addition_job_completes_with_its_logged_result(nats_server, org, t
 
 
 async def test_failing_job_reports_its_log_tail(nats_server, org, tmp_path):
-    async with client(nats_server.url, org) as ow, running_agents(nats_server.url, org, 1, tmp_path):
+    url = nats_server.url
+    async with client(url, org) as ow, running_agents(url, org, 1, tmp_path):
         job = await ow.shell.create(command="echo about to fail; echo boom >&2; exit 3")
         with pytest.raises(JobFailedError) as info:
             await ow.jobs.wait(job.id, timeout=30)
@@ -53,7 +55,8 @@ async def test_failing_job_reports_its_log_tail(nats_server, org, tmp_path):
 
 
 async def test_missing_entrypoint_fails_with_that_message(nats_server, org, tmp_path):
-    async with client(nats_server.url, org) as ow, running_agents(nats_server.url, org, 1, tmp_path):
+    url = nats_server.url
+    async with client(url, org) as ow, running_agents(url, org, 1, tmp_path):
         job = await ow.shell.create(command="no-such-program-xyz --flag")
         with pytest.raises(JobFailedError) as info:
             await ow.jobs.wait(job.id, timeout=30)
@@ -64,7 +67,8 @@ async def test_missing_entrypoint_fails_with_that_message(nats_server, org, tmp_
 async def test_cancel_kills_the_process_group_within_a_second(nats_server, org, tmp_path):
     pidfile = tmp_path / "pid"
     command = f"sleep 60 & echo $! > {pidfile}; wait"
-    async with client(nats_server.url, org) as ow, running_agents(nats_server.url, org, 1, tmp_path):
+    url = nats_server.url
+    async with client(url, org) as ow, running_agents(url, org, 1, tmp_path):
         job = await ow.shell.create(command=command)
         await eventually(lambda: pidfile.exists() and pidfile.read_text().strip(), timeout=20)
         pid = int(pidfile.read_text())
@@ -81,7 +85,8 @@ async def test_fenced_out_run_publishes_no_result(nats_server, org, tmp_path):
     """The scheduler takes the claim away mid-run: the late result is never published."""
     flag = tmp_path / "go"
     command = f"while [ ! -e {flag} ]; do sleep 0.05; done; echo done"
-    async with client(nats_server.url, org) as ow, running_agents(nats_server.url, org, 1, tmp_path):
+    url = nats_server.url
+    async with client(url, org) as ow, running_agents(url, org, 1, tmp_path):
         job = await ow.shell.create(command=command)
         running = await eventually(lambda: _in_progress(ow, job.id), timeout=20)
         bus = await ow.bus()

@@ -8,8 +8,8 @@ import signal
 import anyio
 import pytest
 
-from ow.core import subjects
 from ow.core import events as ev
+from ow.core import subjects
 from ow.core.server import NatsServer
 
 from .agents import client, kill9, running_agents, start_agent_process
@@ -107,6 +107,8 @@ async def test_kill9_agent_mid_job_is_requeued_and_completes_once(nats_server, o
         assert done.runs[-1].worker_id == other.worker_id
         events = await _history(ow, job.id)
         finished = [e for e in events if isinstance(e, ev.RunFinished)]
-        assert len(finished) == 1 and finished[0].run_id == done.runs[-1].id
+        assert len(finished) == 1
+        assert finished[0].run_id == done.runs[-1].id
         requeued = [e for e in events if isinstance(e, ev.JobRequeued)]
-        assert requeued and requeued[0].evidence
+        assert requeued
+        assert requeued[0].evidence

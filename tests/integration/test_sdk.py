@@ -7,8 +7,8 @@ import pytest
 from pydantic import BaseModel
 
 from ow import AsyncOpenWeights, Jobs, OpenWeights, register
-from ow.core import subjects
 from ow.core import events as ev
+from ow.core import subjects
 from ow.core.errors import ConfigError, NotFoundError, ValidationError
 from ow.core.server import NatsServer
 
@@ -57,8 +57,9 @@ async def test_resubmitting_a_canceled_job_resets_it(nats_server, org):
         job = await ow.echo.create(text="x")
         assert (await ow.jobs.cancel(job.id)).status == "canceled"
         again = await ow.echo.create(text="x")
-        assert again.id == job.id and again.status == "pending" and again.gen == 1
-        assert await ow.jobs.find(text="x") and not await ow.jobs.find(text="y")
+        assert (again.id, again.status, again.gen) == (job.id, "pending", 1)
+        assert await ow.jobs.find(text="x")
+        assert not await ow.jobs.find(text="y")
         assert [j.id for j in await ow.jobs.list(status="pending")] == [job.id]
 
 
