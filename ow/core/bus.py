@@ -406,11 +406,16 @@ class Bus:
             with mapped("kv create", key):
                 raise
 
-    async def kv_update(self, bucket: str, key: str, value: bytes, last: int) -> int | None:
+    async def kv_update(
+        self, bucket: str, key: str, value: bytes, last: int, ttl_s: float | None = None
+    ) -> int | None:
         """Compare-and-set: the new revision, or None if the key moved past `last`."""
         store = await self.kv(bucket)
         try:
-            return await store.update(key, value, last=last)
+            if ttl_s is None:
+                return await store.update(key, value, last=last)
+            # the public update() takes no TTL; a renewed lease must keep expiring
+            return await store._update(key, value, last=last, msg_ttl=ttl_s)
         except nats.js.errors.KeyWrongLastSequenceError:
             log.debug("kv update lost: %s at %s", key, last)
             return None
@@ -434,11 +439,23 @@ class Bus:
             return await store.put(key, value)
 
     async def kv_keys(self, bucket: str, pattern: str = ">") -> list[str]:
+        """Live keys matching a subject pattern (`org.>`).
+
+        nats-py's `keys(filters=...)` matches filters as substrings (so `org.>` matched
+        nothing); a watch on the pattern lets the server filter by subject instead.
+        """
         store = await self.kv(bucket)
-        try:
-            return await store.keys(filters=[pattern])
-        except nats.js.errors.NoKeysError:
-            return []
+        keys: list[str] = []
+        with mapped("kv keys", pattern):
+            watcher = await store.watch(pattern, ignore_deletes=True, meta_only=True)
+            try:
+                async for entry in watcher:
+                    if entry is None:  # the end of the initial values
+                        break
+                    keys.append(entry.key)
+            finally:
+                await watcher.stop()
+        return keys
 
     # --- dispatch ------------------------------------------------------------------
 

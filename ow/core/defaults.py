@@ -30,6 +30,11 @@ API_JOB_TIMEOUT_S = 3600.0
 MAX_CONSECUTIVE_FAILURES = 5
 PROVIDER_COOLDOWN_S = 60.0
 SCHEDULER_TICK_S = 5.0
+SCHEDULER_DEBOUNCE_S = 0.2  # plan at most this often while events stream in
+WORKER_START_TIMEOUT_S = 900.0  # a provisioned worker that never registers is terminated
+PROVISION_RESERVATION_TTL_S = 600.0  # KV reservation of a job's provisioning
+CLAIM_GRACE_S = 30.0  # a claim with no RunStarted for this long is repaired
+POD_TTL_CHECK_S = 60.0  # the in-pod TTL watchdog checks this often
 
 CLAIM_DELAY_MAX_S = 0.25
 DISPATCH_ACK_WAIT_S = 30.0
