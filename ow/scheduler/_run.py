@@ -1,0 +1,69 @@
+"""`run_scheduler(config, provider_name)`: connect, build the provider, run until a signal.
+
+Imports: stdlib, anyio, `ow.core` and `ow.scheduler`.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from typing import Any
+
+import anyio
+
+from ow.core import bus as bus_mod
+from ow.core.config import Config
+from ow.scheduler.providers import Provider, make_provider
+from ow.scheduler.service import Scheduler, limits_from
+
+__all__ = ["run_scheduler"]
+
+log = logging.getLogger(__name__)
+
+
+def worker_env(config: Config) -> dict[str, str]:
+    """What a worker needs to connect back: OW_URL, OW_ORG and (if any) OW_TOKEN, OW_HOME."""
+    env = {"OW_URL": config.url, "OW_ORG": config.org, "OW_HOME": config.home}
+    if config.token:
+        env["OW_TOKEN"] = config.token
+    if config.s3_bucket:
+        env["OW_S3_BUCKET"] = config.s3_bucket
+        env["OW_S3_ENDPOINT"] = config.s3_endpoint
+    return env
+
+
+async def run_scheduler(
+    config: Config,
+    provider_name: str = "local",
+    *,
+    provider: Provider | None = None,
+    api_key: str = "",
+    log_dir: str | None = None,
+    task_status: Any = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run one scheduler for `config.org` until SIGTERM/SIGINT.
+
+    `ow up` runs `python -m ow.scheduler --provider local`; `ow scheduler --provider runpod`
+    needs RUNPOD_API_KEY.
+    """
+    provider = provider or make_provider(provider_name, api_key=api_key, log_dir=log_dir)
+    bus = await bus_mod.connect(
+        config.url, org=config.org, actor="scheduler", token=config.token,
+        name=f"ow-scheduler-{config.org}",
+    )
+    try:
+        await bus.provision()
+        scheduler = Scheduler(bus, provider, limits_from(config), worker_env=worker_env(config))
+        async with anyio.create_task_group() as tg:
+
+            async def on_signal() -> None:
+                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                    async for _ in signals:
+                        scheduler.shutdown()
+                        return
+
+            tg.start_soon(on_signal)
+            await scheduler.run(task_status=task_status)
+            tg.cancel_scope.cancel()
+    finally:
+        await bus.close()

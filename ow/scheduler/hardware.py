@@ -1,0 +1,92 @@
+"""The hardware table (GPU type, count, VRAM, hourly price) and the pure `cheapest` choice.
+
+Rows are RunPod-like configurations: `1x A100`, `2x H100`, ... plus a CPU row for jobs that
+need no VRAM. Prices are plausible on-demand list prices in USD per hour; a provider may bring
+its own table (the local provider offers only this machine).
+
+Imports: stdlib and msgspec only (pure).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import msgspec
+
+__all__ = ["CPU", "GPU_TABLE", "Hardware", "cheapest", "find", "normalize"]
+
+
+class Hardware(msgspec.Struct, frozen=True, kw_only=True):
+    """One machine configuration a provider can start."""
+
+    name: str  # the label workers register with: "2x A100", "cpu"
+    gpu: str = ""  # "A100"; "" for CPU
+    count: int = 0
+    vram_gb: float = 0  # total over all GPUs
+    price_per_hour: float = 0
+    provider_gpu_id: str = ""  # the provider's own GPU type id (RunPod `gpu_type_id`)
+
+
+CPU = Hardware(name="cpu", price_per_hour=0.06)
+
+#: gpu label -> (VRAM per GPU in GB, USD per GPU-hour, RunPod gpu_type_id)
+_GPUS: dict[str, tuple[float, float, str]] = {
+    "A6000": (48, 0.49, "NVIDIA RTX A6000"),
+    "L40": (48, 0.99, "NVIDIA L40"),
+    "L40S": (48, 0.86, "NVIDIA L40S"),
+    "A100": (80, 1.64, "NVIDIA A100 80GB PCIe"),
+    "A100S": (80, 1.89, "NVIDIA A100-SXM4-80GB"),
+    "H100": (80, 2.69, "NVIDIA H100 80GB HBM3"),
+    "H100N": (94, 2.79, "NVIDIA H100 NVL"),
+    "H200": (141, 3.99, "NVIDIA H200"),
+}
+
+
+def _rows() -> tuple[Hardware, ...]:
+    rows = [CPU]
+    for gpu, (vram, price, gpu_id) in _GPUS.items():
+        for count in (1, 2, 4, 8):
+            rows.append(
+                Hardware(
+                    name=f"{count}x {gpu}", gpu=gpu, count=count, vram_gb=vram * count,
+                    price_per_hour=round(price * count, 2), provider_gpu_id=gpu_id,
+                )
+            )
+    return tuple(rows)
+
+
+GPU_TABLE: tuple[Hardware, ...] = _rows()
+
+
+def normalize(label: str) -> str:
+    """Canonical form of a hardware label: `" 2X a100 "` -> `"2x A100"`, `"H200"` -> `"1x H200"`."""
+    parts = label.split()
+    if not parts:
+        return ""
+    if len(parts) == 1:
+        return "cpu" if parts[0].lower() == "cpu" else f"1x {parts[0].upper()}"
+    count = parts[0].lower().rstrip("x")
+    return f"{count}x {' '.join(parts[1:]).upper()}"
+
+
+def find(name: str, table: Iterable[Hardware]) -> Hardware | None:
+    """The row with this label (normalized), or None."""
+    want = normalize(name)
+    return next((h for h in table if normalize(h.name) == want), None)
+
+
+def cheapest(
+    req_vram_gb: float, allowed_hardware: Sequence[str], table: Iterable[Hardware]
+) -> Hardware | None:
+    """The cheapest row with at least `req_vram_gb` that `allowed_hardware` permits (if given).
+
+    Ties break on less VRAM, then the label, so the choice is deterministic.
+    """
+    allowed = {normalize(a) for a in allowed_hardware if a.strip()}
+    fits = [
+        h for h in table
+        if h.vram_gb >= req_vram_gb and (not allowed or normalize(h.name) in allowed)
+    ]
+    if not fits:
+        return None
+    return min(fits, key=lambda h: (h.price_per_hour, h.vram_gb, h.name))

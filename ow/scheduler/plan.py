@@ -1,0 +1,375 @@
+"""The pure scheduler: `plan(view, now, limits) -> list[Action]` and `reconcile(...)`.
+
+The view is a snapshot of the org's cluster (pending jobs, workers and their heartbeats,
+provisioning reservations, the provider's offers and cooldown); actions are imperative Structs
+that the shell (`service.py`) carries out. Nothing here does I/O or reads a clock: `now` is
+passed in, so every rule is a table-driven test. Every action carries its evidence (the rule
+and the numbers behind it), which the shell publishes with the event it causes.
+
+Rules (openweights defaults, all in `Limits`): a lost worker (no heartbeat for
+`lost_after_s`) has its run requeued and is terminated; a pod older than `pod_ttl_s` likewise;
+a provisioned worker that never registers within `start_timeout_s` is terminated; an idle
+provisioned worker is terminated after `idle_timeout_s`; each pending job that no idle or
+starting worker can serve and that has no reservation gets one worker of the cheapest
+hardware that fits, while the org stays within `max_workers` and the provider is not cooling
+down; a job nothing can serve gets a `Notice` and stays pending.
+
+Imports: stdlib, msgspec, `ow.core.defaults` and `ow.scheduler.hardware` (pure).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from ow.core import defaults
+from ow.scheduler.hardware import Hardware, cheapest, normalize
+
+__all__ = [
+    "Action",
+    "ClaimView",
+    "DropClaim",
+    "JobView",
+    "Limits",
+    "Notice",
+    "Provision",
+    "Requeue",
+    "Terminate",
+    "View",
+    "WorkerView",
+    "can_serve",
+    "plan",
+    "reconcile",
+]
+
+
+class Limits(msgspec.Struct, frozen=True, kw_only=True):
+    """Every number the scheduler decides with (seconds unless the name says otherwise)."""
+
+    max_workers: int = defaults.MAX_WORKERS_PER_ORG
+    idle_timeout_s: float = defaults.IDLE_TIMEOUT_S
+    lost_after_s: float = defaults.LOST_AFTER_S
+    pod_ttl_s: float = defaults.POD_TTL_S
+    start_timeout_s: float = defaults.WORKER_START_TIMEOUT_S
+    provider_cooldown_s: float = defaults.PROVIDER_COOLDOWN_S
+    reservation_ttl_s: float = defaults.PROVISION_RESERVATION_TTL_S
+    claim_grace_s: float = defaults.CLAIM_GRACE_S
+    tick_s: float = defaults.SCHEDULER_TICK_S
+    lease_ttl_s: float = defaults.LEASE_TTL_S
+    debounce_s: float = defaults.SCHEDULER_DEBOUNCE_S
+
+
+# --- the view ------------------------------------------------------------------------
+
+
+class JobView(msgspec.Struct, frozen=True, kw_only=True):
+    job_id: str
+    requires_vram_gb: float = 0
+    allowed_hardware: tuple[str, ...] = ()
+    image: str = ""
+    submitted_at: datetime | None = None
+
+
+class WorkerView(msgspec.Struct, frozen=True, kw_only=True):
+    worker_id: str
+    status: str = "starting"  # starting | active | draining | terminated
+    hardware: str = ""
+    vram_gb: float = 0
+    image: str = ""
+    provider: str = ""
+    pod_id: str = ""  # set only for workers a provider started (WorkerProvisioned)
+    pod_released: bool = False  # the scheduler already terminated the pod
+    provisioned_at: datetime | None = None
+    registered_at: datetime | None = None
+    last_ping: datetime | None = None
+    job_id: str = ""  # the job whose current run this worker holds
+    run_id: str = ""
+    idle_since: datetime | None = None
+    job_ids: tuple[str, ...] = ()  # the jobs it was provisioned for
+
+
+class ClaimView(msgspec.Struct, frozen=True, kw_only=True):
+    """A claim in KV as the reconciler sees it, with when it was first seen at this revision."""
+
+    job_id: str
+    run_id: str
+    worker_id: str
+    gen: int
+    rev: int
+    done: bool = False
+    first_seen: datetime
+
+
+class View(msgspec.Struct, frozen=True, kw_only=True):
+    pending: tuple[JobView, ...] = ()
+    workers: tuple[WorkerView, ...] = ()
+    reservations: Mapping[str, str] = {}  # job_id -> worker_id being provisioned for it
+    offers: tuple[Hardware, ...] = ()  # what the provider can start
+    cooldown_until: datetime | None = None
+    notices: Mapping[str, tuple[str, str]] = {}  # subject_id -> (rule, message) last noticed
+
+
+# --- actions -------------------------------------------------------------------------
+
+
+class Provision(msgspec.Struct, frozen=True, kw_only=True):
+    hardware: Hardware
+    image: str
+    job_ids: tuple[str, ...]
+    evidence: dict[str, Any] = {}
+
+
+class Terminate(msgspec.Struct, frozen=True, kw_only=True):
+    worker_id: str
+    pod_id: str  # "" for a worker no provider started: only WorkerTerminated is published
+    reason: str
+    evidence: dict[str, Any] = {}
+
+
+class Requeue(msgspec.Struct, frozen=True, kw_only=True):
+    job_id: str
+    run_id: str
+    reason: str
+    evidence: dict[str, Any] = {}
+
+
+class DropClaim(msgspec.Struct, frozen=True, kw_only=True):
+    """Delete (CAS on `rev`) a claim whose run never started; the job is still pending."""
+
+    job_id: str
+    run_id: str
+    rev: int
+    reason: str
+    evidence: dict[str, Any] = {}
+
+
+class Notice(msgspec.Struct, frozen=True, kw_only=True):
+    subject_id: str
+    rule: str
+    message: str
+    evidence: dict[str, Any] = {}
+
+
+Action = Provision | Terminate | Requeue | DropClaim | Notice
+
+LIVE = ("starting", "active", "draining")
+
+
+# --- rules ---------------------------------------------------------------------------
+
+
+def _age(now: datetime, then: datetime | None) -> float | None:
+    return None if then is None else (now - then).total_seconds()
+
+
+def _iso(t: datetime | None) -> str | None:
+    return None if t is None else t.isoformat()
+
+
+def can_serve(worker: WorkerView, job: JobView) -> bool:
+    """Whether a worker could run the job (the agent's own filter: image, hardware, VRAM)."""
+    if worker.image != "*" and job.image and job.image != worker.image:
+        return False
+    if job.allowed_hardware and normalize(worker.hardware) not in {
+        normalize(a) for a in job.allowed_hardware
+    }:
+        return False
+    return job.requires_vram_gb <= worker.vram_gb
+
+
+def _retire(w: WorkerView, reason: str, evidence: dict[str, Any]) -> list[Action]:
+    """Requeue the worker's run (if it holds one), then terminate it."""
+    out: list[Action] = []
+    if w.run_id:
+        out.append(Requeue(job_id=w.job_id, run_id=w.run_id, reason=reason, evidence=evidence))
+    out.append(Terminate(worker_id=w.worker_id, pod_id=w.pod_id, reason=reason, evidence=evidence))
+    return out
+
+
+def _health(w: WorkerView, now: datetime, limits: Limits) -> list[Action]:
+    """Lost, past its TTL, or never registered: the actions that retire the worker."""
+    ping_age = _age(now, w.last_ping)
+    if w.status != "starting" and ping_age is not None and ping_age > limits.lost_after_s:
+        return _retire(w, "worker lost: no heartbeat", {
+            "rule": "lost_after_s", "last_ping_age_s": round(ping_age, 3),
+            "last_ping_at": _iso(w.last_ping), "lost_after_s": limits.lost_after_s,
+        })
+    pod_age = _age(now, w.provisioned_at)
+    if w.pod_id and pod_age is not None and pod_age > limits.pod_ttl_s:
+        return _retire(w, "pod TTL expired", {
+            "rule": "pod_ttl_s", "pod_age_s": round(pod_age, 3),
+            "provisioned_at": _iso(w.provisioned_at), "pod_ttl_s": limits.pod_ttl_s,
+        })
+    if w.status == "starting" and pod_age is not None and pod_age > limits.start_timeout_s:
+        return _retire(w, "worker never registered", {
+            "rule": "start_timeout_s", "pod_age_s": round(pod_age, 3),
+            "provisioned_at": _iso(w.provisioned_at), "start_timeout_s": limits.start_timeout_s,
+        })
+    return []
+
+
+def _after_leaving(w: WorkerView) -> list[Action]:
+    """A worker that left (it said goodbye, or we retired it) but left a run or a pod behind."""
+    out: list[Action] = []
+    evidence = {"rule": "worker_terminated", "worker_id": w.worker_id}
+    if w.run_id:
+        out.append(Requeue(
+            job_id=w.job_id, run_id=w.run_id, reason="worker terminated while holding the run",
+            evidence=evidence,
+        ))
+    if w.pod_id and not w.pod_released:
+        out.append(Terminate(
+            worker_id=w.worker_id, pod_id=w.pod_id, reason="release the pod of a worker that left",
+            evidence={**evidence, "rule": "pod_release", "pod_id": w.pod_id},
+        ))
+    return out
+
+
+def _match(
+    pending: list[JobView], free: list[WorkerView], reservations: Mapping[str, str]
+) -> tuple[list[JobView], set[str]]:
+    """Pair each pending job with a reservation or a distinct free worker that can serve it.
+
+    Returns the unserved jobs and the ids of the workers spoken for. A starting worker is
+    paired first with the jobs it was provisioned for.
+    """
+    used: set[str] = set()
+    unserved: list[JobView] = []
+    for job in pending:
+        if job.job_id in reservations:
+            used.add(reservations[job.job_id])
+            continue
+        options = [w for w in free if w.worker_id not in used and can_serve(w, job)]
+        if not options:
+            unserved.append(job)
+            continue
+        best = min(options, key=lambda w: (job.job_id not in w.job_ids, w.worker_id))
+        used.add(best.worker_id)
+    return unserved, used
+
+
+def _notice(view: View, subject_id: str, rule: str, message: str, **evidence: Any) -> list[Action]:
+    """A notice, unless the same one is the last noticed for this subject (no spam)."""
+    if view.notices.get(subject_id) == (rule, message):
+        return []
+    return [Notice(subject_id=subject_id, rule=rule, message=message,
+                   evidence={"rule": rule, **evidence})]
+
+
+def _provision(
+    view: View, unserved: list[JobView], live_count: int, now: datetime, limits: Limits
+) -> list[Action]:
+    out: list[Action] = []
+    for job in unserved:
+        hw = cheapest(job.requires_vram_gb, job.allowed_hardware, view.offers)
+        if hw is None:
+            allowed = ", ".join(job.allowed_hardware) or "any"
+            out += _notice(
+                view, job.job_id, "no_hardware",
+                f"no hardware offers {job.requires_vram_gb:g} GB VRAM / allowed {allowed}",
+                requires_vram_gb=job.requires_vram_gb, allowed_hardware=list(job.allowed_hardware),
+                offers=[h.name for h in view.offers],
+            )
+        elif view.cooldown_until is not None and now < view.cooldown_until:
+            out += _notice(
+                view, job.job_id, "provider_cooldown",
+                f"waiting for the provider cooldown until {view.cooldown_until.isoformat()}",
+                cooldown_until=view.cooldown_until.isoformat(),
+            )
+        elif live_count >= limits.max_workers:
+            out += _notice(
+                view, job.job_id, "max_workers",
+                f"the org runs its maximum of {limits.max_workers} workers",
+                workers=live_count, max_workers=limits.max_workers,
+            )
+        else:
+            live_count += 1
+            out.append(Provision(hardware=hw, image=job.image, job_ids=(job.job_id,), evidence={
+                "rule": "cheapest_fit", "requires_vram_gb": job.requires_vram_gb,
+                "allowed_hardware": list(job.allowed_hardware), "hardware": hw.name,
+                "price_per_hour": hw.price_per_hour, "workers": live_count,
+                "max_workers": limits.max_workers,
+            }))
+    return out
+
+
+def _idle(w: WorkerView, now: datetime, limits: Limits) -> list[Action]:
+    idle_age = _age(now, w.idle_since)
+    if w.status != "active" or w.run_id or not w.pod_id or idle_age is None:
+        return []
+    if idle_age <= limits.idle_timeout_s:
+        return []
+    return [Terminate(worker_id=w.worker_id, pod_id=w.pod_id, reason="idle", evidence={
+        "rule": "idle_timeout_s", "idle_s": round(idle_age, 3),
+        "idle_since": _iso(w.idle_since), "idle_timeout_s": limits.idle_timeout_s,
+    })]
+
+
+def plan(view: View, now: datetime, limits: Limits) -> list[Action]:
+    """Everything the scheduler should do now, in order: repairs, retirements, provisioning."""
+    actions: list[Action] = []
+    retired: set[str] = set()
+    workers = sorted(view.workers, key=lambda w: w.worker_id)
+    for w in workers:
+        if w.status == "terminated":
+            actions += _after_leaving(w)
+            continue
+        health = _health(w, now, limits)
+        if health:
+            retired.add(w.worker_id)
+            actions += health
+    live = [w for w in workers if w.status in LIVE and w.worker_id not in retired]
+    free = [w for w in live if w.status in ("starting", "active") and not w.run_id]
+    pending = sorted(
+        view.pending, key=lambda j: (j.submitted_at is None, j.submitted_at or now, j.job_id)
+    )
+    unserved, used = _match(pending, free, view.reservations)
+    for w in free:
+        if w.worker_id not in used:
+            idle = _idle(w, now, limits)
+            if idle:
+                retired.add(w.worker_id)
+                actions += idle
+    known = {w.worker_id for w in view.workers}
+    in_flight = {wid for wid in view.reservations.values() if wid not in known}
+    live_count = sum(1 for w in live if w.worker_id not in retired) + len(in_flight)
+    actions += _provision(view, unserved, live_count, now, limits)
+    return actions
+
+
+def reconcile(
+    claims: list[ClaimView], view: View, started_runs: Mapping[str, str], now: datetime,
+    limits: Limits,
+) -> list[Action]:
+    """Repair claims the log does not explain.
+
+    `started_runs` maps run ids that have a `RunStarted` to their job. A claim with no
+    `RunStarted` is dropped once it is older than `claim_grace_s` (CAS on its revision); a
+    started run whose worker is gone is requeued (the release deletes the claim with CAS).
+    """
+    workers = {w.worker_id: w for w in view.workers}
+    out: list[Action] = []
+    for c in sorted(claims, key=lambda c: c.job_id):
+        if c.done:
+            continue
+        w = workers.get(c.worker_id)
+        age = (now - c.first_seen).total_seconds()
+        evidence = {"rule": "", "worker_id": c.worker_id, "claim_rev": c.rev,
+                    "claim_age_s": round(age, 3)}
+        if c.run_id in started_runs:
+            if w is not None and w.status == "terminated":
+                out.append(Requeue(
+                    job_id=c.job_id, run_id=c.run_id, reason="claim held by a terminated worker",
+                    evidence={**evidence, "rule": "claim_of_terminated_worker"},
+                ))
+        elif age > limits.claim_grace_s:
+            out.append(DropClaim(
+                job_id=c.job_id, run_id=c.run_id, rev=c.rev,
+                reason="claim without RunStarted",
+                evidence={**evidence, "rule": "claim_without_run_started",
+                          "claim_grace_s": limits.claim_grace_s},
+            ))
+    return out

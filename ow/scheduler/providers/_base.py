@@ -1,0 +1,99 @@
+"""The provider interface and its errors.
+
+A provider starts and stops machines that run `python -m ow.agent`. It terminates only pods
+whose id it recorded (it started them, or the shell replayed their `WorkerProvisioned`):
+never list an account's pods and terminate what comes back, because the account may hold
+other people's workloads.
+
+Imports: stdlib and `ow.core.errors`, `ow.scheduler.hardware`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal, Protocol, runtime_checkable
+
+from ow.core.errors import OWError
+from ow.scheduler.hardware import Hardware
+
+__all__ = [
+    "NoCapacityError",
+    "PodNotRecordedError",
+    "PodStatus",
+    "Provider",
+    "ProviderError",
+    "QuotaError",
+]
+
+PodStatus = Literal["running", "exited", "unknown"]
+
+
+class ProviderError(OWError):
+    """A provider call failed; the message is the provider's own text (never a credential)."""
+
+    kind = "error"
+
+    def __init__(self, provider: str, message: str):
+        self.provider = provider
+        self.message = message
+        super().__init__(f"{provider}: {message}")
+
+
+class NoCapacityError(ProviderError):
+    """The provider has no machine of that kind right now (try later or other hardware)."""
+
+    kind = "no_capacity"
+
+
+class QuotaError(ProviderError):
+    """The account hit a spending or resource limit, or its credentials were refused."""
+
+    kind = "quota"
+
+
+class PodNotRecordedError(ProviderError):
+    """Refused: terminating a pod this provider never recorded (it may be someone else's)."""
+
+    kind = "not_recorded"
+
+    def __init__(self, provider: str, pod_id: str):
+        self.pod_id = pod_id
+        super().__init__(
+            provider,
+            f"refusing to terminate pod {pod_id!r}: it was never recorded in WorkerProvisioned "
+            "by this provider (it may belong to someone else)",
+        )
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """Starts and stops worker machines. Every method acts only on pod ids it recorded."""
+
+    name: str
+
+    @property
+    def offers(self) -> tuple[Hardware, ...]:
+        """The hardware this provider can start (the table `cheapest` chooses from)."""
+        ...
+
+    def record(self, pod_id: str, worker_id: str) -> None:
+        """Remember a pod started earlier (replayed from `WorkerProvisioned`)."""
+        ...
+
+    async def provision(
+        self, worker_id: str, hardware: Hardware, image: str, env: Mapping[str, str]
+    ) -> tuple[str, float]:
+        """Start a machine running the agent as `worker_id`: (pod_id, price per hour)."""
+        ...
+
+    async def terminate(self, pod_id: str) -> None:
+        """Stop a recorded pod (a pod already gone is fine); `PodNotRecordedError` otherwise."""
+        ...
+
+    async def status(self, pod_id: str) -> PodStatus:
+        """What the provider says about a recorded pod ("unknown" for an unrecorded id)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release what must not outlive the scheduler (local processes); pods stay up."""
+        ...
