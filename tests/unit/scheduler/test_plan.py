@@ -103,14 +103,17 @@ def test_provision_picks_the_cheapest_fit_with_evidence():
     (p,) = plan(view([job(vram=100, allowed=("1x H200", "2x A100"))]), NOW, L)
     assert isinstance(p, Provision)
     assert p.hardware.name == "2x A100"
-    assert p.job_ids == ("j1",) and p.image == "img"
+    assert p.job_ids == ("j1",)
+    assert p.image == "img"
     assert p.evidence["rule"] == "cheapest_fit"
 
 
 def test_lost_worker_evidence():
     req, term = plan(view([], [worker(ping=130, run="r1")]), NOW, L)
-    assert isinstance(req, Requeue) and isinstance(term, Terminate)
-    assert req.run_id == "r1" and term.pod_id == "pod-1"
+    assert isinstance(req, Requeue)
+    assert isinstance(term, Terminate)
+    assert req.run_id == "r1"
+    assert term.pod_id == "pod-1"
     assert req.evidence["rule"] == "lost_after_s"
     assert req.evidence["last_ping_age_s"] == 130
     assert req.evidence["last_ping_at"] == ago(130).isoformat()
