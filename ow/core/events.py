@@ -302,13 +302,13 @@ def encode(event: Event) -> bytes:
 
 def decode(data: bytes) -> Event:
     """Decode one stored event, upcasting older schema versions (raises msgspec errors)."""
-    from ow.core.upcast import upcast_decode
+    from ow.core.upcast import CURRENT, upcast_decode
 
     try:
         event = _decoder.decode(data)
     except msgspec.ValidationError:
         return upcast_decode(data)
-    if event.v != 1:
+    if event.v != CURRENT.get(type(event).__name__, 1):  # older (or unknown) version
         return upcast_decode(data)
     return event
 
