@@ -128,3 +128,28 @@ async def test_a_job_no_hardware_can_serve_gets_a_notice_and_stays_pending(nats_
     assert len(await events_of(bus, ev.SchedulerNoticed)) == 1  # said once
     assert fake.api.calls == []
     assert (await job_state(bus, "j1")).status == "pending"
+
+
+async def test_the_local_provider_starts_a_real_agent_that_registers(nats_server, bus, tmp_path):
+    from ow.scheduler import LocalProvider
+
+    local = LocalProvider(log_dir=tmp_path, base_env={
+        **__import__("os").environ, "OW_HOME": str(tmp_path), "OW_HEARTBEAT_S": "0.5",
+    })
+    await bus.publish(ev.JobSubmitted(job_id="j1", requires_vram_gb=0, image="",
+                                      entrypoint="true"))
+    async with scheduler(nats_server.url, bus.org, local):
+        (p,) = await eventually(lambda: events_of(bus, ev.WorkerProvisioned), timeout=20)
+        assert p.provider == "local"
+        assert p.pod_id.startswith("local-")
+        await eventually(lambda: registered(bus, p.worker_id), timeout=30)
+    # leaving the scheduler stops the agents it started; they say goodbye themselves
+    await eventually(lambda: terminated(bus, p.worker_id), timeout=30)
+
+
+async def registered(bus, worker_id):
+    return [e for e in await events_of(bus, ev.WorkerRegistered) if e.worker_id == worker_id]
+
+
+async def terminated(bus, worker_id):
+    return [e for e in await events_of(bus, ev.WorkerTerminated) if e.worker_id == worker_id]
