@@ -19,8 +19,13 @@ from ow.scheduler.providers import (
     ProviderError,
     RunPodProvider,
 )
+from tests.integration.conftest import eventually
 
 pytestmark = pytest.mark.anyio
+
+
+async def _is_running(provider, pod_id):
+    return await provider.status(pod_id) == "running"
 
 _SLEEPER = [sys.executable, "-c", "import time; time.sleep(120)"]
 
@@ -100,7 +105,8 @@ async def test_a_recorded_pod_can_be_terminated_by_a_new_provider(case):
     with pytest.raises(PodNotRecordedError):
         await fresh.terminate(pod_id)
     fresh.record(pod_id, "w-adopt")
-    assert await fresh.status(pod_id) == "running"
+    # a local child counts as the worker only once it has exec'd the agent (pids are reused)
+    assert await eventually(lambda: _is_running(fresh, pod_id), timeout=5)
     await fresh.terminate(pod_id)
     assert await case.provider.status(pod_id) == "exited"
 
