@@ -85,30 +85,47 @@ async def test_sigterm_requeues_the_job_for_another_agent(nats_server, org, tmp_
 
 
 async def test_kill9_agent_mid_job_is_requeued_and_completes_once(nats_server, org, tmp_path):
-    scheduler = pytest.importorskip("ow.scheduler")
-    if not hasattr(scheduler, "testing_scheduler"):
-        pytest.skip("the scheduler is not built yet")
+    """kill -9 of an agent: the scheduler sees its pings stop, requeues, another agent runs it."""
+    from ow.core import bus as bus_mod
+    from ow.scheduler import FakeRunPod, Limits, Scheduler
+
     flag = tmp_path / "go"
     command = f"while [ ! -e {flag} ]; do sleep 0.05; done; echo finished"
+    limits = Limits(lost_after_s=2.0, tick_s=0.2, debounce_s=0.05, claim_grace_s=60)
     async with client(nats_server.url, org) as ow:
         proc = start_agent_process(nats_server.url, org, "doomed", tmp_path)
         job = await ow.shell.create(command=command)
-        await eventually(lambda: _in_progress(ow, job.id), timeout=20)
+        first = await eventually(lambda: _in_progress(ow, job.id), timeout=20)
         kill9(proc)
-        async with anyio.create_task_group() as tg, running_agents(
-            nats_server.url, org, 1, tmp_path
-        ) as (other,):
-            sched = scheduler.testing_scheduler(nats_server.url, org, lost_after_s=1.5)
-            await tg.start(sched.run)
-            flag.touch()
-            done = await ow.jobs.wait(job.id, timeout=40)
-            sched.shutdown()
-            tg.cancel_scope.cancel()
+        sbus = await bus_mod.connect(nats_server.url, org=org, actor="scheduler")
+        try:
+            async with anyio.create_task_group() as tg, running_agents(
+                nats_server.url, org, 1, tmp_path
+            ) as (other,):
+                sched = Scheduler(sbus, FakeRunPod(), limits)
+                await tg.start(sched.run)
+                requeued = await eventually(
+                    lambda: _events_of(ow, job.id, ev.JobRequeued), timeout=30
+                )
+                flag.touch()
+                done = await ow.jobs.wait(job.id, timeout=40)
+                sched.shutdown()
+        finally:
+            await sbus.close()
+            flag.touch()  # the orphaned job process of the killed agent ends too
         assert done.runs[-1].worker_id == other.worker_id
+        assert requeued[0].run_id == first.runs[-1].id
+        assert requeued[0].evidence
         events = await _history(ow, job.id)
         finished = [e for e in events if isinstance(e, ev.RunFinished)]
         assert len(finished) == 1
         assert finished[0].run_id == done.runs[-1].id
-        requeued = [e for e in events if isinstance(e, ev.JobRequeued)]
-        assert requeued
-        assert requeued[0].evidence
+        # the dead run's late result is fenced: its claim is gone, and the fold rejects it
+        from ow.core.state import check, fold_all
+
+        late = ev.RunFinished(run_id=first.runs[-1].id, job_id=job.id, status="completed")
+        assert check(fold_all(events), late) is not None
+
+
+async def _events_of(ow, job_id, kind):
+    return [e for e in await _history(ow, job_id) if isinstance(e, kind)]
