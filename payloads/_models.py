@@ -1,0 +1,185 @@
+"""Loading models for training, inference and serving, on a GPU (unsloth) or a CPU (transformers).
+
+A model reference is one of: a local directory holding a full model, a local directory holding a
+LoRA adapter (its base is read from `adapter_config.json`), the file id of a packed model or
+adapter (fetched and unpacked first), or a hub id (loaded from the hub: never done in tests,
+which use the tiny local model). unsloth, bitsandbytes and vLLM are imported only on a GPU.
+
+Imports: stdlib; torch, transformers, peft (and unsloth on GPU) inside functions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from payloads._reporter import Reporter, unpack
+
+__all__ = ["Loaded", "has_gpu", "load_for_inference", "load_for_training", "resolve"]
+
+log = logging.getLogger(__name__)
+
+
+def has_gpu() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+@dataclass
+class Resolved:
+    """Where a model reference points: a base model and, for an adapter, the adapter dir."""
+
+    base: str
+    adapter: str | None = None
+
+
+def resolve(ref: str, reporter: Reporter | None = None) -> Resolved:
+    """Turn a model reference into a base model (path or hub id) and an optional adapter dir."""
+    path = Path(ref).expanduser()
+    if not path.exists() and ":file-" in ref:
+        if reporter is None:
+            raise ValueError(f"model {ref!r} is a file id, but there is no ow client to fetch it")
+        tmp = Path(tempfile.mkdtemp(prefix="ow-model-"))
+        path = unpack(reporter.fetch(ref, tmp / "archive"), tmp / "model")
+    if path.is_dir():
+        path = _single_subdir(path)
+        adapter_cfg = path / "adapter_config.json"
+        if adapter_cfg.exists():
+            base = json.loads(adapter_cfg.read_text())["base_model_name_or_path"]
+            return Resolved(base=base, adapter=str(path))
+        return Resolved(base=str(path))
+    return Resolved(base=ref)  # a hub id
+
+
+def _single_subdir(path: Path) -> Path:
+    """An archive that holds one directory (e.g. `final/`) resolves to that directory."""
+    if (path / "config.json").exists() or (path / "adapter_config.json").exists():
+        return path
+    entries = [p for p in path.iterdir() if not p.name.startswith(".")]
+    return entries[0] if len(entries) == 1 and entries[0].is_dir() else path
+
+
+def load_tokenizer(name: str) -> Any:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(name)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+@dataclass
+class Loaded:
+    model: Any
+    tokenizer: Any
+    backend: str  # "unsloth" or "transformers"
+
+
+def load_for_training(
+    ref: str,
+    *,
+    max_seq_length: int,
+    load_in_4bit: bool,
+    lora: dict[str, Any] | None,
+    seed: int,
+    reporter: Reporter | None = None,
+) -> Loaded:
+    """The model to train: with LoRA (`lora` settings) or in full; unsloth on a GPU."""
+    if load_in_4bit and not has_gpu():
+        raise RuntimeError("load_in_4bit needs a GPU (bitsandbytes); this machine has none")
+    where = resolve(ref, reporter)
+    if where.adapter:
+        raise ValueError(
+            f"{ref!r} is a LoRA adapter; train on its base model {where.base!r} (or merge it first)"
+        )
+    if has_gpu() and _unsloth_available():
+        return _load_unsloth(where.base, max_seq_length, load_in_4bit, lora, seed)
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(
+        where.base, dtype=torch.bfloat16 if has_gpu() else torch.float32
+    )
+    tokenizer = load_tokenizer(where.base)
+    if lora is not None:
+        model = _with_lora(model, lora)
+    return Loaded(model, tokenizer, "transformers")
+
+
+def _with_lora(model: Any, lora: dict[str, Any]) -> Any:
+    from peft import LoraConfig, get_peft_model
+
+    present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    targets = [t for t in lora["target_modules"] if t in present]
+    if not targets:
+        raise ValueError(
+            f"none of target_modules={lora['target_modules']} exist in this model; "
+            f"its linear layers include {sorted(present)[:20]}"
+        )
+    config = LoraConfig(
+        r=lora["r"], lora_alpha=lora["lora_alpha"], lora_dropout=lora["lora_dropout"],
+        bias=lora["bias"], use_rslora=lora["use_rslora"], target_modules=targets,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)
+
+
+def _unsloth_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("unsloth") is not None
+
+
+def _load_unsloth(
+    base: str, max_seq_length: int, load_in_4bit: bool, lora: dict[str, Any] | None, seed: int
+) -> Loaded:  # pragma: no cover - GPU only
+    from unsloth import FastLanguageModel
+
+    model, tokenizer = FastLanguageModel.from_pretrained(
+        model_name=base, max_seq_length=max_seq_length, load_in_4bit=load_in_4bit, dtype=None
+    )
+    if lora is not None:
+        model = FastLanguageModel.get_peft_model(
+            model, r=lora["r"], target_modules=lora["target_modules"],
+            lora_alpha=lora["lora_alpha"], lora_dropout=lora["lora_dropout"], bias=lora["bias"],
+            use_gradient_checkpointing="unsloth", random_state=seed,
+            use_rslora=lora["use_rslora"], loftq_config=None,
+        )
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return Loaded(model, tokenizer, "unsloth")
+
+
+def load_for_inference(ref: str, reporter: Reporter | None = None, load_in_4bit: bool = False):
+    """(model in eval mode, tokenizer) for transformers generation; an adapter is applied."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    where = resolve(ref, reporter)
+    kwargs: dict[str, Any] = {"dtype": torch.bfloat16 if has_gpu() else torch.float32}
+    if has_gpu():
+        kwargs["device_map"] = "auto"
+        if load_in_4bit:  # pragma: no cover - GPU only
+            from transformers import BitsAndBytesConfig
+
+            kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True)
+    model = AutoModelForCausalLM.from_pretrained(where.base, **kwargs)
+    tok_source = where.adapter if where.adapter and _has_tokenizer(where.adapter) else where.base
+    tokenizer = load_tokenizer(tok_source)
+    if where.adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, where.adapter)
+    model.eval()
+    return model, tokenizer
+
+
+def _has_tokenizer(path: str) -> bool:
+    return (Path(path) / "tokenizer_config.json").exists()
