@@ -40,6 +40,7 @@ def pct(xs: list[float]) -> tuple[float, float]:
 
 
 async def ow_latencies(url: str, tmp: Path) -> tuple[list[float], list[float]]:
+    import agents  # noqa: F401 - registers the `shell` job type
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "ow.agent", "--image", "*", "--workdir", str(tmp / "w")],
