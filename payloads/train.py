@@ -87,6 +87,7 @@ def _common_args(p: TrainingParams, workdir: Path, has_eval: bool) -> dict[str, 
         "weight_decay": p.weight_decay,
         "lr_scheduler_type": p.lr_scheduler_type,
         "logging_steps": p.logging_steps,
+        "logging_nan_inf_filter": False,  # a NaN loss must reach MetricsCallback, not be averaged
         "seed": p.seed,
         "optim": optim,
         "save_strategy": "steps" if p.save_steps else "no",
