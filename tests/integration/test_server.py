@@ -11,8 +11,8 @@ import anyio
 import pytest
 
 from ow.core import bus as bus_mod
+from ow.core import defaults, subjects
 from ow.core import events as ev
-from ow.core import subjects
 from ow.core.server import NatsServer
 
 pytestmark = pytest.mark.anyio
@@ -71,3 +71,16 @@ async def test_acked_events_survive_a_restart_and_a_subscriber_resumes(fresh_nat
         await bus.close()
         if server is not fresh_nats:  # the fixture stops only the server it started
             server.stop()
+
+
+async def test_the_embedded_sync_interval_is_a_valid_server_setting(tmp_path, org):
+    server = NatsServer(tmp_path, name="sync", sync_interval=defaults.EMBEDDED_SYNC_INTERVAL)
+    await anyio.to_thread.run_sync(server.start)
+    try:
+        assert f"sync_interval: {defaults.EMBEDDED_SYNC_INTERVAL}" in server._config()
+        async with await bus_mod.connect(server.url, org=org) as bus:
+            await bus.provision()
+            seq = await bus.publish(artifact(0))
+            assert (await bus.history(subjects.job_subject(org, "custom-0")))[1] == seq
+    finally:
+        server.stop()
