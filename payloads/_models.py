@@ -46,8 +46,9 @@ def resolve(ref: str, reporter: Reporter | None = None) -> Resolved:
     if not path.exists() and ":file-" in ref:
         if reporter is None:
             raise ValueError(f"model {ref!r} is a file id, but there is no ow client to fetch it")
-        tmp = Path(tempfile.mkdtemp(prefix="ow-model-"))
-        path = unpack(reporter.fetch(ref, tmp / "archive"), tmp / "model")
+        path = reporter.fetch(ref, Path(tempfile.mkdtemp(prefix="ow-model-")) / "archive")
+    if path.is_file():  # a packed model or adapter (tar or zip)
+        path = unpack(path, Path(tempfile.mkdtemp(prefix="ow-model-")))
     if path.is_dir():
         path = _single_subdir(path)
         adapter_cfg = path / "adapter_config.json"

@@ -21,7 +21,10 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LocalReporter", "OWReporter", "Reporter", "make_reporter", "pack", "unpack"]
+__all__ = [
+    "LocalReporter", "OWReporter", "Reporter", "fail", "make_reporter", "pack", "read_params",
+    "unpack",
+]
 
 
 class Reporter:
@@ -164,3 +167,12 @@ def fail(message: str, code: int = 1) -> None:
     """Print the cause of a crash on stderr and exit non-zero (the run is marked failed)."""
     print(f"ERROR: {message}", file=sys.stderr, flush=True)
     raise SystemExit(code)
+
+
+def read_params(args: list[str], prog: str) -> dict[str, Any]:
+    """The job's params from `'<json>'` or `@params.json` (a `validated_params` wrapper is ok)."""
+    if len(args) != 1:
+        raise SystemExit(f"usage: python -m {prog} '<params json>' | @params.json")
+    raw = args[0]
+    data = json.loads(Path(raw[1:]).read_text() if raw.startswith("@") else raw)
+    return data.get("validated_params", data)

@@ -175,7 +175,9 @@ def default_finetuned_model_id(params: TrainingParams) -> str:
 _SIZE = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s*[bB](?![a-zA-Z])")
 
 
-def estimate_vram_gb(model: str, *, load_in_4bit: bool = False, training: bool = False) -> float | None:
+def estimate_vram_gb(
+    model: str, *, load_in_4bit: bool = False, training: bool = False
+) -> float | None:
     """A rough VRAM need for a model: from its weights on disk, or the size in its name.
 
     None when neither tells (a file id, an unnamed hub repo): the caller keeps its default.

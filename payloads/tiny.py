@@ -26,18 +26,21 @@ CHAT_TEMPLATE = (
 )
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
-_WORDS = (
+_TEXT = (
     "the a model learns to answer questions about cats dogs numbers colors red blue green "
     "one two three four five yes no hello world please thank you what is why how when where "
     "train loss weight token step adapter lora inference server chat user assistant system "
     "response prefix continue open weights fine tune evaluate job run event file"
-).split()
+)
+_WORDS = _TEXT.split()
 
 
 def corpus(n_lines: int = 400, seed: int = 0) -> list[str]:
     """Made-up sentences covering the words the tests' datasets use."""
     rng = random.Random(seed)
-    lines = [" ".join(rng.choice(_WORDS) for _ in range(rng.randint(4, 14))) for _ in range(n_lines)]
+    lines = [
+        " ".join(rng.choice(_WORDS) for _ in range(rng.randint(4, 14))) for _ in range(n_lines)
+    ]
     lines += [" ".join(_WORDS), "0 1 2 3 4 5 6 7 8 9 + - = ? ! . , : ; ' \" < > { } [ ]"]
     return lines
 

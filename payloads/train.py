@@ -18,7 +18,6 @@ Imports: stdlib, pydantic params, sibling payload modules; torch/transformers/pe
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from payloads._data import encode_conversation, read_jsonl, to_preference_row
-from payloads._reporter import Reporter, fail, make_reporter, pack, unpack
+from payloads._reporter import Reporter, fail, make_reporter, pack, read_params, unpack
 from payloads.params import TrainingParams, WeightedSFTParams
 
 __all__ = ["main", "run_training"]
@@ -231,7 +230,8 @@ def _finish(p: TrainingParams, trainer: Any, loaded: Any, reporter: Reporter, wo
     key = "adapter_file" if p.is_peft else "model_file"
     file_id = reporter.upload(pack(final, workdir / f"{key.removesuffix('_file')}.tar"))
     outputs: dict[str, Any] = {"model": p.finetuned_model_id, key: file_id}
-    outputs["pushed"] = _push(p, trainer.model, loaded.tokenizer) if os.environ.get("HF_TOKEN") else False
+    pushed = bool(os.environ.get("HF_TOKEN")) and _push(p, trainer.model, loaded.tokenizer)
+    outputs["pushed"] = pushed
     return outputs
 
 
@@ -244,25 +244,14 @@ def _push(p: TrainingParams, model: Any, tokenizer: Any) -> bool:  # pragma: no 
     return True
 
 
-def parse_params(argv: list[str]) -> tuple[dict[str, Any], bool]:
-    """`[--weighted] '<json>'` or `[--weighted] @params.json` -> (params dict, weighted)."""
-    args = list(argv)
-    weighted = "--weighted" in args
-    args = [a for a in args if a != "--weighted"]
-    if len(args) != 1:
-        raise SystemExit("usage: python -m payloads.train [--weighted] '<params json>' | @file")
-    raw = args[0]
-    text = Path(raw[1:]).read_text() if raw.startswith("@") else raw
-    data = json.loads(text)
-    return data.get("validated_params", data), weighted
-
-
 def main(argv: list[str] | None = None) -> None:
     import torch
 
     from payloads._callbacks import TrainingCrash
 
-    data, weighted = parse_params(sys.argv[1:] if argv is None else argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    weighted = "--weighted" in args
+    data = read_params([a for a in args if a != "--weighted"], "payloads.train [--weighted]")
     params = (WeightedSFTParams if weighted else TrainingParams).model_validate(data)
     reporter = make_reporter()
     try:

@@ -21,7 +21,8 @@ def tok(tiny_model):
 
 
 def _pieces(tok, enc):
-    return [(tok.decode([i]), w, t) for i, w, t in zip(enc.input_ids, enc.weights, enc.tags)]
+    rows = zip(enc.input_ids, enc.weights, enc.tags, strict=True)
+    return [(tok.decode([i]), w, t) for i, w, t in rows]
 
 
 def test_full_sft_trains_every_token(tok):

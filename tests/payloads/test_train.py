@@ -40,14 +40,17 @@ def test_sft_lowers_loss_checkpoints_and_uploads_the_adapter(tiny_model, tmp_pat
     out = run_training(p, rep, tmp_path / "work")
 
     losses = _losses(rep)
-    assert len(losses) == 8 and losses[-1] < losses[0]
+    assert len(losses) == 8
+    assert losses[-1] < losses[0]
     steps = [r["step"] for r in rep.logs if "loss" in r and "learning_rate" in r]
     assert steps == list(range(1, 9))
     assert [s for s, _ in rep.checkpoints] == [4, 8]
-    assert rep.logs[-1] == out and out["model"] == p.finetuned_model_id
+    assert rep.logs[-1] == out
+    assert out["model"] == p.finetuned_model_id
     with tarfile.open(out["adapter_file"]) as tar:
         names = tar.getnames()
-    assert "./adapter_config.json" in names and "./adapter_model.safetensors" in names
+    assert "./adapter_config.json" in names
+    assert "./adapter_model.safetensors" in names
 
 
 def test_sft_resumes_from_the_last_checkpoint(tiny_model, tmp_path):
@@ -81,7 +84,8 @@ def test_preference_losses_run(tiny_model, tmp_path, loss):
     rep = LocalReporter(tmp_path / "out")
     out = run_training(_params(TrainingParams, tiny_model, training_file=str(prefs), loss=loss,
                                per_device_train_batch_size=2), rep, tmp_path / "work")
-    assert all(math.isfinite(x) for x in _losses(rep)) and len(_losses(rep)) == 2
+    assert all(math.isfinite(x) for x in _losses(rep))
+    assert len(_losses(rep)) == 2
     assert Path(out["adapter_file"]).exists()
 
 
