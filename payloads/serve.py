@@ -1,0 +1,286 @@
+"""Serving payload: an OpenAI-compatible HTTP API for a model and its LoRA adapters.
+
+Entrypoint (what an `api` job runs; it serves until the job is canceled or times out):
+
+    python -m payloads.serve '<validated params as JSON>'
+
+On a GPU with vLLM installed this execs vLLM's own OpenAI server. Elsewhere a small stdlib
+server answers over transformers: `GET /health`, `GET /v1/models`, `POST /v1/chat/completions`
+(also `stream: true`, sent as one chunk) and `POST /v1/completions`. Requests are generated
+one at a time. When it listens, the run logs `{"status": "ready", "base_url", "models"}` so
+the client (`ow.api.deploy`) knows where to connect. With `api_key` set, requests need
+`Authorization: Bearer <api_key>`.
+
+Imports: stdlib, pydantic params, sibling payload modules; torch/transformers/peft lazily.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from payloads._generate import Sampling
+from payloads._reporter import Reporter, make_reporter, read_params
+from payloads.params import ApiParams
+
+__all__ = ["Engine", "main", "make_server", "serve"]
+
+
+class Engine:
+    """A loaded base model with named adapters; one generation at a time."""
+
+    def __init__(self, model: str, lora_adapters: list[str], reporter: Reporter | None = None):
+        from payloads._models import load_for_inference, resolve
+
+        self.lock = threading.Lock()
+        self.model, self.tokenizer = load_for_inference(model, reporter)
+        self.names: dict[str, str | None] = {model: "default" if resolve(model).adapter else None}
+        for i, ref in enumerate(lora_adapters):
+            where = resolve(ref, reporter)
+            if where.adapter is None:
+                raise ValueError(f"lora adapter {ref!r} is not an adapter directory or file")
+            self._add_adapter(where.adapter, f"lora{i}")
+            self.names[ref] = f"lora{i}"
+
+    def _add_adapter(self, path: str, name: str) -> None:
+        if hasattr(self.model, "load_adapter") and hasattr(self.model, "peft_config"):
+            self.model.load_adapter(path, adapter_name=name)
+        else:
+            from peft import PeftModel
+
+            self.model = PeftModel.from_pretrained(self.model, path, adapter_name=name)
+        self.model.eval()
+
+    def complete(self, name: str, conversations: list[list[dict]], sampling: Sampling):
+        from contextlib import nullcontext
+
+        from payloads._generate import generate
+
+        if name not in self.names:
+            raise KeyError(name)
+        adapter = self.names[name]
+        with self.lock:
+            if adapter is not None:
+                self.model.set_adapter(adapter)
+                ctx = nullcontext()
+            else:
+                ctx = self.model.disable_adapter() if hasattr(self.model, "peft_config") \
+                    else nullcontext()
+            with ctx:
+                return generate(self.model, self.tokenizer, conversations, sampling)
+
+
+def _sampling(body: dict[str, Any]) -> Sampling:
+    stop = body.get("stop") or []
+    return Sampling(
+        max_tokens=int(body.get("max_tokens") or body.get("max_completion_tokens") or 256),
+        temperature=float(body.get("temperature", 1.0)),
+        top_p=float(body.get("top_p", 1.0)),
+        min_tokens=int(body.get("min_tokens", 1)),
+        stop=[stop] if isinstance(stop, str) else list(stop),
+        seed=body.get("seed"),
+    )
+
+
+def _chat_response(name: str, results: list[dict], kind: str) -> dict[str, Any]:
+    choices = []
+    for i, r in enumerate(results):
+        choice: dict[str, Any] = {"index": i, "finish_reason": r["finish_reason"]}
+        if kind == "chat":
+            choice["message"] = {"role": "assistant", "content": r["completion"]}
+        else:
+            choice["text"] = r["completion"]
+        choices.append(choice)
+    tokens = sum(r["tokens"] for r in results)
+    return {
+        "id": f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex[:24]}",
+        "object": "chat.completion" if kind == "chat" else "text_completion",
+        "created": int(time.time()),
+        "model": name,
+        "choices": choices,
+        "usage": {"prompt_tokens": 0, "completion_tokens": tokens, "total_tokens": tokens},
+    }
+
+
+class _Handler(BaseHTTPRequestHandler):
+    engine: Engine
+    api_key: str | None
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt: str, *args: Any) -> None:
+        print(f"{self.address_string()} {fmt % args}", flush=True)
+
+    def _send(self, status: int, body: dict[str, Any]) -> None:
+        raw = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def _error(self, status: int, message: str, kind: str = "invalid_request_error") -> None:
+        self._send(status, {"error": {"message": message, "type": kind, "code": status}})
+
+    def _authorized(self) -> bool:
+        if not self.api_key or self.path == "/health":
+            return True
+        if self.headers.get("Authorization", "") == f"Bearer {self.api_key}":
+            return True
+        self._error(401, "missing or wrong API key (Authorization: Bearer …)", "auth_error")
+        return False
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        if not self._authorized():
+            return
+        if self.path == "/health":
+            self._send(200, {"status": "ok"})
+        elif self.path == "/v1/models":
+            data = [{"id": n, "object": "model", "owned_by": "ow"} for n in self.engine.names]
+            self._send(200, {"object": "list", "data": data})
+        else:
+            self._error(404, f"no route {self.path}")
+
+    def do_POST(self) -> None:  # noqa: N802
+        if not self._authorized():
+            return
+        kinds = {"/v1/chat/completions": "chat", "/v1/completions": "text"}
+        if self.path not in kinds:
+            self._error(404, f"no route {self.path}")
+            return
+        try:
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+        except json.JSONDecodeError:
+            self._error(400, "body is not JSON")
+            return
+        self._complete(body, kinds[self.path])
+
+    def _complete(self, body: dict[str, Any], kind: str) -> None:
+        name = body.get("model") or next(iter(self.engine.names))
+        if kind == "chat":
+            conv = body.get("messages")
+        else:
+            conv = [{"role": "user", "content": str(body.get("prompt", ""))}]
+        if not isinstance(conv, list) or not conv:
+            self._error(400, "messages must be a non-empty list")
+            return
+        try:
+            results = self.engine.complete(name, [conv] * int(body.get("n", 1)), _sampling(body))
+        except KeyError:
+            self._error(404, f"model {name!r} is not served here; see /v1/models", "not_found")
+            return
+        response = _chat_response(name, results, kind)
+        if body.get("stream"):
+            self._stream(response)
+        else:
+            self._send(200, response)
+
+    def _stream(self, response: dict[str, Any]) -> None:
+        """Server-sent events: the whole answer as one chunk, then [DONE]."""
+        chunk = {**response, "object": "chat.completion.chunk"}
+        chunk["choices"] = [
+            {"index": c["index"], "finish_reason": c["finish_reason"],
+             "delta": c.get("message", {"role": "assistant", "content": c.get("text", "")})}
+            for c in response["choices"]
+        ]
+        raw = f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+
+def make_server(engine: Engine, host: str, port: int, api_key: str | None) -> ThreadingHTTPServer:
+    """A bound (not yet serving) HTTP server; port 0 picks a free port."""
+    handler = type("Handler", (_Handler,), {"engine": engine, "api_key": api_key})
+    server = ThreadingHTTPServer((host, port), handler)
+    server.daemon_threads = True
+    return server
+
+
+def public_base_url(host: str, port: int) -> str:
+    """Where clients reach the server: the RunPod proxy on a pod, else the bound address."""
+    pod = os.environ.get("RUNPOD_POD_ID")
+    if pod:
+        return f"https://{pod}-{port}.proxy.runpod.net/v1"
+    shown = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+    return f"http://{shown}:{port}/v1"
+
+
+def serve(p: ApiParams, reporter: Reporter) -> None:
+    """Serve until SIGTERM/SIGINT (the job is canceled or timed out)."""
+    from payloads._models import has_gpu
+
+    if has_gpu() and _vllm_available():  # pragma: no cover - GPU only
+        _run_vllm(p, reporter)
+    engine = Engine(p.model, p.lora_adapters, reporter)
+    server = make_server(engine, p.host, p.port, p.api_key)
+    port = server.server_address[1]
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    reporter.log({"status": "ready", "base_url": public_base_url(p.host, port), "port": port,
+                  "models": list(engine.names)})
+    print(f"serving {list(engine.names)} on {p.host}:{port}", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+
+
+def _vllm_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("vllm") is not None
+
+
+def _run_vllm(p: ApiParams, reporter: Reporter) -> None:  # pragma: no cover - GPU only
+    """Run vLLM's OpenAI server as a child; announce it once healthy; stop it on SIGTERM."""
+    import subprocess
+    import urllib.request
+
+    from payloads._models import resolve
+
+    where = resolve(p.model, reporter)
+    args = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", where.base,
+            "--served-model-name", p.model, "--max-model-len", str(p.max_model_len),
+            "--max-num-seqs", str(p.max_num_seqs), "--host", p.host, "--port", str(p.port)]
+    adapters = ([f"{p.model}={where.adapter}"] if where.adapter else []) + [
+        f"{ref}={resolve(ref, reporter).adapter}" for ref in p.lora_adapters
+    ]
+    if adapters:
+        args += ["--enable-lora", "--max-lora-rank", "64", "--lora-modules", *adapters]
+    if p.api_key:
+        args += ["--api-key", p.api_key]
+    child = subprocess.Popen(args)
+    signal.signal(signal.SIGTERM, lambda *_: child.terminate())
+    while child.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{p.port}/health", timeout=2):
+                break
+        except OSError:
+            time.sleep(2)
+    else:
+        raise SystemExit(f"vLLM exited with code {child.returncode} before it was ready")
+    reporter.log({"status": "ready", "base_url": public_base_url(p.host, p.port),
+                  "port": p.port, "models": [p.model, *p.lora_adapters]})
+    raise SystemExit(child.wait())
+
+
+def main(argv: list[str] | None = None) -> None:
+    data = read_params(list(sys.argv[1:] if argv is None else argv), "payloads.serve")
+    reporter = make_reporter()
+    try:
+        serve(ApiParams.model_validate(data), reporter)
+    finally:
+        if hasattr(reporter, "close"):
+            reporter.close()
+
+
+if __name__ == "__main__":
+    main()
