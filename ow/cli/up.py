@@ -67,8 +67,9 @@ def serve(port: int = defaults.DEFAULT_PORT, home: str | None = None, quiet: boo
             f"port {port} is taken — is `ow up` already running? Stop it with `ow down`, "
             "or pick another port with --port"
         )
-    sync = getattr(defaults, "EMBEDDED_SYNC_INTERVAL", "")
-    server = NatsServer(root / "nats", port=port, name="ow", sync_interval=sync).start()
+    server = NatsServer(
+        root / "nats", port=port, name="ow", sync_interval=config.sync_interval
+    ).start()
     env = {**os.environ, "OW_URL": server.url, "OW_ORG": config.org, "OW_HOME": str(root)}
     logs = root / "logs"
     logs.mkdir(exist_ok=True)

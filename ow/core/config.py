@@ -43,6 +43,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     lost_after_s: float = defaults.LOST_AFTER_S
     pod_ttl_s: float = defaults.POD_TTL_S
     secret_key: str = ""
+    sync_interval: str = defaults.EMBEDDED_SYNC_INTERVAL  # the embedded server (`ow up`)
 
     @property
     def home_path(self) -> Path:
@@ -52,7 +53,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
 #: OW_* variables we read, mapped to Config fields
 _VARS = {f"OW_{name.upper()}": name for name in Config.__struct_fields__}
 #: OW_* variables read elsewhere (the embedded server, tests); known, so no warning
-_OTHER_VARS = {"OW_DEBUG", "OW_PORT", "OW_SYNC_INTERVAL", "OW_LOG_LEVEL"}
+_OTHER_VARS = {"OW_DEBUG", "OW_PORT", "OW_LOG_LEVEL"}
 
 
 def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
