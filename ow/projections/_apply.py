@@ -35,35 +35,62 @@ _job_dec = msgspec.json.Decoder(JobState)
 _worker_dec = msgspec.json.Decoder(WorkerState)
 _ping_dec = msgspec.json.Decoder(ev.WorkerPinged)
 
+
+class _Record(msgspec.Struct, gc=False):
+    """The fields of a metric record the projection keeps, typed strictly: a record that
+    does not fit (or a message that is not valid JSON) goes to the SQL path."""
+
+    type: str | None = None
+    v: int | None = None
+    ts: str | None = None
+    run_id: str | None = None
+    job_id: str | None = None
+    data: dict[str, Any] | None = None
+
+
+_records_dec = msgspec.json.Decoder(list[_Record])
+
+
+class _Irregular(Exception):
+    """A batch the Python path of metrics does not handle (it takes the SQL path)."""
+
 _METRIC_T = (
     '[{"type":"VARCHAR","event_id":"VARCHAR","v":"INTEGER","ts":"VARCHAR",'
     '"run_id":"VARCHAR","job_id":"VARCHAR","data":"JSON"}]'
 )
 _NUMERIC = "('BIGINT', 'UBIGINT', 'DOUBLE')"
-_METRICS_SQL = f"""
-CREATE OR REPLACE TEMP TABLE _mx AS
-SELECT seq, subject, unnest(l, recursive := true), generate_subscripts(l, 1) - 1 AS idx
-FROM (SELECT seq, subject, from_json(j, '{_METRIC_T}') AS l FROM _stage WHERE json_valid(j));
-INSERT INTO metrics
-SELECT seq, idx, run_id, job_id, step, k, val::DOUBLE, ts, event_id, data FROM (
-    SELECT seq, idx, run_id, job_id, ts::TIMESTAMPTZ AS ts, event_id, data,
-           try_cast(json_extract(data, '$.step') AS BIGINT) AS step,
-           unnest(json_keys(data)) AS k, unnest(json_extract(data, '$.*')) AS val
-    FROM _mx WHERE type = 'MetricLogged' AND run_id IS NOT NULL AND coalesce(v, 1) = 1
-      AND json_type(data) = 'OBJECT')
-WHERE json_type(val) IN {_NUMERIC} AND k <> 'step';
-INSERT INTO anomalies
-SELECT seq, ?, subject, event_id, type, run_id,
-       'metric record rejected: ' || CASE WHEN type IS DISTINCT FROM 'MetricLogged'
-         THEN 'not a MetricLogged' WHEN run_id IS NULL THEN 'no run_id'
-         WHEN coalesce(v, 1) <> 1 THEN 'unknown schema version ' || v
-         ELSE 'data is not an object' END, NULL
-FROM _mx WHERE type IS DISTINCT FROM 'MetricLogged' OR run_id IS NULL
-   OR coalesce(v, 1) <> 1 OR json_type(data) IS DISTINCT FROM 'OBJECT';
-INSERT INTO anomalies
-SELECT seq, ?, subject, NULL, NULL, NULL, 'undecodable: not valid JSON', j
-FROM _stage WHERE NOT json_valid(j);
+_IRREGULAR = (
+    "r.type IS DISTINCT FROM 'MetricLogged' OR r.run_id IS NULL OR coalesce(r.v, 1) <> 1 "
+    "OR json_type(r.data) IS DISTINCT FROM 'OBJECT'"
+)
+#: the long rows of well-formed records (shared by both paths below)
+_EXPLODE = f"""
+INSERT INTO metrics (seq, idx, run_id, job_id, step, key, value, ts)
+SELECT seq, idx, run_id, job_id, step, k, val::DOUBLE, ts FROM (
+    SELECT seq, idx, r.run_id, r.job_id, r.ts::TIMESTAMPTZ AS ts,
+           try_cast(json_extract(r.data, '$.step') AS BIGINT) AS step,
+           unnest(json_keys(r.data)) AS k, unnest(json_extract(r.data, '$.*')) AS val
+    FROM {{source}} WHERE {{where}})
+WHERE json_type(val) IN {_NUMERIC} AND k <> 'step'
 """
+#: the reference path: parse once into a temp table, then rows, then every kind of anomaly
+_METRICS_SQL = [
+    f"""CREATE OR REPLACE TEMP TABLE _mx AS
+SELECT seq, subject, unnest(l) AS r, generate_subscripts(l, 1) - 1 AS idx
+FROM (SELECT seq, subject, from_json(j, '{_METRIC_T}') AS l FROM _stage WHERE json_valid(j))""",
+    _EXPLODE.format(source="_mx", where=f"NOT ({_IRREGULAR})"),
+    """INSERT INTO anomalies
+SELECT seq, ?, subject, r.event_id, r.type, r.run_id,
+       'metric record rejected: ' || CASE WHEN r.type IS DISTINCT FROM 'MetricLogged'
+         THEN 'not a MetricLogged' WHEN r.run_id IS NULL THEN 'no run_id'
+         WHEN coalesce(r.v, 1) <> 1 THEN 'unknown schema version ' || r.v
+         ELSE 'data is not an object' END, NULL
+FROM _mx WHERE """ + _IRREGULAR,
+    """INSERT INTO anomalies
+SELECT seq, ?, subject, NULL, NULL, NULL, 'undecodable: not valid JSON', j
+FROM _stage WHERE NOT json_valid(j)""",
+    "DROP TABLE _mx",
+]
 
 
 def _j(value: Any) -> str:
@@ -301,6 +328,45 @@ class Folder:
     # --- metrics and heartbeats -------------------------------------------------------
 
     def _metrics(self, stream: str, msgs: list[Msg]) -> None:
+        """Explode metric records into long rows.
+
+        Well-formed messages (every record a MetricLogged with a run id and an object of
+        data) are decoded by msgspec and loaded as Arrow columns, a column per key. The
+        others, and any batch with an unusual value (a non-integer step, an integer a
+        double cannot hold), go through `_metrics_sql`, the reference that also records
+        the anomalies; `tests/unit/projections` checks both give the same rows."""
+        careful: list[Msg] = []
+        seqs: list[int] = []
+        sizes: list[int] = []
+        records: list[_Record] = []
+        for m in msgs:
+            try:
+                recs = _records_dec.decode(m.data if m.data[:1] == b"[" else b"[" + m.data + b"]")
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                careful.append(m)
+                continue
+            if not all(r.type == "MetricLogged" and r.run_id is not None and r.data is not None
+                       and (r.v is None or r.v == 1) for r in recs):
+                careful.append(m)
+                continue
+            seqs.append(m.seq)
+            sizes.append(len(recs))
+            records += recs
+        try:
+            rows = _long_rows(records, seqs, sizes) if records else None
+        except _Irregular:
+            rows, careful = None, msgs
+        if rows is not None and rows.num_rows:
+            self.con.register("_rows", rows)
+            try:
+                self.con.execute("INSERT INTO metrics BY NAME SELECT * FROM _rows")
+            finally:
+                self.con.unregister("_rows")
+        if careful:
+            self._metrics_sql(stream, careful)
+
+    def _metrics_sql(self, stream: str, msgs: list[Msg]) -> None:
+        """The reference path: DuckDB parses the JSON, explodes it and finds the anomalies."""
         s, i64, _, _, _ = _types()
         stage = _arrow({
             "seq": (i64, [m.seq for m in msgs]),
@@ -310,9 +376,8 @@ class Folder:
         })
         self.con.register("_stage", stage)
         try:
-            for statement in _METRICS_SQL.split(";"):
-                if statement.strip():
-                    self.con.execute(statement, [stream] if "?" in statement else [])
+            for statement in _METRICS_SQL:
+                self.con.execute(statement, [stream] if "?" in statement else [])
         finally:
             self.con.unregister("_stage")
 
@@ -354,3 +419,76 @@ def _aggregate(subject: str) -> str:
 def _agg_id(subject: str) -> str:
     parts = subject.split(".", 4)
     return parts[4] if len(parts) > 4 else ""
+
+
+_NUMBER = frozenset({int, float})
+
+
+def _long_rows(records: list[_Record], seqs: list[int], sizes: list[int]) -> Any:
+    """Long rows (seq, idx, run_id, job_id, step, key, value, ts) of well-formed records,
+    built a column per (shape of data, key) instead of a Python loop per value."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    datas = [r.data for r in records]
+    base = {
+        "seq": pa.array(np.repeat(np.asarray(seqs, np.int64), sizes)),
+        "idx": pa.array(np.concatenate([np.arange(n, dtype=np.int32) for n in sizes])),
+        "run_id": pa.array([r.run_id for r in records], pa.string()),
+        "job_id": pa.array([r.job_id for r in records], pa.string()),
+    }
+    try:
+        base["ts"] = pc.cast(pa.array([r.ts for r in records], pa.string()),
+                             pa.timestamp("us", tz="UTC"))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise _Irregular from exc
+    shapes = list(map(tuple, datas))  # the keys of each record, in order
+    groups: dict[tuple[str, ...], list[int]] = {}
+    if shapes.count(shapes[0]) == len(shapes):
+        groups[shapes[0]] = []  # every record: no selection needed
+    else:
+        for i, shape in enumerate(shapes):
+            groups.setdefault(shape, []).append(i)
+    tables = []
+    for shape, members in groups.items():
+        rows = dict(base)
+        group = datas
+        if members:
+            take = pa.array(members, pa.int64())
+            rows = {name: col.take(take) for name, col in base.items()}
+            group = [datas[i] for i in members]
+        n = len(group)
+        if "step" in shape:
+            steps = [d["step"] for d in group]
+            if not set(map(type, steps)) <= {int}:
+                raise _Irregular  # a float, bool or string step: the SQL path casts it
+            try:
+                rows["step"] = pa.array(steps, pa.int64())
+            except (pa.ArrowInvalid, OverflowError) as exc:
+                raise _Irregular from exc
+        else:
+            rows["step"] = pa.nulls(n, pa.int64())
+        for key in dict.fromkeys(shape):
+            if key == "step":
+                continue
+            values = [d[key] for d in group]
+            cols = rows
+            if not set(map(type, values)) <= _NUMBER:  # strings, booleans, nulls, objects
+                keep = [type(v) in _NUMBER for v in values]
+                mask = pa.array(keep, pa.bool_())
+                cols = {name: col.filter(mask) for name, col in rows.items()}
+                values = [v for v, k in zip(values, keep, strict=True) if k]
+            try:
+                value = pa.array(values, pa.float64())
+            except (pa.ArrowInvalid, OverflowError):  # integers a double cannot hold exactly
+                try:
+                    value = pa.array([float(v) for v in values], pa.float64())
+                except OverflowError as exc:
+                    raise _Irregular from exc
+            if len(value):
+                tables.append(pa.table({
+                    **cols, "key": pa.repeat(pa.scalar(key, pa.string()), len(value)),
+                    "value": value,
+                }))
+    return pa.concat_tables(tables) if tables else None
