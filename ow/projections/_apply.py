@@ -116,6 +116,7 @@ class Folder:
     def __init__(self, con: Any, *, fresh: bool = False):
         self.con = con
         self.fresh = fresh  # every state is in memory (a rebuild): never read rows back
+        self._written: dict[str, set[str]] = {}  # while fresh: ids each table has rows of
         self.jobs: dict[str, JobState] = {}
         self.workers: dict[str, WorkerState] = {}
 
@@ -145,6 +146,7 @@ class Folder:
             self.jobs.clear()  # the cache may hold states the rollback just undid
             self.workers.clear()
             self.fresh = False
+            self._written.clear()
             raise
 
     # --- control-plane events ---------------------------------------------------------
@@ -216,9 +218,17 @@ class Folder:
             cache[agg_id] = dec.decode(state)
 
     def _replace(self, table: str, key: str, ids: list[str], rows: Any) -> None:
-        self.con.execute(
-            f"DELETE FROM {table} WHERE {key} IN (SELECT unnest(?::VARCHAR[]))", [ids]
-        )
+        # `fresh` means no jobs or workers rows at open (files may exist): those tables then
+        # hold rows only of ids this folder wrote, and nothing else needs deleting
+        skip = self.fresh and table != "files"
+        written = self._written.setdefault(table, set())
+        stale = [i for i in ids if i in written] if skip else ids
+        if stale:
+            self.con.execute(
+                f"DELETE FROM {table} WHERE {key} IN (SELECT unnest(?::VARCHAR[]))", [stale]
+            )
+        if skip:
+            written.update(ids)
         self._insert(table, rows)
 
     def _insert(self, table: str, rows: Any) -> None:
