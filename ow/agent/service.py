@@ -273,9 +273,11 @@ class Agent:
             run_id=run_id, job_id=state.job_id, gen=state.gen, worker_id=self.worker_id,
             claim_rev=rev,
         ))[0] or state
+        from ow.core.secrets import job_env  # the org's secrets (decrypted) and OW_TOKEN
+
         env = child_env(
             self.environ, run_id=run_id, job_id=state.job_id, url=self.config.url,
-            org=self.bus.org,
+            org=self.bus.org, secrets=await job_env(self.bus, self.config),
         )
         self.current = Execution(
             bus=self.bus, blobs=self.blobs, state=state, last_seq=seq, run_id=run_id,

@@ -43,6 +43,12 @@ def build_app() -> Any:
         pass
     else:
         up.register(app)
+    try:
+        from ow.cli import tenancy
+    except ImportError:
+        pass
+    else:
+        tenancy.register(app)
     return app
 
 

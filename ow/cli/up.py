@@ -67,10 +67,15 @@ def serve(port: int = defaults.DEFAULT_PORT, home: str | None = None, quiet: boo
             f"port {port} is taken — is `ow up` already running? Stop it with `ow down`, "
             "or pick another port with --port"
         )
+    from ow.cli.tenancy import Supervisor  # org accounts, per-org schedulers, token expiry
+
+    tenancy = Supervisor(root, config, _child)
     server = NatsServer(
-        root / "nats", port=port, name="ow", sync_interval=config.sync_interval
+        root / "nats", port=port, name="ow", sync_interval=config.sync_interval,
+        extra_config=tenancy.server_config(),
     ).start()
-    env = {**os.environ, "OW_URL": server.url, "OW_ORG": config.org, "OW_HOME": str(root)}
+    env = {**os.environ, "OW_URL": server.url, "OW_ORG": config.org, "OW_HOME": str(root),
+           **tenancy.env(config.org)}
     logs = root / "logs"
     logs.mkdir(exist_ok=True)
     children = [
@@ -81,7 +86,11 @@ def serve(port: int = defaults.DEFAULT_PORT, home: str | None = None, quiet: boo
             logs / "agent.log",
         ),
     ]
-    _state_file(root).write_text(json.dumps({"pid": os.getpid(), "url": server.url}))
+    assert server.proc is not None
+    children += tenancy.start(server, env, logs)
+    _state_file(root).write_text(
+        json.dumps({"pid": os.getpid(), "url": server.url, "nats_pid": server.proc.pid})
+    )
     if not quiet:
         print(f"ow is up: NATS at {server.url} (org {config.org!r}, data in {root})")
         print(f"logs in {logs}; Ctrl-C stops everything")
@@ -90,6 +99,7 @@ def serve(port: int = defaults.DEFAULT_PORT, home: str | None = None, quiet: boo
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         while not stop.wait(1.0):
+            children += tenancy.tick()
             for proc in children:
                 if proc.poll() is not None and not quiet:
                     print(f"warning: {proc.args[2]} exited with {proc.returncode}; see {logs}")

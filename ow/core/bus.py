@@ -108,14 +108,20 @@ async def connect(
         "reconnect_time_wait": 0.25,
         "error_cb": _quiet_error,
     }
-    if token:
-        opts["token"] = token
     if user_credentials:
         opts["user_credentials"] = user_credentials
+    else:  # an ow_ token is user <id> / password <secret> in the org's account (tenancy.py)
+        from ow.core import tenancy
+
+        opts.update(tenancy.connect_options(token, org))
     try:
         with anyio.fail_after(defaults.CONNECT_TIMEOUT_S * 2):  # nats-py retries forever
             nc = await nats.connect(**opts)
     except Exception as exc:  # nats raises many kinds here; all mean "not reachable"
+        if "authorization violation" in str(exc).lower():
+            from ow.core import tenancy
+
+            raise tenancy.refused(token, org) from exc
         raise BusUnavailableError(
             f"No NATS at {url} — run `ow up` or set OW_URL ({type(exc).__name__}: {exc})"
         ) from exc

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ow.core.errors import BusUnavailableError
 
-__all__ = ["NatsServer", "find_binary", "free_port", "start_cluster"]
+__all__ = ["NatsServer", "find_binary", "free_port", "reload_pid", "start_cluster"]
 
 _LISTEN = re.compile(r"Listening for client connections on [^\s]*:(\d+)")
 _READY = "Server is ready"
@@ -137,6 +137,14 @@ class NatsServer:
                 f"{self.log_path.read_text()[-1500:]}"
             )
 
+    def reload(self, timeout: float = 10.0) -> None:
+        """Re-read the config file (rewrite it first if `extra_config` changed): SIGHUP."""
+        assert self.proc is not None
+        conf = self.store_dir / f"{self.name}.conf"
+        if conf.read_text() != self._config():
+            conf.write_text(self._config())
+        reload_pid(self.proc.pid, self.log_path, timeout)
+
     def stop(self, kill: bool = False) -> None:
         """Stop the server (SIGTERM, SIGKILL after 10 s; `kill=True` kills at once)."""
         if self.proc is None or self.proc.poll() is not None:
@@ -174,6 +182,26 @@ def start_cluster(base_dir: str | Path, size: int = 3, sync_interval: str = "") 
     for s in servers:
         s.wait_ready()
     return servers
+
+
+def reload_pid(pid: int, log_path: str | Path, timeout: float = 10.0) -> None:
+    """SIGHUP a nats-server and wait until its log says the new config is in force."""
+    import time
+
+    log_path = Path(log_path)
+    start = log_path.stat().st_size if log_path.exists() else 0
+    os.kill(pid, signal.SIGHUP)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(log_path, "rb") as f:
+            f.seek(start)
+            text = f.read().decode(errors="replace")
+        if "Reloaded server configuration" in text:
+            return
+        if "failed to reload" in text.lower():
+            raise BusUnavailableError(f"nats-server refused the new config: {text[-800:]}")
+        time.sleep(0.02)  # a file written by another process: polling is the only option
+    raise BusUnavailableError(f"nats-server {pid} did not reload within {timeout}s")
 
 
 def pid_alive(pid: int) -> bool:

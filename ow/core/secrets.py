@@ -1,0 +1,164 @@
+"""Org secrets (`ow env set NAME`): Fernet ciphertext in the org's KV bucket `ow_secrets`.
+
+The master key is `OW_SECRET_KEY` or the key file `<home>/secret.key` (created 0600 on
+first use); it is never on the bus. Each org's Fernet key is derived from it
+(HMAC-SHA256(master, org)), so a key handed to one org's workers opens no other org's
+secrets. The value lives only as ciphertext in the org's own account (a separate NATS
+account per org: no other org can read the bucket; `read`/`submit` tokens are denied it
+too); `SecretSet{name}` events carry the name only. The agent decrypts the secrets into
+the job's environment (`job_env`) and nowhere else.
+
+Imports: stdlib, `ow.core` (bus, config, errors, events, tenancy); cryptography lazily.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from ow.core import events as ev
+from ow.core.bus import Bus, mapped
+from ow.core.config import Config
+from ow.core.errors import ConfigError, NotFoundError, OWError
+from ow.core.tenancy import SECRETS_BUCKET
+
+__all__ = ["SECRETS_BUCKET", "ensure_key", "job_env", "load", "master_key", "names",
+           "remove", "set_secret"]
+
+log = logging.getLogger(__name__)
+
+KEY_FILE = "secret.key"
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+def master_key(config: Config) -> bytes | None:
+    """`OW_SECRET_KEY`, else the key file in the ow home, else None."""
+    if config.secret_key:
+        return config.secret_key.encode()
+    path = config.home_path / KEY_FILE
+    return path.read_bytes().strip() if path.exists() else None
+
+
+def ensure_key(config: Config) -> bytes:
+    """The master key, creating the key file (mode 0600) if there is none."""
+    key = master_key(config)
+    if key:
+        return key
+    from cryptography.fernet import Fernet
+
+    path = config.home_path / KEY_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it a moment ago
+        return path.read_bytes().strip()
+    with os.fdopen(fd, "wb") as f:
+        f.write(Fernet.generate_key())
+    return path.read_bytes().strip()
+
+
+def _fernet(master: bytes, org: str) -> Any:
+    from cryptography.fernet import Fernet
+
+    derived = hmac.new(master, b"ow-secrets:" + org.encode(), hashlib.sha256).digest()
+    return Fernet(base64.urlsafe_b64encode(derived))
+
+
+def check_name(name: str) -> str:
+    if not _NAME.match(name) or name.upper().startswith("OW_"):
+        raise ConfigError(
+            f"bad secret name {name!r}: use an environment variable name (letters, digits, "
+            "'_'), not starting with OW_"
+        )
+    return name
+
+
+async def _bucket(bus: Bus, create: bool = False) -> Any:
+    if create:
+        with mapped("create bucket", SECRETS_BUCKET):
+            bus._kv[SECRETS_BUCKET] = await bus.js.create_key_value(
+                bucket=SECRETS_BUCKET, history=1
+            )
+    return await bus.kv(SECRETS_BUCKET)
+
+
+async def set_secret(bus: Bus, master: bytes, name: str, value: str) -> None:
+    """Store `value` encrypted under `name` for the bus's org; publish `SecretSet{name}`."""
+    check_name(name)
+    if not value:
+        raise ConfigError(f"secret {name} is empty: give a value on stdin or at the prompt")
+    store = await _bucket(bus, create=True)
+    token = _fernet(master, bus.org).encrypt(value.encode())
+    with mapped("kv put", name):
+        await store.put(name, token)
+    await bus.publish(ev.SecretSet(name=name))
+
+
+async def names(bus: Bus) -> list[str]:
+    """Names of the org's secrets (never values)."""
+    try:
+        return sorted(await bus.kv_keys(SECRETS_BUCKET))
+    except NotFoundError:
+        return []
+
+
+async def remove(bus: Bus, name: str) -> bool:
+    """Delete a secret; False if there was none."""
+    if check_name(name) not in await names(bus):
+        return False
+    store = await _bucket(bus)
+    with mapped("kv delete", name):
+        await store.purge(name)
+    await bus.publish(ev.SecretSet(name=name, removed=True))
+    return True
+
+
+async def load(bus: Bus, master: bytes) -> dict[str, str]:
+    """Every secret of the org, decrypted (for the job's environment only)."""
+    from cryptography.fernet import InvalidToken
+
+    fernet = _fernet(master, bus.org)
+    out: dict[str, str] = {}
+    for name in await names(bus):
+        entry = await bus.kv_get(SECRETS_BUCKET, name)
+        if entry is None:
+            continue
+        try:
+            out[name] = fernet.decrypt(entry.value).decode()
+        except InvalidToken:
+            raise OWError(
+                f"secret {name} cannot be decrypted with this key: OW_SECRET_KEY (or "
+                "<home>/secret.key) differs from the one that set it"
+            ) from None
+    return out
+
+
+async def job_env(bus: Bus, config: Config) -> dict[str, str]:
+    """What a job adds to its environment: the org's secrets and the token to call back."""
+    env: dict[str, str] = {}
+    master = master_key(config)
+    if master is not None:
+        try:
+            env.update(await load(bus, master))
+        except OWError as exc:  # the job runs without them; its own error will say so
+            log.error("org=%s: secrets not loaded: %s", bus.org, exc)
+    elif await names(bus):
+        log.warning("org=%s has secrets but this worker has no OW_SECRET_KEY", bus.org)
+    token = config.token or _local_token(config, bus.org)
+    if token:
+        env["OW_TOKEN"] = token
+    return env
+
+
+def _local_token(config: Config, org: str) -> str:
+    from ow.core import tenancy
+
+    home = Path(config.home_path)
+    return tenancy.control_token(tenancy.load(home), org) if tenancy.state_path(home).exists() \
+        else ""

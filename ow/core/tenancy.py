@@ -1,0 +1,482 @@
+"""Organizations, tokens and their NATS accounts: the tenancy state and what it renders to.
+
+Isolation is enforced by nats-server itself. Every org is a NATS account with its own
+JetStream (so its own `OW_EVENTS`, KV buckets and object store); the `default` org is the
+global account `$G`, so the data of the zero-config embedded default stays where it was.
+Every token `ow_<id>_<secret>` is a NATS user `<id>` in its org's account whose password is
+the bcrypt hash of `<secret>` (nats-server verifies bcrypt itself, in constant time, so the
+config file holds no secret) and whose publish/subscribe permissions are exactly its scope:
+
+    read    subscribe and JetStream read/consume API; no publishing into ow.ev / ow.mx
+    submit  read + job submission/cancel events, FileUploaded, object store writes
+    worker  read + run/worker events, metrics, logs, heartbeats, claims (KV), file writes;
+            JobSubmitted / JobCancelRequested / JobReset / JobUpdated explicitly denied
+    admin   everything in the org's account
+
+Each org also has a control user (`ctl…`, admin scope) whose token lives only in the state
+file: `ow up` hands it to that org's scheduler and local agents, and the local operator's
+CLI uses it when no token is given. The state file (`<home>/tenancy.json`, mode 0600) is
+the operator's; it is rendered into `<home>/nats/accounts.conf`, which the embedded server
+includes. With no org created, the rendered file is empty: no accounts, no auth, exactly
+the zero-config default.
+
+Pure functions (`render_accounts`, `permissions`, `check_token`, `parse_expires`) take `now`;
+the file functions (`load`, `save`, `update`) are the only I/O. bcrypt is imported lazily.
+
+Imports: stdlib, msgspec and `ow.core` (config, errors, events, ids).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from ow.core import events as ev
+from ow.core.errors import ConfigError, OWError
+from ow.core.ids import encode_token, uuid7
+
+__all__ = [
+    "SCOPES",
+    "OrgRecord",
+    "TenancyState",
+    "TokenError",
+    "TokenRecord",
+    "check_token",
+    "connect_options",
+    "create_org",
+    "create_token",
+    "load",
+    "mask",
+    "parse_expires",
+    "parse_token",
+    "permissions",
+    "refused",
+    "render_accounts",
+    "revoke_token",
+    "update",
+]
+
+SCOPES = ("read", "submit", "worker", "admin")
+DEFAULT_ORG = "default"
+GLOBAL_ACCOUNT = "$G"
+STATE_FILE = "tenancy.json"
+ACCOUNTS_FILE = "accounts.conf"  # next to the server's config (`<home>/nats/`)
+BCRYPT_COST = 11  # ~0.1 s per check: the server checks once per connection
+SECRETS_BUCKET = "ow_secrets"
+
+_ORG_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_TOKEN = re.compile(r"^ow_([a-z0-9]{12})_([A-Za-z0-9_-]{20,})$")
+_DURATION = re.compile(r"^(\d+)([smhdw])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+class TokenError(OWError):
+    """A token is malformed, unknown, expired or revoked; the message says which."""
+
+
+class TokenRecord(msgspec.Struct, kw_only=True):
+    token_id: str
+    org: str
+    scope: str
+    hash: str  # bcrypt of the secret part
+    created: datetime
+    expires: datetime | None = None
+    name: str = ""
+    revoked_at: datetime | None = None
+    reason: str = ""
+    control: bool = False  # the org's own control user (not listed, never expires)
+
+
+class OrgRecord(msgspec.Struct, kw_only=True):
+    name: str
+    created: datetime
+    control_token: str  # plaintext: only in the 0600 state file, never on the bus
+    announced: bool = False  # OrgCreated published
+
+
+class TenancyState(msgspec.Struct, kw_only=True):
+    orgs: dict[str, OrgRecord] = msgspec.field(default_factory=dict)
+    tokens: dict[str, TokenRecord] = msgspec.field(default_factory=dict)
+    #: events not yet on the bus (the server may be down when the CLI runs): [org, json]
+    outbox: list[list[str]] = msgspec.field(default_factory=list)
+
+    @property
+    def enabled(self) -> bool:
+        """Whether auth is on: some org besides the default was created."""
+        return any(name != DEFAULT_ORG for name in self.orgs)
+
+
+# --- tokens (pure) --------------------------------------------------------------------
+
+
+def mask(token: str) -> str:
+    """A token or id shortened for messages: `ow_ab…12` (never the secret part)."""
+    tid = token.split("_")[1] if token.startswith("ow_") and token.count("_") >= 2 else token
+    return f"ow_{tid[:2]}…{tid[-2:]}" if len(tid) >= 4 else "ow_…"
+
+
+def parse_token(token: str) -> tuple[str, str]:
+    """`ow_<id>_<secret>` → (id, secret); a malformed token raises `TokenError`."""
+    m = _TOKEN.match(token.strip())
+    if not m:
+        raise TokenError(
+            f"token {mask(token)} is malformed: an ow token looks like ow_<12 chars>_<secret> "
+            "(check OW_TOKEN)"
+        )
+    return m.group(1), m.group(2)
+
+
+def _hash(secret: str) -> str:
+    import bcrypt
+
+    return bcrypt.hashpw(secret.encode(), bcrypt.gensalt(BCRYPT_COST, prefix=b"2a")).decode()
+
+
+def _matches(secret: str, hashed: str) -> bool:
+    import bcrypt  # checkpw compares in constant time
+
+    try:
+        return bcrypt.checkpw(secret.encode(), hashed.encode())
+    except ValueError:
+        return False
+
+
+def new_token(
+    org: str, scope: str, now: datetime, expires: datetime | None, name: str = "",
+    control: bool = False,
+) -> tuple[str, TokenRecord]:
+    """A fresh token and its record (which holds only the hash)."""
+    if scope not in SCOPES:
+        raise ConfigError(f"unknown scope {scope!r}: use one of {', '.join(SCOPES)}")
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    prefix = "ctl" if control else ""
+    tid = prefix + "".join(secrets.choice(alphabet) for _ in range(12 - len(prefix)))
+    secret = secrets.token_urlsafe(32)
+    record = TokenRecord(
+        token_id=tid, org=org, scope=scope, hash=_hash(secret), created=now,
+        expires=expires, name=name, control=control,
+    )
+    return f"ow_{tid}_{secret}", record
+
+
+def _fmt(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def why_invalid(record: TokenRecord | None, token: str, now: datetime) -> str:
+    """Why a (well-formed) token is refused, or '' if it is valid."""
+    if record is None:
+        return f"token {mask(token)} is unknown (never created here, or for another server)"
+    if record.revoked_at is not None:
+        reason = f" ({record.reason})" if record.reason else ""
+        return f"token {mask(token)} was revoked at {_fmt(record.revoked_at)}{reason}"
+    if record.expires is not None and record.expires <= now:
+        return f"token {mask(token)} expired at {_fmt(record.expires)}"
+    return ""
+
+
+def check_token(state: TenancyState, token: str, now: datetime) -> TokenRecord:
+    """The record of a valid token; otherwise `TokenError` saying why (hash compared safely)."""
+    tid, secret = parse_token(token)
+    record = state.tokens.get(tid)
+    if why := why_invalid(record, token, now):
+        raise TokenError(why)
+    assert record is not None
+    if not _matches(secret, record.hash):
+        raise TokenError(f"token {mask(token)} is not valid (its secret part does not match)")
+    return record
+
+
+def parse_expires(text: str, now: datetime) -> datetime | None:
+    """`7d`, `12h`, `30m`, `90s`, `2w` → a time after `now`; `never`/'' → None."""
+    text = text.strip().lower()
+    if text in ("", "never", "none"):
+        return None
+    m = _DURATION.match(text)
+    if not m:
+        raise ConfigError(f"bad --expires {text!r}: use e.g. 30m, 12h, 7d, 2w or never")
+    return now + timedelta(seconds=int(m.group(1)) * _UNITS[m.group(2)])
+
+
+def active(state: TenancyState, now: datetime) -> list[TokenRecord]:
+    """Tokens the server should accept now: not revoked, not expired, of a known org."""
+    return [
+        t for t in state.tokens.values()
+        if t.org in state.orgs and not why_invalid(t, t.token_id, now)
+    ]
+
+
+# --- permissions and the accounts block (pure) ------------------------------------------
+
+_SUBMIT_EVENTS = ("JobSubmitted", "JobUpdated", "JobReset", "JobCancelRequested",
+                  "JobTimeoutExtended")
+_WORKER_EVENTS = ("RunStarted", "RunFinished", "ArtifactUploaded", "CheckpointSaved",
+                  "JobRequeued", "JobCompleted", "JobFailed", "JobCanceled")
+_JS_READ = [
+    "$JS.API.INFO", "$JS.API.STREAM.INFO.>", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST",
+    # provision() runs on every connect: creating a stream that exists with the same config
+    # is a no-op (a different config is refused, not applied); update/delete/purge stay denied
+    "$JS.API.STREAM.CREATE.>",
+    "$JS.API.STREAM.MSG.GET.>", "$JS.API.DIRECT.GET.>",
+    "$JS.API.CONSUMER.>", "$JS.ACK.>", "$JS.FC.>", "_INBOX.>",
+]
+_SECRETS_READ = [
+    f"$JS.API.DIRECT.GET.KV_{SECRETS_BUCKET}", f"$JS.API.DIRECT.GET.KV_{SECRETS_BUCKET}.>",
+    f"$JS.API.STREAM.MSG.GET.KV_{SECRETS_BUCKET}", f"$JS.API.CONSUMER.*.KV_{SECRETS_BUCKET}",
+    f"$JS.API.CONSUMER.*.KV_{SECRETS_BUCKET}.>",
+]
+
+
+def permissions(scope: str, org: str) -> dict[str, Any]:
+    """The NATS permissions of a token of `scope` in `org`'s account."""
+    o = encode_token(org)
+    if scope == "admin":
+        return {"publish": {"allow": [">"]}, "subscribe": {"allow": [">"]}}
+    allow = list(_JS_READ)
+    deny: list[str] = []
+    sub_deny: list[str] = []
+    if scope == "read":
+        deny += ["ow.ev.>", "ow.mx.>", "ow.log.>", "ow.hb.>", "$KV.>", "$O.>"]
+    if scope in ("read", "submit"):  # secrets are the workers' (ciphertext, still: no)
+        deny += _SECRETS_READ
+        sub_deny += [f"$KV.{SECRETS_BUCKET}.>"]
+    if scope == "submit":
+        allow += [f"ow.ev.{o}.job.*.{t}" for t in _SUBMIT_EVENTS]
+        allow += [f"ow.ev.{o}.file.*.FileUploaded", "$O.ow_files.>"]
+    if scope == "worker":
+        allow += [f"ow.ev.{o}.job.*.{t}" for t in _WORKER_EVENTS]
+        allow += [f"ow.ev.{o}.worker.>", f"ow.ev.{o}.file.*.FileUploaded", "$O.ow_files.>",
+                  f"ow.mx.{o}.>", f"ow.log.{o}.>", f"ow.hb.{o}.>", f"$KV.ow_claims.{o}.>"]
+        deny += [f"ow.ev.*.job.*.{t}" for t in _SUBMIT_EVENTS[:4]]
+    perms: dict[str, Any] = {"publish": {"allow": allow}, "subscribe": {"allow": [">"]}}
+    if deny:
+        perms["publish"]["deny"] = deny
+    if sub_deny:
+        perms["subscribe"]["deny"] = sub_deny
+    return perms
+
+
+def _user(record: TokenRecord) -> str:
+    perms = json.dumps(permissions(record.scope, record.org))
+    return f"    {{user: {json.dumps(record.token_id)}, password: {json.dumps(record.hash)}, " \
+        f"permissions: {perms}}}"
+
+
+def render_accounts(state: TenancyState, now: datetime) -> str:
+    """The config text for the server: accounts and users of every active token.
+
+    Empty (a comment) when no org besides the default exists: no auth, as before tenancy.
+    The default org's users are top-level (the global account, which keeps its data).
+    """
+    head = "# rendered by ow.core.tenancy from tenancy.json: do not edit\n"
+    if not state.enabled:
+        return head
+    by_org: dict[str, list[TokenRecord]] = {name: [] for name in state.orgs}
+    for record in sorted(active(state, now), key=lambda r: r.token_id):
+        by_org[record.org].append(record)
+    default = ",\n".join(_user(r) for r in by_org.pop(DEFAULT_ORG, []))
+    text = head + f"authorization {{\n  users: [\n{default}\n  ]\n}}\naccounts {{\n"
+    for name in sorted(by_org):
+        users = ",\n".join(_user(r) for r in by_org[name])
+        text += f"  {json.dumps(name)}: {{\n    jetstream: enabled\n    users: [\n{users}\n    ]\n  }}\n"
+    return text + "}\n"
+
+
+# --- operations on the state (pure) -----------------------------------------------------
+
+
+def _control(state: TenancyState, org: str, now: datetime) -> None:
+    token, record = new_token(org, "admin", now, None, name="control", control=True)
+    state.tokens[record.token_id] = record
+    state.orgs[org] = OrgRecord(name=org, created=now, control_token=token)
+
+
+def _queue(state: TenancyState, org: str, event: ev.Event, now: datetime) -> None:
+    """Keep an event for the bus (published by `ow` once the org's server answers)."""
+    event = msgspec.structs.replace(event, event_id=uuid7(), ts=now, org=org, actor="cli")
+    state.outbox.append([org, ev.encode(event).decode()])
+
+
+def ensure_default(state: TenancyState, now: datetime) -> None:
+    """The default org's record (its control user), so `ow up` can hand it out from the start."""
+    if DEFAULT_ORG not in state.orgs:
+        _control(state, DEFAULT_ORG, now)
+
+
+def create_org(state: TenancyState, name: str, now: datetime) -> OrgRecord:
+    """Add an org (and the default org, whose data is the global account's)."""
+    if not _ORG_NAME.match(name):
+        raise ConfigError(
+            f"bad org name {name!r}: use lowercase letters, digits, '-' and '_' (≤ 63)"
+        )
+    if name in state.orgs and name != DEFAULT_ORG:
+        raise ConfigError(f"org {name!r} exists already")
+    ensure_default(state, now)
+    if name not in state.orgs:
+        _control(state, name, now)
+    _queue(state, name, ev.OrgCreated(name=name), now)
+    return state.orgs[name]
+
+
+def create_token(
+    state: TenancyState, org: str, scope: str, now: datetime, expires: datetime | None,
+    name: str = "",
+) -> tuple[str, TokenRecord]:
+    """A new token of `org` (printed once by the caller; only its hash is kept)."""
+    if org not in state.orgs:
+        raise ConfigError(f"no org {org!r}: create it first with `ow org create {org}`")
+    token, record = new_token(org, scope, now, expires, name=name)
+    state.tokens[record.token_id] = record
+    created = ev.TokenCreated(token_id=record.token_id, hash=record.hash, scope=scope,
+                              expires=expires)
+    _queue(state, org, created, now)
+    return token, record
+
+
+def revoke_token(state: TenancyState, token_id: str, now: datetime, reason: str = "") -> TokenRecord:
+    """Mark a token revoked (the next render drops its user; the reload disconnects it)."""
+    if token_id.startswith("ow_"):
+        token_id = parse_token(token_id)[0] if token_id.count("_") >= 2 else token_id[3:]
+    record = state.tokens.get(token_id)
+    if record is None or record.control:
+        raise TokenError(f"token {mask(token_id)} is unknown: see `ow token ls`")
+    if record.revoked_at is None:
+        record.revoked_at, record.reason = now, reason
+        _queue(state, record.org, ev.TokenRevoked(token_id=token_id, reason=reason), now)
+    return record
+
+
+def control_token(state: TenancyState, org: str) -> str:
+    return state.orgs[org].control_token if org in state.orgs else ""
+
+
+# --- the state file (I/O) --------------------------------------------------------------
+
+_enc = msgspec.json.Encoder()
+
+
+def state_path(home: Path) -> Path:
+    return Path(home).expanduser() / STATE_FILE
+
+
+def load(home: Path) -> TenancyState:
+    """The tenancy state in `home` (empty if there is none)."""
+    path = state_path(home)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return TenancyState()
+    return msgspec.json.decode(raw, type=TenancyState)
+
+
+def save(home: Path, state: TenancyState) -> None:
+    """Write the state atomically, readable by its owner only."""
+    path = state_path(home)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(_enc.encode(state))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def update(home: Path) -> Iterator[TenancyState]:
+    """Load, let the caller change, and save the state under an exclusive file lock."""
+    home = Path(home).expanduser()
+    home.mkdir(parents=True, exist_ok=True)
+    fd = os.open(home / "tenancy.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        state = load(home)
+        yield state
+        save(home, state)
+    finally:
+        os.close(fd)
+
+
+def write_accounts(home: Path, state: TenancyState, now: datetime) -> bool:
+    """Render the accounts file next to the server's config; True if it changed."""
+    path = Path(home).expanduser() / "nats" / ACCOUNTS_FILE
+    text = render_accounts(state, now)
+    with contextlib.suppress(FileNotFoundError):
+        if path.read_text() == text:
+            return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+    return True
+
+
+def include_line() -> str:
+    """The line the server's config needs to take in the rendered accounts file."""
+    return f'include "{ACCOUNTS_FILE}"\n'
+
+
+# --- what the bus uses when connecting ------------------------------------------------
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def connect_options(token: str, org: str, home: Path | None = None) -> dict[str, Any]:
+    """nats-py connect options for a token (user = id, password = secret).
+
+    Without a token, the local operator (who can read `<home>/tenancy.json`) connects as
+    the org's control user. A token this machine's state knows to be revoked or expired is
+    refused here, before the server is asked.
+    """
+    if home is None:
+        from ow.core.config import from_env
+
+        home = from_env().home_path
+    if not token:
+        token = control_token(load(home), org) if state_path(home).exists() else ""
+        if not token:
+            return {}
+    if not token.startswith("ow_"):
+        return {"token": token}  # a plain NATS token (an operator's own server)
+    tid, secret = parse_token(token)
+    if state_path(home).exists():
+        state = load(home)
+        if tid in state.tokens and (why := why_invalid(state.tokens[tid], token, _now())):
+            raise TokenError(why)
+    return {"user": tid, "password": secret}
+
+
+def refused(token: str, org: str, home: Path | None = None) -> OWError:
+    """The error for a connection the server refused: why, if this machine knows."""
+    if home is None:
+        from ow.core.config import from_env
+
+        home = from_env().home_path
+    if not token:
+        return TokenError(
+            f"the server requires a token for org {org!r}: set OW_TOKEN (an ow_… token from "
+            "`ow token create`)"
+        )
+    if token.startswith("ow_"):
+        tid, _ = parse_token(token)
+        state = load(home) if state_path(home).exists() else TenancyState()
+        if why := why_invalid(state.tokens.get(tid), token, _now()):
+            if tid in state.tokens or state.orgs:
+                return TokenError(why)
+    return TokenError(
+        f"token {mask(token)} was refused by the server (unknown, expired or revoked)"
+    )
