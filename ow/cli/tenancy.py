@@ -83,10 +83,13 @@ def _running_server(home: Path) -> tuple[int, str] | None:
 
 def apply(home: Path, url: str) -> str:
     """Render the accounts file; reload a running server; publish queued events."""
+    was_on = tenancy.accounts_on(home)
     changed = tenancy.write_accounts(home, tenancy.load(home), _now())
     running = _running_server(home)
     if running is None:
         return "not running: `ow up` applies it when it starts"
+    if not was_on and tenancy.accounts_on(home):  # `ow up` restarts its server (its tick)
+        return "`ow up` restarts its server within seconds to turn accounts on"
     if changed:
         reload_pid(running[0], home / "nats" / "ow.log")
     flush_outbox(home, running[1] or url)
@@ -108,7 +111,11 @@ class Supervisor:
 
     def server_config(self) -> str:
         """Extra config text for the server: include the rendered accounts file."""
-        tenancy.write_accounts(self.root, tenancy.load(self.root), _now())
+        state = tenancy.load(self.root)
+        tenancy.write_accounts(self.root, state, _now())
+        self.enabled = state.enabled
+        if state.enabled:
+            tenancy.adopt_global_store(self.root / "nats" / "js")
         return tenancy.include_line()
 
     def env(self, org: str) -> dict[str, str]:
@@ -123,7 +130,13 @@ class Supervisor:
     def tick(self) -> list[Any]:
         """Re-render (expired tokens drop out), reload if changed, start new orgs' schedulers."""
         state = tenancy.load(self.root)
-        if tenancy.write_accounts(self.root, state, _now()):
+        if state.enabled and not self.enabled:  # the first org: restart with accounts on
+            tenancy.write_accounts(self.root, state, _now())
+            self.server.stop()
+            tenancy.adopt_global_store(self.root / "nats" / "js")
+            self.server.start()
+            self.enabled = True
+        elif tenancy.write_accounts(self.root, state, _now()):
             try:
                 self.server.reload()
             except OWError as exc:  # the server keeps its last good config

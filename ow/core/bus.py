@@ -114,17 +114,31 @@ async def connect(
         from ow.core import tenancy
 
         opts.update(tenancy.connect_options(token, org))
+    refused: list[Exception] = []
+
+    async def on_error(exc: Exception) -> None:  # nats-py would retry a refusal forever
+        if "authorization violation" in str(exc).lower() and not refused:
+            refused.append(exc)
+            scope.cancel()
+        await _quiet_error(exc)
+
+    opts["error_cb"] = on_error
+    nc = None
     try:
-        with anyio.fail_after(defaults.CONNECT_TIMEOUT_S * 2):  # nats-py retries forever
+        with anyio.fail_after(defaults.CONNECT_TIMEOUT_S * 2) as scope:
             nc = await nats.connect(**opts)
     except Exception as exc:  # nats raises many kinds here; all mean "not reachable"
-        if "authorization violation" in str(exc).lower():
+        if refused or "authorization violation" in str(exc).lower():
             from ow.core import tenancy
 
             raise tenancy.refused(token, org) from exc
         raise BusUnavailableError(
             f"No NATS at {url} — run `ow up` or set OW_URL ({type(exc).__name__}: {exc})"
         ) from exc
+    if nc is None:  # the server refused the credentials (on_error ended the attempt)
+        from ow.core import tenancy
+
+        raise tenancy.refused(token, org) from refused[0]
     try:
         _check_version(str(nc._server_info.get("version", "0.0.0")), url)
     except BusUnavailableError:

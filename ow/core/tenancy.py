@@ -1,8 +1,10 @@
 """Organizations, tokens and their NATS accounts: the tenancy state and what it renders to.
 
 Isolation is enforced by nats-server itself. Every org is a NATS account with its own
-JetStream (so its own `OW_EVENTS`, KV buckets and object store); the `default` org is the
-global account `$G`, so the data of the zero-config embedded default stays where it was.
+JetStream (so its own `OW_EVENTS`, KV buckets and object store), the `default` org too. The
+zero-config default keeps its data in the global account `$G`, which cannot have JetStream
+once accounts exist; turning accounts on (`ow up`, with its server stopped) moves that store
+into the `default` account (`adopt_global_store`).
 Every token `ow_<id>_<secret>` is a NATS user `<id>` in its org's account whose password is
 the bcrypt hash of `<secret>` (nats-server verifies bcrypt itself, in constant time, so the
 config file holds no secret) and whose publish/subscribe permissions are exactly its scope:
@@ -276,7 +278,6 @@ def render_accounts(state: TenancyState, now: datetime) -> str:
     """The config text for the server: accounts and users of every active token.
 
     Empty (a comment) when no org besides the default exists: no auth, as before tenancy.
-    The default org's users are top-level (the global account, which keeps its data).
     """
     head = "# rendered by ow.core.tenancy from tenancy.json: do not edit\n"
     if not state.enabled:
@@ -284,8 +285,7 @@ def render_accounts(state: TenancyState, now: datetime) -> str:
     by_org: dict[str, list[TokenRecord]] = {name: [] for name in state.orgs}
     for record in sorted(active(state, now), key=lambda r: r.token_id):
         by_org[record.org].append(record)
-    default = ",\n".join(_user(r) for r in by_org.pop(DEFAULT_ORG, []))
-    text = head + f"authorization {{\n  users: [\n{default}\n  ]\n}}\naccounts {{\n"
+    text = head + "accounts {\n"
     for name in sorted(by_org):
         users = ",\n".join(_user(r) for r in by_org[name])
         text += f"  {json.dumps(name)}: {{\n    jetstream: enabled\n    users: [\n{users}\n    ]\n  }}\n"
@@ -421,6 +421,25 @@ def write_accounts(home: Path, state: TenancyState, now: datetime) -> bool:
         f.write(text)
     os.replace(tmp, path)
     return True
+
+
+def accounts_on(home: Path) -> bool:
+    """Whether the rendered accounts file (what the server was last given) has accounts."""
+    path = Path(home).expanduser() / "nats" / ACCOUNTS_FILE
+    return path.exists() and "accounts {" in path.read_text()
+
+
+def adopt_global_store(js_dir: Path) -> bool:
+    """Move the global account's JetStream store into the `default` account's.
+
+    Only with the server stopped. The zero-config default wrote into `$G`; with accounts on,
+    the default org is the `default` account, and `$G` cannot have JetStream.
+    """
+    src, dst = Path(js_dir) / "jetstream" / GLOBAL_ACCOUNT, Path(js_dir) / "jetstream" / DEFAULT_ORG
+    if src.is_dir() and not dst.exists():
+        src.rename(dst)
+        return True
+    return False
 
 
 def include_line() -> str:

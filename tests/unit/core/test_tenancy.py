@@ -38,11 +38,19 @@ def test_default_only_is_not_enabled():
     assert "users" not in tn.render_accounts(s, NOW)
 
 
-def test_org_gets_account_with_jetstream_and_default_stays_global(state):
+def test_each_org_gets_an_account_with_jetstream(state):
     text = tn.render_accounts(state, NOW)
     assert '"acme": {\n    jetstream: enabled' in text
-    assert text.index("authorization") < text.index("accounts")  # default = $G users
+    assert '"default": {\n    jetstream: enabled' in text
+    assert "authorization" not in text  # no user outside an org's account
     assert set(state.orgs) == {"acme", "default"}
+
+
+def test_adopt_global_store(tmp_path):
+    (tmp_path / "jetstream" / "$G" / "streams").mkdir(parents=True)
+    assert tn.adopt_global_store(tmp_path)
+    assert (tmp_path / "jetstream" / "default" / "streams").is_dir()
+    assert not tn.adopt_global_store(tmp_path)
 
 
 @pytest.mark.parametrize("name", ["Acme", "", "-x", "a.b", "$G", "a b", "x" * 64])
