@@ -288,7 +288,8 @@ def render_accounts(state: TenancyState, now: datetime) -> str:
     text = head + "accounts {\n"
     for name in sorted(by_org):
         users = ",\n".join(_user(r) for r in by_org[name])
-        text += f"  {json.dumps(name)}: {{\n    jetstream: enabled\n    users: [\n{users}\n    ]\n  }}\n"
+        text += (f"  {json.dumps(name)}: {{\n    jetstream: enabled\n"
+                 f"    users: [\n{users}\n    ]\n  }}\n")
     return text + "}\n"
 
 
@@ -343,7 +344,9 @@ def create_token(
     return token, record
 
 
-def revoke_token(state: TenancyState, token_id: str, now: datetime, reason: str = "") -> TokenRecord:
+def revoke_token(
+    state: TenancyState, token_id: str, now: datetime, reason: str = ""
+) -> TokenRecord:
     """Mark a token revoked (the next render drops its user; the reload disconnects it)."""
     if token_id.startswith("ow_"):
         token_id = parse_token(token_id)[0] if token_id.count("_") >= 2 else token_id[3:]
@@ -493,9 +496,9 @@ def refused(token: str, org: str, home: Path | None = None) -> OWError:
     if token.startswith("ow_"):
         tid, _ = parse_token(token)
         state = load(home) if state_path(home).exists() else TenancyState()
-        if why := why_invalid(state.tokens.get(tid), token, _now()):
-            if tid in state.tokens or state.orgs:
-                return TokenError(why)
+        why = why_invalid(state.tokens.get(tid), token, _now())
+        if why and (tid in state.tokens or state.orgs):  # this machine knows the server
+            return TokenError(why)
     return TokenError(
         f"token {mask(token)} was refused by the server (unknown, expired or revoked)"
     )

@@ -127,9 +127,11 @@ async def test_org_a_token_cannot_touch_org_b(tenants):
         kv = await js.key_value("ow_claims")  # claim B's job
         with pytest.raises(nats.js.errors.KeyNotFoundError):
             await kv.get("orgb.jb")
-        with pytest.raises(Exception):  # noqa: B017,PT011 - read: denied; admin: A's own KV
+        if scope == "read":
+            with pytest.raises(Exception):  # noqa: B017,PT011 - the write is denied
+                await kv.create("orgb.jb", b"stolen")
+        else:  # lands in A's own bucket; B's claim is unchanged (checked below)
             await kv.create("orgb.jb", b"stolen")
-            await kv.create("orgb.jb", b"stolen-again")
         obj = await js.object_store("ow_files")  # fetch B's file
         with pytest.raises(nats.js.errors.ObjectNotFoundError):
             await obj.get("orgb/file-b")

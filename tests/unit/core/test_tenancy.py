@@ -28,7 +28,8 @@ def state():
 
 def test_no_orgs_renders_no_auth():
     text = tn.render_accounts(tn.TenancyState(), NOW)
-    assert "authorization" not in text and "accounts" not in text
+    assert "authorization" not in text
+    assert "accounts" not in text
 
 
 def test_default_only_is_not_enabled():
@@ -64,7 +65,8 @@ def test_token_is_shown_once_and_stored_as_hash(state):
     tid, secret = tn.parse_token(token)
     assert tid == record.token_id
     assert secret not in json.dumps(tn.render_accounts(state, NOW))
-    assert secret not in repr(state) and secret not in "".join(e[1] for e in state.outbox)
+    assert secret not in repr(state)
+    assert secret not in "".join(e[1] for e in state.outbox)
     assert record.hash.startswith("$2a$")
     assert tn.check_token(state, token, NOW) is record
 
@@ -94,7 +96,8 @@ def test_revoked_token_message_and_render(state):
         tn.check_token(state, token, NOW + timedelta(hours=2))
     msg = str(err.value)
     assert re.match(r"token ow_..….. was revoked at 2026-01-02 04:04:05 UTC \(leaked\)", msg)
-    assert record.token_id not in msg and token.split("_")[2] not in msg
+    assert record.token_id not in msg
+    assert token.split("_")[2] not in msg
     assert record.token_id not in tn.render_accounts(state, NOW)
 
 
