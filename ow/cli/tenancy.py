@@ -136,6 +136,10 @@ class Supervisor:
             tenancy.adopt_global_store(self.root / "nats" / "js")
             self.server.start()
             self.enabled = True
+            up = self.root / "up.json"  # where `ow token …` finds the server to reload
+            if up.exists():
+                info = json.loads(up.read_text())
+                up.write_text(json.dumps({**info, "nats_pid": self.server.proc.pid}))
         elif tenancy.write_accounts(self.root, state, _now()):
             try:
                 self.server.reload()

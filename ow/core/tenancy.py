@@ -123,7 +123,7 @@ class TenancyState(msgspec.Struct, kw_only=True):
 
 def mask(token: str) -> str:
     """A token or id shortened for messages: `ow_ab…12` (never the secret part)."""
-    tid = token.split("_")[1] if token.startswith("ow_") and token.count("_") >= 2 else token
+    tid = token.split("_")[1] if token.count("_") >= 2 else token.removeprefix("ow_")
     return f"ow_{tid[:2]}…{tid[-2:]}" if len(tid) >= 4 else "ow_…"
 
 
