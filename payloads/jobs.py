@@ -102,6 +102,7 @@ class Api(_ModelJob):
     """An OpenAI-compatible server; it logs {"status": "ready", "base_url", "models"}."""
 
     params = ApiParams
+    timeout_s = 3600.0  # stops an hour after the last keep-alive of its TemporaryApi
 
     def get_entrypoint(self, validated_params: ApiParams) -> str:
         return _command("payloads.serve", validated_params)

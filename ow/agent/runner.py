@@ -86,6 +86,8 @@ class Execution:
         spec = self.state.spec
         if spec.timeout_s:
             self.deadline = ev.now() + _seconds(spec.timeout_s)
+        if self.state.timeout_until is not None:  # extended before this run started
+            self.deadline = max(self.deadline or self.state.timeout_until, self.state.timeout_until)
         exit_code: int | None = None
         with open(log_path, "wb") as logf:  # noqa: ASYNC230 - local appends, chunk by chunk
             try:

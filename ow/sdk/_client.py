@@ -39,6 +39,7 @@ class AsyncOpenWeights:
         self.config: Config = from_env(env, url=url, org=org, token=token, **overrides)
         self._bus: bus_mod.Bus | None = None
         self._lock = anyio.Lock()
+        self._deployments: dict[str, Any] = {}  # model -> TemporaryApi serving it
 
     @property
     def org(self) -> str:
@@ -102,6 +103,18 @@ class AsyncOpenWeights:
         from ow.sdk._events import AsyncMetrics
 
         return AsyncMetrics(self)
+
+    @cached_property
+    def api(self) -> Any:
+        from ow.sdk._api import AsyncApi
+
+        return AsyncApi(self)
+
+    @cached_property
+    def chat(self) -> Any:
+        from ow.sdk._chat import AsyncChat
+
+        return AsyncChat(self)
 
     @cached_property
     def run(self) -> Any:

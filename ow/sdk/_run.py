@@ -10,6 +10,7 @@ Imports: `ow.core`, msgspec, anyio.
 
 from __future__ import annotations
 
+import logging
 import tarfile
 import tempfile
 import time
@@ -27,6 +28,7 @@ from ow.core.ids import uuid7
 __all__ = ["AsyncRun"]
 
 _enc = msgspec.json.Encoder()
+log = logging.getLogger(__name__)
 
 
 class AsyncRun:
@@ -36,7 +38,7 @@ class AsyncRun:
         self.client = client
         self._buffer: list[ev.MetricLogged] = []
         self._pending: list[Any] = []
-        self._last_flush = time.monotonic()
+        self._last_flush = 0.0  # the first record after a quiet spell goes out at once
 
     @property
     def id(self) -> str:
@@ -110,6 +112,17 @@ class AsyncRun:
                         break
                     except OWError:
                         await anyio.sleep(0.2)
+
+    async def flush_periodically(self) -> None:
+        """Send buffered records every flush interval (the sync facade runs this in its loop),
+        so a record logged just before a long quiet spell is not held back."""
+        while True:
+            await anyio.sleep(defaults.RUN_LOG_FLUSH_S)
+            if self._buffer and time.monotonic() - self._last_flush >= defaults.RUN_LOG_FLUSH_S:
+                try:
+                    await self._send()
+                except OWError as exc:
+                    log.warning("could not send run records: %s", exc)
 
     async def flush(self) -> None:
         """Publish everything logged so far and wait until the server stored it."""

@@ -18,8 +18,9 @@ from typing import Any
 
 from anyio.from_thread import start_blocking_portal
 
+from ow.sdk._chat import Response
 from ow.sdk._client import AsyncOpenWeights
-from ow.sdk._objects import _bind
+from ow.sdk._objects import Job, _bind
 
 __all__ = ["OpenWeights"]
 
@@ -65,16 +66,45 @@ def _wrap(attr: Any, portal: Any) -> Any:
         return iterate
     if callable(attr) and not isinstance(attr, type) and hasattr(attr, "__func__"):
         def plain(*args: Any, **kwargs: Any) -> Any:
-            result = attr(*args, **kwargs)
-            if hasattr(result, "__aenter__"):
-                return portal.wrap_async_context_manager(result)
-            if hasattr(result, "__anext__"):
-                return _iterate(portal, result)
-            return _bind(result, portal)
+            return _sync_result(attr(*args, **kwargs), portal)
         return plain
-    if hasattr(attr, "client") or hasattr(attr, "__aenter__"):
+    if _is_resource(attr):
         return _Sync(attr, portal)
     return attr
+
+
+def _is_resource(attr: Any) -> bool:
+    """SDK resources (files, jobs, chat.completions, job creators …) get a sync view too."""
+    from ow.sdk._jobs import Jobs
+
+    module = type(attr).__module__
+    return isinstance(attr, Jobs) or (module.startswith("ow.sdk.") and hasattr(attr, "__dict__")
+                                      and not isinstance(attr, (Job, Response)))
+
+
+def _sync_result(result: Any, portal: Any) -> Any:
+    """Sync view of what a plain method returned (context managers, iterators, Jobs)."""
+    if hasattr(result, "__aenter__"):
+        return _SyncContext(result, portal)
+    if hasattr(result, "__anext__"):
+        return _iterate(portal, result)
+    if isinstance(result, dict) and any(hasattr(v, "__aenter__") for v in result.values()):
+        shared: dict[int, _SyncContext] = {}
+        return {k: shared.setdefault(id(v), _SyncContext(v, portal)) for k, v in result.items()}
+    return _bind(result, portal)
+
+
+class _SyncContext(_Sync):
+    """An async context manager used with `with`; its attributes stay readable."""
+
+    def __enter__(self) -> _SyncContext:
+        cm = self._portal.wrap_async_context_manager(self._target)
+        object.__setattr__(self, "_cm", cm)
+        cm.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self._cm.__exit__(*exc)
 
 
 class OpenWeights(_Sync):
@@ -87,6 +117,10 @@ class OpenWeights(_Sync):
         super().__init__(client, portal)
         object.__setattr__(self, "_cm", cm)
         object.__setattr__(self, "_closed", False)
+        if client.config.run_id:  # inside a job: logged records leave within a flush interval
+            object.__setattr__(
+                self, "_flusher", portal.start_task_soon(client.run.flush_periodically)
+            )
         atexit.register(self.close)
 
     def close(self) -> None:
@@ -95,6 +129,9 @@ class OpenWeights(_Sync):
             return
         object.__setattr__(self, "_closed", True)
         atexit.unregister(self.close)
+        flusher = self.__dict__.get("_flusher")
+        if flusher is not None:
+            flusher.cancel()
         try:
             self._portal.call(self._target.close)
         finally:

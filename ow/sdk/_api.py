@@ -1,0 +1,185 @@
+"""`ow.api.deploy(model)`: a temporary OpenAI-compatible server running as a job.
+
+`TemporaryApi` submits the `api` job (the built-in job type of `payloads.jobs`), waits until
+its run logs `{"status": "ready", "base_url": ...}` and the server answers `/health`, and while
+its `async with` block is open keeps the job alive with `JobTimeoutExtended` heartbeats. On
+exit it cancels the job. The same model deployed twice is the same job (content ids), so a
+second deploy of a running API reuses it. `multi_deploy` gives one server per base model,
+LoRA adapters of the same base sharing it.
+
+Imports: anyio, `ow.core`, sibling sdk modules.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import urllib.request
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from ow.core import defaults, subjects
+from ow.core import events as ev
+from ow.core.errors import JobFailedError, OWError, ValidationError
+from ow.core.state import TERMINAL
+from ow.sdk._registry import job_type
+
+__all__ = ["AsyncApi", "TemporaryApi", "base_model_of"]
+
+log = logging.getLogger(__name__)
+
+
+def base_model_of(model: str) -> str:
+    """The base model of a LoRA adapter directory (its adapter_config.json), else the model."""
+    config = Path(model).expanduser() / "adapter_config.json"
+    if config.is_file():
+        return json.loads(config.read_text()).get("base_model_name_or_path") or model
+    return model
+
+
+class TemporaryApi:
+    """A deployment: `async with api:` (or `up()` / `down()`); `base_url`, `api_key`, `models`."""
+
+    def __init__(
+        self,
+        client: Any,
+        model: str,
+        lora_adapters: list[str] | None = None,
+        *,
+        max_model_len: int = 2048,
+        requires_vram_gb: float | None = None,
+        timeout_s: float = defaults.API_JOB_TIMEOUT_S,
+    ):
+        self.client = client
+        self.model = model
+        self.lora_adapters = list(lora_adapters or [])
+        self.max_model_len = max_model_len
+        self.requires_vram_gb = requires_vram_gb
+        self.timeout_s = timeout_s
+        self.job_id = ""
+        self.base_url = ""
+        self.api_key = "EMPTY"  # the local server takes no key; vLLM's ignores it
+        self.models: list[str] = []
+
+    async def up(self, timeout: float = 600) -> TemporaryApi:  # noqa: ASYNC109
+        """Submit (or reuse) the API job and wait until it serves."""
+        creator = job_type("api")
+        if creator is None:
+            raise OWError("the built-in `api` job type is not available (payloads not installed)")
+        params: dict[str, Any] = {
+            "model": self.model, "lora_adapters": self.lora_adapters,
+            "max_model_len": self.max_model_len, "port": 0,
+        }
+        if self.requires_vram_gb is not None:
+            params["requires_vram_gb"] = self.requires_vram_gb
+        job = await creator(self.client).create(**params)
+        self.job_id = job.id
+        await self.extend()
+        with anyio.fail_after(timeout):
+            ready = await self._wait_ready()
+        self.base_url = ready["base_url"]
+        self.models = list(ready.get("models") or [self.model, *self.lora_adapters])
+        await anyio.to_thread.run_sync(_health, self.base_url)
+        self.client._deployments.update({m: self for m in self.models})
+        log.info("api job_id=%s serves %s at %s", self.job_id, self.models, self.base_url)
+        return self
+
+    async def _wait_ready(self) -> dict[str, Any]:
+        """The ready record of the job's run; fails if the job ends first."""
+        bus = await self.client.bus()
+        subject = subjects.job_subject(bus.org, self.job_id)
+        while True:
+            state, last = await self.client.jobs._read(self.job_id)
+            if state.status in TERMINAL:
+                run_id = state.runs[-1].run_id if state.runs else ""
+                raise JobFailedError(self.job_id, run_id, state.error or state.status)
+            found: dict[str, Any] = {}
+            async with anyio.create_task_group() as tg:
+                if state.status == "in_progress":
+                    tg.start_soon(self._ready_of, state.runs[-1].run_id, found, tg.cancel_scope)
+                async for _ in bus.subscribe(subject, start_seq=last + 1):
+                    break  # the job moved: look again (unless the server got ready first)
+                tg.cancel_scope.cancel()
+            if found:
+                return found
+
+    async def _ready_of(self, run_id: str, found: dict[str, Any], scope: Any) -> None:
+        async for item in self.client.metrics.subscribe(run_id):
+            if item["data"].get("status") == "ready":
+                found.update(item["data"])
+                scope.cancel()
+                return
+
+    async def extend(self) -> None:
+        """Push the job's deadline `timeout_s` into the future."""
+        bus = await self.client.bus()
+        until = ev.now() + timedelta(seconds=self.timeout_s)
+        await bus.publish(ev.JobTimeoutExtended(job_id=self.job_id, until=until))
+
+    async def _keep_alive(self) -> None:
+        while True:
+            await anyio.sleep(min(60.0, self.timeout_s / 4))
+            try:
+                await self.extend()
+            except OWError as exc:
+                log.warning("could not extend api job_id=%s: %s", self.job_id, exc)
+
+    async def down(self) -> None:
+        """Stop the server (cancel its job). Idempotent."""
+        for m in self.models:
+            if self.client._deployments.get(m) is self:
+                del self.client._deployments[m]
+        if self.job_id:
+            await self.client.jobs.cancel(self.job_id)
+            with contextlib.suppress(OWError):  # canceled (expected), or not gone in time
+                await self.client.jobs.wait(self.job_id, timeout=15)
+
+    async def __aenter__(self) -> TemporaryApi:
+        await self.up()
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        self._tg.start_soon(self._keep_alive)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._tg.cancel_scope.cancel()
+        await self._tg.__aexit__(None, None, None)
+        with anyio.CancelScope(shield=True):
+            await self.down()
+
+
+def _health(base_url: str) -> None:
+    root = base_url.removesuffix("/v1")
+    with urllib.request.urlopen(f"{root}/health", timeout=10) as resp:  # noqa: S310 - our server
+        if resp.status != 200:
+            raise OWError(f"the API at {base_url} is not healthy (HTTP {resp.status})")
+
+
+class AsyncApi:
+    """`ow.api`: deploy models as temporary OpenAI-compatible servers."""
+
+    def __init__(self, client: Any):
+        self.client = client
+
+    def deploy(
+        self, model: str, lora_adapters: list[str] | None = None, **kwargs: Any
+    ) -> TemporaryApi:
+        """A deployment of `model`; enter it (`async with`/`with`) or call `up()`."""
+        return TemporaryApi(self.client, model, lora_adapters, **kwargs)
+
+    def multi_deploy(self, models: list[str], **kwargs: Any) -> dict[str, TemporaryApi]:
+        """One deployment per base model; LoRA adapters of the same base share it."""
+        if not models:
+            raise ValidationError("multi_deploy needs at least one model")
+        by_base: dict[str, list[str]] = {}
+        for m in models:
+            base = base_model_of(m)
+            by_base.setdefault(base, [])
+            if base != m:
+                by_base[base].append(m)
+        apis = {b: TemporaryApi(self.client, b, ads, **kwargs) for b, ads in by_base.items()}
+        return {m: apis[base_model_of(m)] for m in models}
