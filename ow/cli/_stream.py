@@ -58,7 +58,7 @@ async def follow_job(bus: Any, job_id: str, on_run: Any = None) -> JobState:
     if state is not None:
         for r in state.runs:
             started.add(r.run_id)
-            if on_run and state.status not in TERMINAL:
+            if on_run:  # a fast job may have finished already: its output still counts
                 await on_run(r.run_id)
         if state.status in TERMINAL:
             return state

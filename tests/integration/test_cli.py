@@ -124,3 +124,13 @@ async def test_replay_and_rebuild(bus, ow, tmp_path):
     code, out, err = await ow("projections", "rebuild")
     assert code == 0, err
     assert "rebuilt" in out
+
+
+async def test_exec_streams_output_and_exits_with_the_job_code(nats_server, org, ow, tmp_path):
+    from tests.integration.agents import running_agents
+
+    async with running_agents(nats_server.url, org, 1, tmp_path):
+        for code_wanted in (0, 3):  # the second run is fast: its output is already stored
+            code, out, err = await ow("exec", f"echo out-{code_wanted}; exit {code_wanted}")
+            assert code == code_wanted, err
+            assert f"out-{code_wanted}" in out
