@@ -89,7 +89,7 @@ class Agent:
             self.config.url, org=self.config.org, actor=self.worker_id,
             token=self.config.token, name=f"ow-agent-{self.worker_id}",
         )
-        await self.bus.provision()
+        await self.bus.provision(self.config.replicas)
 
         async def get_bus() -> bus_mod.Bus:
             assert self.bus is not None

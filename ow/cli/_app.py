@@ -49,7 +49,7 @@ async def connected(org: str | None = None) -> AsyncIterator[Any]:
         cfg.url, org=org or cfg.org, token=cfg.token, actor="cli", name="ow-cli"
     )
     try:
-        await bus.provision()
+        await bus.provision(cfg.replicas)
         yield bus
     finally:
         await bus.close()

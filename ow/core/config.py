@@ -44,6 +44,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     pod_ttl_s: float = defaults.POD_TTL_S
     secret_key: str = ""
     sync_interval: str = defaults.EMBEDDED_SYNC_INTERVAL  # the embedded server (`ow up`)
+    replicas: int = 1  # stream/bucket replicas when provisioning (3 on a cluster)
 
     @property
     def home_path(self) -> Path:

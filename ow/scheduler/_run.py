@@ -52,7 +52,7 @@ async def run_scheduler(
         name=f"ow-scheduler-{config.org}",
     )
     try:
-        await bus.provision()
+        await bus.provision(config.replicas)
         scheduler = Scheduler(bus, provider, limits_from(config), worker_env=worker_env(config))
         async with anyio.create_task_group() as tg:
 

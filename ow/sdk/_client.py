@@ -54,7 +54,7 @@ class AsyncOpenWeights:
                         self.config.url, org=self.config.org, token=self.config.token,
                         actor=self.config.run_id or "sdk", name="ow-sdk",
                     )
-                    await b.provision()
+                    await b.provision(self.config.replicas)
                     self._bus = b
         return self._bus
 
