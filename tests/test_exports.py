@@ -11,6 +11,12 @@ EXPECTED = {
     },
     "ow.sdk": {"AsyncOpenWeights", "FileObject", "Job", "Jobs", "OpenWeights", "Run", "register"},
     "ow.agent": {"Agent", "Hardware", "can_serve", "claim_delay", "detect", "run_agent"},
+    "ow.scheduler": {
+        "GPU_TABLE", "Action", "DropClaim", "FakeRunPod", "Hardware", "Limits", "LocalProvider",
+        "Notice", "Provider", "ProviderError", "Provision", "Requeue", "RunPodProvider",
+        "Scheduler", "TTLWatchdog", "Terminate", "View", "cheapest", "limits_from",
+        "make_provider", "plan", "reconcile", "run_scheduler",
+    },
 }
 
 
