@@ -7,17 +7,10 @@ import pytest
 from ow import AsyncOpenWeights
 from ow.core import events as ev
 from ow.core import subjects
-from ow.core.server import NatsServer
 from tests.integration.agents import running_agents
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
-
-@pytest.fixture(scope="module")
-def nats(tmp_path_factory):
-    server = NatsServer(tmp_path_factory.mktemp("nats"), name="deploy").start()
-    yield server
-    server.stop()
 
 
 @pytest.mark.timeout(180)

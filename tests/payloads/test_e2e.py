@@ -6,19 +6,11 @@ import uuid
 
 import pytest
 
-from ow.core.server import NatsServer
 from tests.integration.agents import client, running_agents
 from tests.payloads import data
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
-
-@pytest.fixture(scope="module")
-def nats(tmp_path_factory):
-    """A private nats-server (the integration conftest's fixtures are not visible here)."""
-    server = NatsServer(tmp_path_factory.mktemp("nats"), name="payloads").start()
-    yield server
-    server.stop()
 
 
 @pytest.mark.timeout(240)

@@ -11,19 +11,12 @@ import pytest
 
 from ow.core import events as ev
 from ow.core import subjects
-from ow.core.server import NatsServer
 from tests.integration.agents import client, running_agents
 from tests.integration.conftest import eventually
 from tests.payloads import data
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
-
-@pytest.fixture(scope="module")
-def nats(tmp_path_factory):
-    server = NatsServer(tmp_path_factory.mktemp("nats"), name="resume").start()
-    yield server
-    server.stop()
 
 
 async def _events(bus, job_id, kind):
