@@ -13,22 +13,10 @@ __all__ = ["Agent", "Hardware", "can_serve", "claim_delay", "detect", "run_agent
 async def run_agent(config, *, worker_id=None, image=None, vram_gb=None, workdir=None):
     """Run one agent until SIGTERM/SIGINT (then requeue its job and deregister)."""
     import dataclasses
-    import signal
 
-    import anyio
+    from ow.core.lifecycle import run_until_signalled
 
     hw = detect(image or config.image)
     if vram_gb is not None:
         hw = dataclasses.replace(hw, vram_gb=vram_gb)
-    agent = Agent(config, hw, worker_id=worker_id, workdir=workdir)
-    async with anyio.create_task_group() as tg:
-
-        async def on_signal() -> None:
-            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                async for _ in signals:
-                    agent.shutdown()
-                    return
-
-        tg.start_soon(on_signal)
-        await agent.run()
-        tg.cancel_scope.cancel()
+    await run_until_signalled(Agent(config, hw, worker_id=worker_id, workdir=workdir))

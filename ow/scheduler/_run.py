@@ -6,13 +6,13 @@ Imports: stdlib, anyio, `ow.core` and `ow.scheduler`.
 from __future__ import annotations
 
 import logging
-import signal
 from typing import Any
 
 import anyio
 
 from ow.core import bus as bus_mod
 from ow.core.config import Config
+from ow.core.lifecycle import run_until_signalled
 from ow.scheduler.providers import Provider, make_provider
 from ow.scheduler.service import Scheduler, limits_from
 
@@ -54,16 +54,6 @@ async def run_scheduler(
     try:
         await bus.provision(config.replicas)
         scheduler = Scheduler(bus, provider, limits_from(config), worker_env=worker_env(config))
-        async with anyio.create_task_group() as tg:
-
-            async def on_signal() -> None:
-                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                    async for _ in signals:
-                        scheduler.shutdown()
-                        return
-
-            tg.start_soon(on_signal)
-            await scheduler.run(task_status=task_status)
-            tg.cancel_scope.cancel()
+        await run_until_signalled(scheduler, task_status=task_status)
     finally:
         await bus.close()
