@@ -114,5 +114,5 @@ def event_line(seq: int, subject: str, event: Any) -> None:
 def _short(value: Any) -> str:
     if not isinstance(value, str):
         value = msgspec.json.encode(value, enc_hook=_default).decode()
-    text = value
+    text = " ".join(value.split())  # one line per event, whatever the value holds
     return text if len(text) <= 60 else text[:57] + "…"
