@@ -209,7 +209,8 @@ class Agent:
         if not event or not isinstance(event[0], _DISPATCHING):
             await msg.ack()
             return
-        state, last = await self._read(event[0], msg.metadata.sequence.stream)
+        first = msg.metadata.num_delivered == 1
+        state, last = await self._read(event[0], msg.metadata.sequence.stream, fresh=first)
         if state is None or state.status != "pending":
             await msg.ack()
             return
@@ -220,15 +221,21 @@ class Agent:
             await msg.nak(delay=delay or policy.nak_delay(msg.metadata.num_delivered))
             return
         started = await self._claim(state, last)
-        if started is None:
-            await msg.nak(delay=policy.nak_delay(msg.metadata.num_delivered))
+        if started is None:  # someone holds the claim: drop the message once the job moved on
+            state, _ = await self._history(state.job_id)
+            if state is None or state.status != "pending":
+                await msg.ack()
+            else:
+                await msg.nak(delay=policy.nak_delay(msg.metadata.num_delivered))
             return
         await msg.ack()
         await self._execute(*started)
 
-    async def _read(self, event: ev.Event, seq: int) -> tuple[JobState | None, int]:
-        """The job's state; a fresh JobSubmitted is its own history (no read needed)."""
-        if isinstance(event, ev.JobSubmitted):
+    async def _read(
+        self, event: ev.Event, seq: int, fresh: bool
+    ) -> tuple[JobState | None, int]:
+        """The job's state; a JobSubmitted delivered for the first time is its own history."""
+        if fresh and isinstance(event, ev.JobSubmitted):
             return apply(None, event)[0], seq
         return await self._history(event.job_id)
 

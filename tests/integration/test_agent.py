@@ -167,3 +167,23 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+async def test_redelivered_dispatch_of_a_running_job_is_dropped(nats_server, org, tmp_path):
+    """A JobSubmitted handed out again (its first taker died before acking) is acked, not
+    bounced forever, once the job has left `pending`."""
+    async with client(nats_server.url, org) as ow:
+        job = await ow.shell.create(command="true")
+        bus = await ow.bus()
+        sub = await bus.dispatch_subscription(org)
+        (msg,) = await sub.fetch(1, timeout=5)  # a taker that claims, starts, and dies
+        await bus.publish(ev.RunStarted(run_id="r-dead", job_id=job.id, gen=0, worker_id="w"))
+        await claims.take(bus, job.id, claims.Claim(gen=0, worker_id="w", run_id="r-dead"))
+        await msg.nak()
+        async with running_agents(nats_server.url, org, 1, tmp_path):
+            async def drained():
+                info = await sub.consumer_info()
+                return info.num_ack_pending == 0 and info.num_pending == 0
+
+            await eventually(drained, timeout=10)
+        assert (await ow.jobs.retrieve(job.id)).status == "in_progress"
