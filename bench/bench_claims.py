@@ -71,26 +71,42 @@ async def ow_claims(url: str) -> tuple[float, int]:
             if registered == AGENTS:
                 break
         filt = subjects.events_filter(org, "job")
-        started: Counter = Counter()
+        while True:  # every agent is waiting on the dispatch consumer
+            try:
+                dispatch = await bus.js.consumer_info(
+                    subjects.EVENTS_STREAM, subjects.dispatch_consumer(org)
+                )
+                if (dispatch.num_waiting or 0) >= AGENTS:
+                    break
+            except Exception:  # not created yet
+                pass
+            await anyio.sleep(0.02)
         t = time.perf_counter()
         await bus.publish_batch([
             ev.JobSubmitted(event_id=f"job-{i}", job_id=f"job-{i}", requires_vram_gb=0,
                             image="x")
             for i in range(N)
         ])
-        async for d in bus.subscribe(filt, start_seq=1):
+        while True:  # done when the dispatch consumer has handed out and seen acked every job
+            dispatch = await bus.js.consumer_info(
+                subjects.EVENTS_STREAM, subjects.dispatch_consumer(org)
+            )
+            if dispatch.num_pending == 0 and dispatch.num_ack_pending == 0:
+                break
+            await anyio.sleep(0.02)
+        elapsed = time.perf_counter() - t
+        started: Counter = Counter()
+        last = await bus.last_seq(subjects.EVENTS_STREAM, filt)
+        async for d in bus.subscribe(filt, start_seq=1, stop_at=last):
             if isinstance(d.event, ev.RunStarted):
                 started[d.event.job_id] += 1
-                if len(started) == N:
-                    break
-        elapsed = time.perf_counter() - t
     finally:
         for p in procs:
             p.terminate()
         for p in procs:
             p.wait()
     await bus.close()
-    return N / elapsed, sum(c - 1 for c in started.values())
+    return N / elapsed, sum(c - 1 for c in started.values()) + (N - len(started))
 
 
 def pg_claims() -> tuple[float, int] | None:
