@@ -23,12 +23,13 @@ from payloads.params import (
     ApiParams,
     InferenceParams,
     InspectAiParams,
+    LogprobParams,
     TrainingParams,
     WeightedSFTParams,
     estimate_vram_gb,
 )
 
-__all__ = ["Api", "FineTuning", "Inference", "InspectAi", "WeightedSFT"]
+__all__ = ["Api", "FineTuning", "Inference", "InspectAi", "LogprobEval", "WeightedSFT"]
 
 PAYLOADS_DIR = Path(__file__).resolve().parent
 
@@ -116,3 +117,13 @@ class InspectAi(_ModelJob):
 
     def get_entrypoint(self, validated_params: InspectAiParams) -> str:
         return _command("payloads.inspect_eval", validated_params)
+
+
+@register("logprob_eval")
+class LogprobEval(_ModelJob):
+    """Log-prob evaluation: `ow.logprob_eval.create(model=..., input_file_id=...)`."""
+
+    params = LogprobParams
+
+    def get_entrypoint(self, validated_params: LogprobParams) -> str:
+        return _command("payloads.logprobs", validated_params)

@@ -132,6 +132,17 @@ class InferenceParams(BaseModel):
     load_in_4bit: bool = False
 
 
+class LogprobParams(BaseModel):
+    """`ow.logprob_eval.create(...)`: mean log-probs of a conversations file's assistant turns."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    model: str
+    input_file_id: str
+    max_seq_length: int = 2048
+    load_in_4bit: bool = False
+
+
 class ApiParams(BaseModel):
     """`ow.api.deploy(model)`: an OpenAI-compatible server for a model (and LoRA adapters)."""
 
