@@ -212,4 +212,8 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # an exited child not yet reaped (e.g. `ow down` in the process that ran `ow up -d`)
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (not Linux): kill(pid, 0) is all we know
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]

@@ -84,3 +84,19 @@ async def test_the_embedded_sync_interval_is_a_valid_server_setting(tmp_path, or
             assert (await bus.history(subjects.job_subject(org, "custom-0")))[1] == seq
     finally:
         server.stop()
+
+
+def test_an_exited_child_not_yet_reaped_is_not_alive():
+    """`ow down` in the process that ran `ow up --detach` must not wait on the zombie."""
+    import os
+    import subprocess
+    import sys
+
+    from ow.core.server import pid_alive
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)  # exited, still unreaped
+    assert not pid_alive(proc.pid)
+    proc.wait()
+    assert not pid_alive(proc.pid)
+    assert pid_alive(os.getpid())
