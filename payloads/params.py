@@ -198,6 +198,8 @@ def estimate_vram_gb(
         size = sum(p.stat().st_size for p in path.glob("*.safetensors"))
         size += sum(p.stat().st_size for p in path.glob("*.bin"))
         weights_gb = size / 1e9
+    elif _purpose(model) is not None:  # a file id (a packed adapter): its name says nothing
+        return None
     else:
         found = _SIZE.findall(model.split("/")[-1].replace("-", " ").replace("_", " "))
         if not found:
