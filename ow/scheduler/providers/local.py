@@ -5,7 +5,7 @@ OW_ORG (and OW_IMAGE) in its environment; its pod id is `local-<pid>`. Only pids
 here are ever signalled: a pid replayed from an earlier scheduler (`record`) is signalled only
 while /proc shows it still runs that worker, since pids are reused.
 
-Imports: stdlib, anyio, `ow.core.defaults` and `ow.scheduler`.
+Imports: stdlib, anyio, `ow.core.server` and `ow.scheduler`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 
 import anyio
 
+from ow.core.server import pid_alive
 from ow.scheduler.hardware import Hardware
 from ow.scheduler.providers._base import PodNotRecordedError, PodStatus, ProviderError
 
@@ -117,10 +118,12 @@ class LocalProvider:
             return proc.poll() is None  # a child is not reaped before poll(): no pid reuse
         pid = int(pod_id.removeprefix("local-"))
         try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             return False
-        return self._pods[pod_id].encode() in cmdline
+        if not cmdline:  # exiting (its memory already released) until it is a zombie
+            return pid_alive(pid)
+        return self._pods[pod_id].encode() in cmdline.split(b"\0")
 
     async def terminate(self, pod_id: str) -> None:
         if pod_id not in self._pods:
