@@ -22,7 +22,7 @@ import nats.errors
 import nats.js.errors
 from nats.js import api
 
-from ow.core import defaults, subjects
+from ow.core import defaults, subjects, wire
 from ow.core import events as ev
 from ow.core.errors import BusUnavailableError, ConflictError, NotFoundError, OWError
 from ow.core.ids import uuid7
@@ -34,6 +34,10 @@ logging.getLogger("nats.js.kv").setLevel(logging.ERROR)  # warns on every keys()
 
 _WRONG_LAST_SEQ = (10071, 10164)
 _CONFIG_MISMATCH = 10058
+
+
+class _Gap(Exception):
+    """A bulk read's consumer skipped a delivery: read on with a new consumer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +148,10 @@ async def connect(
     except BusUnavailableError:
         await nc.close()
         raise
-    return Bus(nc, org=org, actor=actor, url=url)
+    bus = Bus(nc, org=org, actor=actor, url=url)
+    if not user_credentials:
+        bus.wire_auth = {k: opts[k] for k in ("user", "password", "token") if k in opts}
+    return bus
 
 
 async def _quiet_error(exc: Exception) -> None:
@@ -161,6 +168,8 @@ class Bus:
         self.actor = actor
         self.url = url
         self._kv: dict[str, Any] = {}
+        #: credentials for `read_range`'s own connection; None: it is not possible here
+        self.wire_auth: dict[str, Any] | None = None
 
     async def close(self) -> None:
         """Flush what was published and close (not drain: a pending pull would hold it 30 s)."""
@@ -375,6 +384,82 @@ class Bus:
             finally:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
+
+    async def read_range(
+        self, stream: str, subject: str, start_seq: int, stop_at: int
+    ) -> AsyncIterator[list[tuple[int, str, bytes, int]]]:
+        """Every message of a subject filter in `[start_seq, stop_at]`, in order, in lists as
+        they arrive: `(seq, subject, data, stored_ns)`. Bulk catch-up (rebuilds): a
+        connection of its own (`ow.core.wire`) and a flow-controlled push consumer without
+        acks. Raises `wire.WireError` or `OSError` if that connection is not possible or
+        breaks; the caller then reads on with `subscribe` from where this stopped."""
+        url = self.nc.connected_url
+        if self.wire_auth is None or url is None or url.scheme not in ("nats", ""):
+            raise wire.WireError("no plain nats:// connection to reuse the credentials of")
+        auth = dict(self.wire_auth)
+        if url.username:
+            auth = {"user": url.username, "password": url.password or ""}
+        reader = await wire.WireReader.connect(url.hostname or "127.0.0.1", url.port or 4222,
+                                               auth, name="ow-read-range")
+        try:
+            next_seq = start_seq
+            while next_seq <= stop_at:
+                inbox = await reader.subscribe()
+                cfg = api.ConsumerConfig(
+                    deliver_subject=inbox, filter_subject=subject, ack_policy=api.AckPolicy.NONE,
+                    deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=next_seq,
+                    flow_control=True, idle_heartbeat=2.0, mem_storage=True,
+                    inactive_threshold=30.0, num_replicas=1,
+                )
+                with mapped("read", subject):
+                    name = (await self.js.add_consumer(stream, cfg)).name
+                try:
+                    async for batch in self._range(reader, stream, name, stop_at):
+                        next_seq = batch[-1][0] + 1
+                        yield batch
+                    return
+                except _Gap:
+                    log.debug("read_range %s: gap after seq %s; new consumer", subject, next_seq)
+                finally:
+                    with contextlib.suppress(Exception):
+                        await self.js.delete_consumer(stream, name)
+        finally:
+            await reader.aclose()
+
+    async def _range(
+        self, reader: wire.WireReader, stream: str, name: str, stop_at: int
+    ) -> AsyncIterator[list[tuple[int, str, bytes, int]]]:
+        """One consumer's deliveries up to `stop_at`; raises _Gap if one went missing."""
+        cseq = 0
+        while True:
+            frame = await reader.receive()
+            out: list[tuple[int, str, bytes, int]] = []
+            done = False
+            for subj, reply, data in frame.data:
+                t = reply.split(b".")
+                i = 5 if len(t) == 9 else 7  # $JS.ACK.[<domain>.<hash>.]<stream>.<consumer>.<n>
+                if int(t[i + 1]) != cseq + 1:
+                    if out:
+                        yield out
+                    raise _Gap
+                cseq, seq = cseq + 1, int(t[i])
+                out.append((seq, subj, data, int(t[i + 2])))
+                if seq >= stop_at or t[i + 3] == b"0":  # nothing after it exists any more
+                    done = True
+                    break
+            if out:
+                yield out
+            if done:
+                return
+            for header in frame.status:
+                last = wire.header_int(header, b"Nats-Last-Consumer")
+                if last > cseq:
+                    raise _Gap
+                if b"Idle Heartbeat" in header.split(b"\r\n", 1)[0]:
+                    with mapped("read", name):
+                        info = await self.js.consumer_info(stream, name)
+                    if not info.num_pending:
+                        return  # idle with nothing pending: the rest of the range is gone
 
     async def _wait_connected(self) -> None:
         with anyio.move_on_after(30):

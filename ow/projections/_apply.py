@@ -49,6 +49,35 @@ class _Record(msgspec.Struct, gc=False):
 
 
 _records_dec = msgspec.json.Decoder(list[_Record])
+_raws_dec = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+def _read_records(body: bytes, total: int) -> Any:
+    """Regular MetricLogged records (newline-delimited JSON) as an Arrow table, or None if
+    any record is not one (wrong type or version, no run id, data not an object, a field
+    whose type changes from record to record, a time Arrow cannot parse)."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.json as pj
+
+    s, i64, _, _, ts = _types()
+    envelope = pa.schema([("type", s), ("v", i64), ("ts", ts), ("run_id", s), ("job_id", s),
+                          ("event_id", s), ("org", s), ("actor", s)])
+    try:
+        table = pj.read_json(io.BytesIO(body), parse_options=pj.ParseOptions(
+            explicit_schema=envelope, unexpected_field_behavior="infer"))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return None
+    if (table.num_rows != total or "data" not in table.column_names
+            or not pa.types.is_struct(table.schema.field("data").type)
+            or table.column("data").null_count or table.column("run_id").null_count
+            or table.column("type").null_count
+            or not pc.all(pc.equal(table.column("type"), "MetricLogged")).as_py()
+            or not pc.all(pc.fill_null(pc.equal(table.column("v"), 1), True)).as_py()):
+        return None
+    return table
 
 
 class _Irregular(Exception):
@@ -338,6 +367,64 @@ class Folder:
     # --- metrics and heartbeats -------------------------------------------------------
 
     def _metrics(self, stream: str, msgs: list[Msg]) -> None:
+        """Explode metric records into long rows: a batch of regular records through Arrow's
+        JSON reader (`_metrics_arrow`), any other through `_metrics_py`."""
+        if not self._metrics_arrow(msgs):
+            self._metrics_py(stream, msgs)
+
+    def _metrics_arrow(self, msgs: list[Msg]) -> bool:
+        """The whole batch, if every record is a regular MetricLogged: Arrow's JSON reader
+        (C++, off the GIL) turns the records into columns, one per key of `data`, and one
+        DuckDB statement explodes them into long rows. False (nothing written) for any other
+        batch, which `_metrics_py` then takes message by message."""
+        import numpy as np
+        import pyarrow as pa
+
+        try:
+            raws = [_raws_dec.decode(m.data if m.data[:1] == b"[" else b"[" + m.data + b"]")
+                    for m in msgs]
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return False
+        sizes = np.fromiter(map(len, raws), np.int64, len(raws))
+        total = int(sizes.sum())
+        if not total:
+            return True
+        table = _read_records(b"\n".join([b"\n".join(r) for r in raws if r]), total)
+        if table is None:
+            return False
+        data = table.column("data").combine_chunks()
+        cols: dict[str, Any] = {
+            "seq": np.repeat(np.fromiter((m.seq for m in msgs), np.int64, len(msgs)), sizes),
+            "idx": (np.arange(total) - np.repeat(np.cumsum(sizes) - sizes, sizes)).astype(
+                np.int32),
+            "run_id": table.column("run_id"), "job_id": table.column("job_id"),
+            "ts": table.column("ts"),
+        }
+        keys: list[str] = []
+        for i, f in enumerate(data.type):
+            if f.name == "step":
+                if not (pa.types.is_integer(f.type) or pa.types.is_null(f.type)):
+                    return False  # a float, bool or string step: the SQL path casts it
+                cols["step"] = data.field(i).cast(pa.int64())
+            elif pa.types.is_integer(f.type) or pa.types.is_floating(f.type):
+                cols[f"c{len(keys)}"] = data.field(i)
+                keys.append(f.name)
+        if not keys:
+            return True
+        cols.setdefault("step", pa.nulls(total, pa.int64()))
+        self.con.register("_rows", pa.table(cols))
+        try:
+            self.con.execute(
+                "INSERT INTO metrics (seq, idx, run_id, job_id, step, key, value, ts) "
+                + " UNION ALL ".join(
+                    f"SELECT seq, idx, run_id, job_id, step, ?, c{i}::DOUBLE, ts FROM _rows "
+                    f"WHERE c{i} IS NOT NULL" for i in range(len(keys))
+                ), keys)
+        finally:
+            self.con.unregister("_rows")
+        return True
+
+    def _metrics_py(self, stream: str, msgs: list[Msg]) -> None:
         """Explode metric records into long rows.
 
         Well-formed messages (every record a MetricLogged with a run id and an object of

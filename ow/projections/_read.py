@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 import anyio
 
 from ow.core.bus import Bus, mapped
+from ow.core.wire import WireError
 
 __all__ = ["Msg", "read_batches"]
 
@@ -41,6 +42,20 @@ def _meta(reply: str) -> tuple[int, int]:
     return int(tokens[7]), int(tokens[9])
 
 
+def _take(buf: list[Msg], max_batch: int, max_bytes: int) -> list[Msg]:
+    """Remove and return the first messages of `buf`: at most `max_batch`, and at most
+    `max_bytes` of data unless a single message is larger."""
+    n, total = 0, 0
+    for m in buf[:max_batch]:
+        total += len(m.data)
+        if n and total > max_bytes:
+            break
+        n += 1
+    batch = buf[:n]
+    del buf[:n]
+    return batch
+
+
 async def read_batches(
     bus: Bus,
     stream: str,
@@ -49,15 +64,66 @@ async def read_batches(
     start_seq: int = 1,
     stop_at: int | None = None,
     max_batch: int = 10_000,
+    max_bytes: int = 16 << 20,
 ) -> AsyncIterator[list[Msg]]:
-    """Batches of messages from `start_seq` on, in order; ends after `stop_at` if given."""
+    """Batches of messages from `start_seq` on, in order; ends after `stop_at` if given.
+
+    With `stop_at` (catching up), a batch is held until it has `max_batch` messages or
+    `max_bytes` of data or reaches `stop_at`: a commit per few messages would cost more than
+    the messages. Catching up reads through `bus.read_range` (bulk, its own connection)
+    where it can; following live, whatever has arrived is handed out at once."""
+    if stop_at is not None and stop_at < start_seq:
+        return
+    if stop_at is not None:
+        buf: list[Msg] = []
+        size = 0
+        try:
+            async for part in bus.read_range(stream, subject_filter, start_seq, stop_at):
+                buf += map(Msg._make, part)
+                size += sum(len(m[2]) for m in part)
+                start_seq = part[-1][0] + 1
+                while buf and (len(buf) >= max_batch or size >= max_bytes):
+                    batch = _take(buf, max_batch, max_bytes)
+                    size -= sum(len(m.data) for m in batch)
+                    yield batch
+        except (WireError, OSError, anyio.EndOfStream, anyio.BrokenResourceError) as exc:
+            log.info("bulk read of %s stopped (%s); reading on through nats-py", stream, exc)
+        else:
+            if buf:
+                yield buf
+            return
+        if buf:
+            yield buf
+        if start_seq > stop_at:
+            return
+    async for batch in _subscribed(bus, stream, subject_filter, start_seq=start_seq,
+                                   stop_at=stop_at, max_batch=max_batch, max_bytes=max_bytes):
+        yield batch
+
+
+async def _subscribed(
+    bus: Bus,
+    stream: str,
+    subject_filter: str,
+    *,
+    start_seq: int,
+    stop_at: int | None,
+    max_batch: int,
+    max_bytes: int,
+) -> AsyncIterator[list[Msg]]:
+    """`read_batches` through a nats-py ordered consumer (following live, or a fallback)."""
     from nats.js import api
 
     if stop_at is not None and stop_at < start_seq:
         return
     buf: list[Msg] = []
     last = [start_seq - 1]
+    size = [0]  # bytes in buf
     wake = [anyio.Event()]
+
+    def full() -> bool:
+        return (stop_at is None or last[0] >= stop_at or len(buf) >= max_batch
+                or size[0] >= max_bytes)
 
     async def on_msg(msg: Any) -> None:
         seq, ts = _meta(msg.reply)
@@ -65,7 +131,9 @@ async def read_batches(
             return  # redelivered after a consumer reset
         last[0] = seq
         buf.append(Msg(seq, msg.subject, msg.data, ts))
-        wake[0].set()
+        size[0] += len(msg.data)
+        if full():
+            wake[0].set()
 
     cfg = api.ConsumerConfig(
         deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=max(1, start_seq)
@@ -79,9 +147,8 @@ async def read_batches(
         while True:
             await wake[0].wait()
             wake[0] = anyio.Event()
-            batch = buf[:max_batch]
-            del buf[:max_batch]
-            if buf:
+            batch, size[0] = _take(buf, max_batch, max_bytes), sum(len(m.data) for m in buf)
+            if buf and full():
                 wake[0].set()
             if stop_at is not None and batch and batch[-1].seq >= stop_at:
                 yield [m for m in batch if m.seq <= stop_at]

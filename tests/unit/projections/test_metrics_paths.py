@@ -1,8 +1,10 @@
-"""The Python path of the metrics projection gives exactly the rows of the SQL reference.
+"""The fast paths of the metrics projection give exactly the rows of the SQL reference.
 
-`Folder._metrics` decodes well-formed messages with msgspec and loads them as Arrow columns;
-`Folder._metrics_sql` is the reference (DuckDB parses, explodes, records anomalies). Both
-run here on the same batches, in memory (no NATS), and the tables must be equal.
+`Folder._metrics_arrow` reads a batch of regular records with Arrow's JSON reader;
+`Folder._metrics_py` decodes well-formed messages with msgspec and loads Arrow columns;
+`Folder._metrics` is the first, else the second; `Folder._metrics_sql` is the reference
+(DuckDB parses, explodes, records anomalies). All run here on the same batches, in memory
+(no NATS), and the tables must be equal.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ def _body(records: list) -> bytes:
     return msgspec.json.encode(records)
 
 
-def _both(batches: list[list[bytes]]) -> tuple[dict, dict]:
+def _both(batches: list[list[bytes]], path: str = "_metrics") -> tuple[dict, dict]:
     fast, ref = Folder(_db.connect(None), fresh=True), Folder(_db.connect(None), fresh=True)
     seq = 0
     for bodies in batches:
@@ -39,9 +41,9 @@ def _both(batches: list[list[bytes]]) -> tuple[dict, dict]:
         for body in bodies:
             seq += 1
             msgs.append(Msg(seq, f"ow.mx.o.r{seq % 3}", body, seq))
-        for folder, path in ((fast, "_metrics"), (ref, "_metrics_sql")):
+        for folder, name in ((fast, path), (ref, "_metrics_sql")):
             folder.con.execute("BEGIN TRANSACTION")
-            getattr(folder, path)("OW_METRICS", msgs)
+            getattr(folder, name)("OW_METRICS", msgs)
             folder.con.execute("COMMIT")
     return contents(fast.con), contents(ref.con)
 
@@ -78,16 +80,38 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("path", ["_metrics", "_metrics_py"])
 @pytest.mark.parametrize("batches", CASES.values(), ids=CASES.keys())
-def test_python_path_equals_the_sql_reference(batches):
-    fast, ref = _both(batches)
+def test_fast_paths_equal_the_sql_reference(batches, path):
+    fast, ref = _both(batches, path)
     assert fast == ref
+
+
+REGULAR = ["regular", "mixed shapes and non-numbers", "single object body", "empty array",
+           "null fields"]
+
+
+@pytest.mark.parametrize("name", REGULAR)
+def test_regular_batches_take_the_arrow_path(name):
+    folder = Folder(_db.connect(None), fresh=True)
+    msgs = [Msg(i + 1, "ow.mx.o.r", body, i) for i, body in enumerate(CASES[name][0])]
+    assert folder._metrics_arrow(msgs)
+
+
+@pytest.mark.parametrize("name", ["anomalies and bad json", "odd values take the SQL path",
+                                  "wrongly typed envelope"])
+def test_irregular_batches_leave_the_arrow_path_untouched(name):
+    folder = Folder(_db.connect(None), fresh=True)
+    for bodies in CASES[name]:
+        msgs = [Msg(i + 1, "ow.mx.o.r", body, i) for i, body in enumerate(bodies)]
+        assert not folder._metrics_arrow(msgs)
+    assert folder.con.execute("SELECT count(*) FROM metrics").fetchall() == [(0,)]
 
 
 def test_a_time_that_is_not_a_timestamp_fails_the_batch_on_both_paths():
     import duckdb
 
-    for path in ("_metrics", "_metrics_sql"):
+    for path in ("_metrics", "_metrics_py", "_metrics_sql"):
         folder = Folder(_db.connect(None), fresh=True)
         folder.con.execute("BEGIN TRANSACTION")
         with pytest.raises(duckdb.Error):
@@ -115,6 +139,7 @@ def test_a_generated_history_gives_equal_tables():
                 recs.append({"type": "MetricLogged", "data": {}})  # no run id: an anomaly
             bodies.append(_body(recs))
         batches.append(bodies)
-    fast, ref = _both(batches)
-    assert fast == ref
-    assert len(fast["metrics"]) > 100
+    for path in ("_metrics", "_metrics_py"):
+        fast, ref = _both(batches, path)
+        assert fast == ref
+        assert len(fast["metrics"]) > 100
