@@ -130,7 +130,22 @@ def _arrow(columns: dict[str, tuple[Any, list[Any]]]) -> Any:
     """An Arrow table from named, typed columns."""
     import pyarrow as pa
 
-    return pa.table({name: pa.array(values, type=t) for name, (t, values) in columns.items()})
+    return pa.table({
+        name: _times(values, t) if pa.types.is_timestamp(t) else pa.array(values, type=t)
+        for name, (t, values) in columns.items()
+    })
+
+
+def _times(values: list[Any], t: Any) -> Any:
+    """A timestamp column from datetimes, through their RFC 3339 text (ten times faster
+    than Arrow's conversion of datetime objects)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        return pc.cast(pa.array(msgspec.to_builtins(values), pa.string()), t)
+    except (pa.ArrowInvalid, TypeError):  # a datetime without a zone, say
+        return pa.array(values, type=t)
 
 
 def _types() -> Any:
@@ -181,7 +196,10 @@ class Folder:
     # --- control-plane events ---------------------------------------------------------
 
     def _control(self, stream: str, msgs: list[Msg]) -> None:
+        import pyarrow as pa
+
         s, i64, _, _, ts = _types()
+        binary = pa.binary()
         decoded: list[tuple[Msg, ev.Event]] = []
         bad: list[tuple[Any, ...]] = []
         for m in msgs:
@@ -191,9 +209,11 @@ class Folder:
                 bad.append((m.seq, stream, m.subject, None, None, _agg_id(m.subject),
                             f"undecodable: {exc}", m.data.decode("utf-8", "replace")))
         kinds = [(_aggregate(m.subject), m, e) for m, e in decoded]
-        self._load("jobs", "job_id", {getattr(e, "job_id", "") for k, _, e in kinds if k == "job"})
-        self._load("workers", "worker_id",
-                   {getattr(e, "worker_id", "") for k, _, e in kinds if k == "worker"})
+        if not self.fresh:  # a rebuild has every state in memory
+            self._load("jobs", "job_id",
+                       {getattr(e, "job_id", "") for k, _, e in kinds if k == "job"})
+            self._load("workers", "worker_id",
+                       {getattr(e, "worker_id", "") for k, _, e in kinds if k == "worker"})
         touched_jobs: set[str] = set()
         touched_workers: set[str] = set()
         files: list[tuple[Msg, ev.FileUploaded]] = []
@@ -216,7 +236,7 @@ class Folder:
             if anomaly is not None:
                 bad.append((m.seq, stream, m.subject, anomaly.event_id, anomaly.event_type,
                             anomaly.aggregate_id, anomaly.rule, m.data.decode()))
-        self._insert("events", _arrow({
+        events = _arrow({
             "seq": (i64, [m.seq for m, _ in decoded]),
             "stream": (s, [stream] * len(decoded)),
             "subject": (s, [m.subject for m, _ in decoded]),
@@ -225,8 +245,10 @@ class Folder:
             "org": (s, [e.org for _, e in decoded]),
             "ts": (ts, [e.ts for _, e in decoded]),
             "actor": (s, [e.actor for _, e in decoded]),
-            "json": (s, [m.data.decode() for m, _ in decoded]),
-        }))
+            "json": (binary, [m.data for m, _ in decoded]),
+        })
+        # bytes to text in Arrow (it checks the UTF-8): a Python decode per event is slower
+        self._insert("events", events.set_column(8, "json", events.column(8).cast(s)))
         self._write_jobs(touched_jobs)
         self._write_workers(touched_workers)
         self._write_files(files)
