@@ -165,15 +165,10 @@ class Projector:
                 self._stream_folder(stream), stream, filt, end, progress, until_ns
             )
 
-        try:
-            with _gc_paused():
-                async with anyio.create_task_group() as tg:
-                    for stream in self.streams:
-                        tg.start_soon(one, stream)
-        except BaseExceptionGroup as group:  # callers see the error, not a group of one
-            if len(group.exceptions) == 1:
-                raise group.exceptions[0] from group
-            raise
+        with _one_error(), _gc_paused():
+            async with anyio.create_task_group() as tg:
+                for stream in self.streams:
+                    tg.start_soon(one, stream)
         return sum(counts.values())
 
     async def _fold(
@@ -184,20 +179,32 @@ class Projector:
         applied = 0
         if end < start:
             return 0
-        batches = read_batches(
-            self.bus, stream, filt, start_seq=start, stop_at=end, max_batch=self.batch
-        )
-        async with contextlib.aclosing(batches):
-            async for batch in batches:
-                done = until_ns is not None and batch[-1].time_ns > until_ns
-                if until_ns is not None:
-                    batch = [m for m in batch if m.time_ns <= until_ns]
-                await self._apply(folder, stream, batch)
-                applied += len(batch)
-                if progress and batch:
-                    progress(stream, batch[-1].seq, end)
-                if done:
-                    break
+        # the next batch is read while this one is folded (one batch ahead, no more)
+        send, receive = anyio.create_memory_object_stream[list[Any]](1)
+
+        async def read() -> None:
+            batches = read_batches(
+                self.bus, stream, filt, start_seq=start, stop_at=end, max_batch=self.batch
+            )
+            async with send, contextlib.aclosing(batches):
+                async for batch in batches:
+                    await send.send(batch)
+
+        with _one_error():
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(read)
+                async with receive:
+                    async for batch in receive:
+                        done = until_ns is not None and batch[-1].time_ns > until_ns
+                        if until_ns is not None:
+                            batch = [m for m in batch if m.time_ns <= until_ns]
+                        await self._apply(folder, stream, batch)
+                        applied += len(batch)
+                        if progress and batch:
+                            progress(stream, batch[-1].seq, end)
+                        if done:
+                            tg.cancel_scope.cancel()
+                            break
         return applied
 
     async def _apply(self, folder: Folder, stream: str, batch: list[Any]) -> None:
@@ -259,6 +266,17 @@ async def replay(
             p.streams = tuple(s for s in _db.STREAMS if s != subjects.EVENTS_STREAM)
             await p.catch_up(progress=progress, until_ns=cut)
     return out
+
+
+@contextlib.contextmanager
+def _one_error() -> Iterator[None]:
+    """Callers see the error, not a task group's group of one."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from group
+        raise
 
 
 _pauses = [0]  # catch-ups running in this process (they may overlap)
