@@ -5,9 +5,14 @@ Entrypoint (what an `inspect_ai` job runs):
     python -m payloads.inspect_eval '<validated params as JSON>'
 
 The model is served by vLLM on a GPU (`vllm/<model>`) or by transformers elsewhere
-(`hf/<model>`); `options` are passed to `inspect eval` unchecked, as in openweights. Logs go
-to `uploads/logs`, which the agent uploads; the run ends by logging `{"log_dir", "exit_code"}`.
-Needs the `inspect-ai` package (and `inspect-evals` for its evals) in the job's environment.
+(`hf/<model>`, which loads a hub id or a local directory; tests/payloads/test_inspect.py runs
+it on the tiny model). `eval_name` is what `inspect eval` takes: a registered eval
+(`inspect_evals/gpqa_diamond`) or a task file the worker can read (`/path/task.py@name`).
+`options` are passed to `inspect eval` unchecked, as in openweights. Logs go to
+`uploads/logs`, which the agent uploads; the run ends by logging
+`{"log_dir", "logs", "exit_code"}`, `logs` being the artifact paths of the eval logs.
+Needs the `inspect-ai` package (the `evals` extra; `inspect-evals` for its evals) in the
+job's environment.
 
 Imports: stdlib and sibling payload modules.
 """
@@ -36,14 +41,15 @@ def command(p: InspectAiParams, log_dir: Path, gpu: bool) -> list[str]:
 
 def run_eval(p: InspectAiParams, reporter: Reporter, workdir: Path) -> int:
     if shutil.which("inspect") is None:
-        fail("the `inspect` command is missing: install inspect-ai (and inspect-evals) "
-             "in the job's image")
+        fail("the `inspect` command is missing: install inspect-ai (`pip install 'ow[evals]'`, "
+             "and inspect-evals for its evals) in the job's image")
     log_dir = workdir / "uploads" / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     cmd = command(p, log_dir, has_gpu())
     print("running:", shlex.join(cmd), flush=True)
     code = subprocess.call(cmd)
-    reporter.log({"log_dir": "uploads/logs", "exit_code": code})
+    logs = sorted(f"logs/{f.name}" for f in log_dir.iterdir() if f.is_file())
+    reporter.log({"log_dir": "uploads/logs", "logs": logs, "exit_code": code})
     return code
 
 

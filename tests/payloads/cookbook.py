@@ -4,7 +4,10 @@
   `unsloth/Qwen3-4B` loads offline through transformers' real hub code (HF_HUB_OFFLINE=1).
 - `ow_up` runs `ow up --detach` in a temporary home with that cache, plus one extra agent
   process with a large `--vram-gb`: the stand-in for a GPU worker (hardware filtering only).
-- `run_example` copies an example's folder and runs the script there, as `python <file>`.
+- `run_example` copies an example's folder and runs the script there, as `python <file>`;
+  `start_example` starts one that serves until stopped (gradio_ui.py), `wait_until` polls.
+- `gradio_env` keeps a gradio app local: a fixed port, no analytics or version check, no
+  share link, no Hugging Face telemetry.
 
 Imports: stdlib, pytest, `ow` (cli.up, core).
 """
@@ -17,7 +20,9 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -85,19 +90,67 @@ def ow_up(root: Path, hf_home: Path) -> Iterator[dict[str, str]]:
         down(env["OW_HOME"])
 
 
-def run_example(
-    script: Path, env: dict[str, str], tmp: Path, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    """Run `script` unchanged, with cwd = a copy of its folder (its relative data paths hold
-    and its `outputs/` land in `tmp`, not in the repository)."""
+def _copy_folder(script: Path, tmp: Path) -> Path:
+    """A copy of the script's folder in `tmp`: its relative data paths hold and its
+    `outputs/` land in `tmp`, not in the repository."""
     folder = tmp / script.parent.name
     shutil.copytree(
         script.parent, folder, ignore=shutil.ignore_patterns("outputs", ".*", "__pycache__")
     )
+    return folder
+
+
+def run_example(
+    script: Path, env: dict[str, str], tmp: Path, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run `script` unchanged, with cwd = a copy of its folder."""
     return subprocess.run(
-        [sys.executable, script.name], cwd=folder, env=env, capture_output=True, text=True,
-        timeout=timeout, check=False,
+        [sys.executable, script.name], cwd=_copy_folder(script, tmp), env=env,
+        capture_output=True, text=True, timeout=timeout, check=False,
     )
+
+
+def start_example(
+    script: Path, env: dict[str, str], tmp: Path, *args: str
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """Start `script args` unchanged in a copy of its folder, in its own session; returns the
+    process and the file that gets its stdout and stderr."""
+    folder = _copy_folder(script, tmp)
+    output = tmp / f"{script.stem}.log"
+    with open(output, "wb") as log:  # the child holds its own copy
+        proc = subprocess.Popen(
+            [sys.executable, script.name, *args], cwd=folder, env=env, stdout=log,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    return proc, output
+
+
+def wait_until(check: Callable[[], object], timeout: float, what: str) -> object:
+    """Poll `check()` until it returns something truthy (returned), or fail saying `what`."""
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {timeout:.0f} s: {what}")
+        time.sleep(0.2)
+    return result
+
+
+def answers(url: str) -> bool:
+    """Whether an HTTP GET of `url` succeeds now."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - a local test server
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def gradio_env(env: dict[str, str], port: int) -> dict[str, str]:
+    """`env` for a gradio app serving on 127.0.0.1:`port` that reaches nothing outside."""
+    return {
+        **env, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
+        "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_SHARE": "False", "GRADIO_SSR_MODE": "False",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+    }
 
 
 def job_id(stdout: str) -> str:
