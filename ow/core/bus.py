@@ -24,7 +24,13 @@ from nats.js import api
 
 from ow.core import defaults, subjects, wire
 from ow.core import events as ev
-from ow.core.errors import BusUnavailableError, ConflictError, NotFoundError, OWError
+from ow.core.errors import (
+    BusUnavailableError,
+    ConflictError,
+    NotFoundError,
+    OWError,
+    PermissionDeniedError,
+)
 from ow.core.ids import uuid7
 
 __all__ = ["Bus", "Delivery", "KvEntry", "connect", "mapped"]
@@ -119,11 +125,15 @@ async def connect(
 
         opts.update(tenancy.connect_options(token, org))
     refused: list[Exception] = []
+    denials: list[tuple[float, str]] = []  # (when, the server's text) of refused operations
 
     async def on_error(exc: Exception) -> None:  # nats-py would retry a refusal forever
         if "authorization violation" in str(exc).lower() and not refused:
             refused.append(exc)
             scope.cancel()
+        elif "permissions violation" in str(exc).lower():
+            denials.append((anyio.current_time(), str(exc).removeprefix("nats: ")))
+            del denials[:-16]
         await _quiet_error(exc)
 
     opts["error_cb"] = on_error
@@ -149,6 +159,7 @@ async def connect(
         await nc.close()
         raise
     bus = Bus(nc, org=org, actor=actor, url=url)
+    bus.denials = denials
     if not user_credentials:
         bus.wire_auth = {k: opts[k] for k in ("user", "password", "token") if k in opts}
     return bus
@@ -170,6 +181,8 @@ class Bus:
         self._kv: dict[str, Any] = {}
         #: credentials for `read_range`'s own connection; None: it is not possible here
         self.wire_auth: dict[str, Any] | None = None
+        #: operations the server refused to these credentials: (time, text), newest last
+        self.denials: list[tuple[float, str]] = []
 
     async def close(self) -> None:
         """Flush what was published and close (not drain: a pending pull would hold it 30 s)."""
@@ -239,16 +252,28 @@ class Bus:
         publishes carrying a message id are safe to repeat, so they wait it out (up to
         `defaults.RETRY_S`) instead of failing the caller.
         """
-        deadline = anyio.current_time() + defaults.RETRY_S
+        started = anyio.current_time()
+        deadline = started + defaults.RETRY_S
         while True:
             try:
                 with mapped(what, key):
                     return await fn(*args, **kwargs)
-            except BusUnavailableError:
+            except BusUnavailableError as exc:
+                self.raise_if_denied(started, what, key, exc)
                 if self.nc.is_closed or anyio.current_time() > deadline:
                     raise
                 log.debug("%s %s: server unavailable, retrying", what, key)
                 await anyio.sleep(0.1)
+
+    def raise_if_denied(self, since: float, what: str, key: str, cause: Exception) -> None:
+        """Raise `PermissionDeniedError` if the server refused something since `since`: a
+        refused request is never answered, so without this it would look like a timeout."""
+        texts = [text for when, text in self.denials if when >= since]
+        if texts:
+            raise PermissionDeniedError(
+                f"{what} {key}: the server refused it to this connection's credentials "
+                f"({texts[-1]}). A token's scope limits what it may do: see `ow token check`."
+            ) from cause
 
     # --- publishing ----------------------------------------------------------------
 

@@ -6,6 +6,7 @@
     ├── ValidationError(problems)
     ├── NotFoundError(kind, id)
     ├── ConflictError(key, expected_rev)
+    ├── PermissionDeniedError
     ├── JobError
     │   ├── JobFailedError(job_id, run_id, error)
     │   └── JobCanceledError(job_id)
@@ -27,6 +28,7 @@ __all__ = [
     "JobFailedError",
     "NotFoundError",
     "OWError",
+    "PermissionDeniedError",
     "Problem",
     "ValidationError",
     "WaitTimeoutError",
@@ -87,6 +89,10 @@ class ConflictError(OWError):
     def __init__(self, key: str, expected_rev: int | None, detail: str = ""):
         self.key, self.expected_rev = key, expected_rev
         super().__init__(f"conflict on {key} (expected revision {expected_rev}) {detail}".strip())
+
+
+class PermissionDeniedError(OWError):
+    """The server refused an operation to this connection's credentials (a token's scope)."""
 
 
 class JobError(OWError):

@@ -20,6 +20,7 @@ from ow.core import events as ev
 from ow.core import secrets as sec
 from ow.core import tenancy as tn
 from ow.core.config import from_env
+from ow.core.errors import PermissionDeniedError
 from ow.core.server import NatsServer
 
 from .agents import ShellJob  # noqa: F401 - registers `shell`
@@ -178,6 +179,17 @@ async def test_sdk_connects_with_a_token_and_refuses_bad_ones(tenants):
             await AsyncOpenWeights(url=t.url, org="orga", token=bad, env={}).bus()
     with pytest.raises(tn.TokenError, match="requires a token"):
         await bus_mod.connect(t.url, org="nosuchorg")
+
+
+async def test_a_denied_submit_fails_at_once_saying_why(tenants):
+    """A refused publish is never answered: it must not look like a server to wait out."""
+    t = tenants
+    async with AsyncOpenWeights(url=t.url, org="orga", token=t.tokens[("orga", "read")],
+                                env={}) as ow:
+        started = anyio.current_time()
+        with pytest.raises(PermissionDeniedError, match="refused it to this connection"):
+            await ow.shell.create(command="echo hi")
+        assert anyio.current_time() - started < 10  # one request timeout, not the 30 s retry
 
 
 async def test_revoke_closes_the_connection_and_refuses_the_token(tenants):
