@@ -44,6 +44,7 @@ from typing import Any
 import msgspec
 
 from ow.core import events as ev
+from ow.core import subjects
 from ow.core.errors import ConfigError, OWError
 from ow.core.ids import encode_token, uuid7
 
@@ -224,11 +225,16 @@ _SUBMIT_EVENTS = ("JobSubmitted", "JobUpdated", "JobReset", "JobCancelRequested"
                   "JobTimeoutExtended")
 _WORKER_EVENTS = ("RunStarted", "RunFinished", "ArtifactUploaded", "CheckpointSaved",
                   "JobRequeued", "JobCompleted", "JobFailed", "JobCanceled")
+#: the streams `Bus.provision` creates (KV buckets and the object store are streams too)
+_OW_STREAMS = (subjects.EVENTS_STREAM, subjects.METRICS_STREAM, subjects.LOGS_STREAM,
+               subjects.HEARTBEATS_STREAM, f"KV_{subjects.CLAIMS_BUCKET}",
+               f"KV_{subjects.LEASES_BUCKET}", f"OBJ_{subjects.FILES_BUCKET}")
 _JS_READ = [
     "$JS.API.INFO", "$JS.API.STREAM.INFO.>", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST",
     # provision() runs on every connect: creating a stream that exists with the same config
-    # is a no-op (a different config is refused, not applied); update/delete/purge stay denied
-    "$JS.API.STREAM.CREATE.>",
+    # is a no-op (a different config is refused, not applied); update/delete/purge stay
+    # denied, and so does creating any stream that is not one of ow's
+    *(f"$JS.API.STREAM.CREATE.{name}" for name in _OW_STREAMS),
     "$JS.API.STREAM.MSG.GET.>", "$JS.API.DIRECT.GET.>",
     "$JS.API.CONSUMER.>", "$JS.ACK.>", "$JS.FC.>", "_INBOX.>",
 ]
@@ -252,6 +258,11 @@ def permissions(scope: str, org: str) -> dict[str, Any]:
     if scope in ("read", "submit"):  # secrets are the workers' (ciphertext, still: no)
         deny += _SECRETS_READ
         sub_deny += [f"$KV.{SECRETS_BUCKET}.>"]
+        # the dispatch consumer is the agents': no pulling its jobs, deleting or redefining it
+        d = f"{subjects.EVENTS_STREAM}.{subjects.dispatch_consumer(org)}"
+        deny += [f"$JS.API.CONSUMER.{op}.{d}"
+                 for op in ("CREATE", "DURABLE.CREATE", "DELETE", "MSG.NEXT")]
+        deny += [f"$JS.API.CONSUMER.CREATE.{d}.>"]
     if scope == "submit":
         allow += [f"ow.ev.{o}.job.*.{t}" for t in _SUBMIT_EVENTS]
         allow += [f"ow.ev.{o}.file.*.FileUploaded", "$O.ow_files.>"]

@@ -18,6 +18,7 @@ from ow.agent import Agent, Hardware
 from ow.core import bus as bus_mod
 from ow.core import events as ev
 from ow.core import secrets as sec
+from ow.core import subjects
 from ow.core import tenancy as tn
 from ow.core.config import from_env
 from ow.core.errors import PermissionDeniedError
@@ -179,6 +180,32 @@ async def test_sdk_connects_with_a_token_and_refuses_bad_ones(tenants):
             await AsyncOpenWeights(url=t.url, org="orga", token=bad, env={}).bus()
     with pytest.raises(tn.TokenError, match="requires a token"):
         await bus_mod.connect(t.url, org="nosuchorg")
+
+
+async def test_read_and_submit_tokens_leave_streams_and_dispatch_alone(tenants):
+    t = tenants
+    a = await admin_bus(t, "orga")
+    await a.dispatch_subscription("orga")  # the agents' consumer exists, with a job on it
+    await a.publish(ev.JobSubmitted(job_id="j-dispatch", requires_vram_gb=0, image="x"))
+    dispatch = subjects.dispatch_consumer("orga")
+    for scope in ("read", "submit"):
+        nc = await raw(t.url, t.tokens[("orga", scope)])
+        js = nc.jetstream(timeout=1.0)
+        with pytest.raises(Exception):  # noqa: B017,PT011 - refused: unanswered
+            await js.add_stream(name="MINE", subjects=["mine.>"])
+        with pytest.raises(Exception):  # noqa: B017,PT011
+            await js.delete_consumer("OW_EVENTS", dispatch)
+        sub = await js.pull_subscribe("", durable=dispatch, stream="OW_EVENTS")
+        with pytest.raises(nats.errors.TimeoutError):  # a job is there: denied, not empty
+            await sub.fetch(1, timeout=1)
+        await nc.close()
+        b = await bus_mod.connect(t.url, org="orga", token=t.tokens[("orga", scope)])
+        await b.provision()  # every connect provisions: still allowed
+        await b.close()
+    info = await a.js.consumer_info("OW_EVENTS", dispatch)
+    assert (info.num_pending, info.num_ack_pending) == (1, 0)  # nobody took the job
+    assert "MINE" not in [s.config.name for s in await a.js.streams_info()]
+    await a.close()
 
 
 async def test_a_denied_submit_fails_at_once_saying_why(tenants):
