@@ -6,11 +6,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup test demo lint bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "ow needs Python >= 3.11"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,s3,train,evals,ui]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,s3,train,evals,ui]'
 	touch $(STAMP)
 
 setup: $(STAMP)
