@@ -1,7 +1,8 @@
 """Run one claimed job: working directory, mounted files, the process, its logs, its outcome.
 
-The entrypoint runs through `bash -c` in its own process group, with `OW_RUN_ID`,
-`OW_JOB_ID` and the connection settings in its environment. Its output goes to a log file
+The entrypoint runs through `bash -c` in its own process group (led by `_reaper.py`, so it
+dies with the agent), with `OW_RUN_ID`, `OW_JOB_ID` and the connection settings in its
+environment. Its output goes to a log file
 and, in chunks, to `OW_LOGS`. A cancel request or a timeout kills the whole group (SIGTERM,
 then SIGKILL after a short grace). The result is published only under a CAS on the claim:
 a run whose claim was taken away publishes nothing.
@@ -31,7 +32,7 @@ from ow.core import events as ev
 from ow.core.bus import Bus
 from ow.core.state import JobState, apply
 
-__all__ = ["Execution", "child_env"]
+__all__ = ["Execution", "child_env", "job_argv"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,15 @@ def child_env(
     env.update(OW_RUN_ID=run_id, OW_JOB_ID=job_id, OW_URL=url, OW_ORG=org)
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def job_argv(entrypoint: str) -> list[str]:
+    """The job's command: `bash -c`, led on Linux by `_reaper.py`, which takes the job's
+    process group down when this agent dies (even by kill -9)."""
+    if not sys.platform.startswith("linux"):
+        return ["bash", "-c", entrypoint]
+    reaper = str(Path(__file__).with_name("_reaper.py"))
+    return [sys.executable, "-I", "-S", reaper, str(os.getpid()), "bash", "-c", entrypoint]
 
 
 @dataclass
@@ -92,7 +102,7 @@ class Execution:
         with open(log_path, "wb") as logf:  # noqa: ASYNC230 - local appends, chunk by chunk
             try:
                 self.proc = proc = await anyio.open_process(
-                    ["bash", "-c", spec.entrypoint], cwd=self.workdir, env=self.env,
+                    job_argv(spec.entrypoint), cwd=self.workdir, env=self.env,
                     stdout=-1, stderr=-2, start_new_session=True,
                 )
             except OSError as exc:

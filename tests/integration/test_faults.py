@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 
@@ -10,7 +11,7 @@ import pytest
 
 from ow.core import events as ev
 from ow.core import subjects
-from ow.core.server import NatsServer
+from ow.core.server import NatsServer, pid_alive
 
 from .agents import client, kill9, running_agents, start_agent_process
 from .conftest import eventually
@@ -89,14 +90,21 @@ async def test_kill9_agent_mid_job_is_requeued_and_completes_once(nats_server, o
     from ow.core import bus as bus_mod
     from ow.scheduler import FakeRunPod, Limits, Scheduler
 
-    flag = tmp_path / "go"
-    command = f"while [ ! -e {flag} ]; do sleep 0.05; done; echo finished"
+    flag, pids = tmp_path / "go", tmp_path / "pids"
+    command = (f"echo $$ >> {pids}; sleep 600 >/dev/null 2>&1 & echo $! >> {pids}; "
+               f"while [ ! -e {flag} ]; do sleep 0.05; done; echo finished")
     limits = Limits(lost_after_s=2.0, tick_s=0.2, debounce_s=0.05, claim_grace_s=60)
     async with client(nats_server.url, org) as ow:
         proc = start_agent_process(nats_server.url, org, "doomed", tmp_path)
         job = await ow.shell.create(command=command)
         first = await eventually(lambda: _in_progress(ow, job.id), timeout=20)
+        orphans = [int(p) for p in (await eventually(
+            lambda: pids.exists() and len(pids.read_text().split()) == 2 and pids.read_text()
+        )).split()]
+        assert all(pid_alive(p) for p in orphans)
         kill9(proc)
+        # the job's processes (its shell and a background child) die with their agent
+        await eventually(lambda: not any(pid_alive(p) for p in orphans), timeout=5)
         sbus = await bus_mod.connect(nats_server.url, org=org, actor="scheduler")
         try:
             async with anyio.create_task_group() as tg, running_agents(
@@ -112,7 +120,10 @@ async def test_kill9_agent_mid_job_is_requeued_and_completes_once(nats_server, o
                 sched.shutdown()
         finally:
             await sbus.close()
-            flag.touch()  # the orphaned job process of the killed agent ends too
+            flag.touch()
+            for pid in map(int, pids.read_text().split()):  # the second run's `sleep 600`
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         assert done.runs[-1].worker_id == other.worker_id
         assert requeued[0].run_id == first.runs[-1].id
         assert requeued[0].evidence
