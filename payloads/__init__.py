@@ -9,3 +9,9 @@ transformers + peft + trl (see `payloads.tiny` for the local test model).
 
 Imports: `ow.sdk` and ML libraries, the heavy ones lazily; `import payloads` imports nothing.
 """
+
+import logging
+
+# bitsandbytes (imported by peft whenever it is installed) warns on every CPU import that it
+# could not fetch an optional kernel from the hub; its plain-torch fallback is what runs here.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)

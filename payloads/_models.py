@@ -3,7 +3,8 @@
 A model reference is one of: a local directory holding a full model, a local directory holding a
 LoRA adapter (its base is read from `adapter_config.json`), the file id of a packed model or
 adapter (fetched and unpacked first), or a hub id (loaded from the hub: never done in tests,
-which use the tiny local model). unsloth, bitsandbytes and vLLM are imported only on a GPU.
+which use the tiny local model). unsloth and vLLM are imported only on a GPU; 4-bit
+(`load_in_4bit`, bitsandbytes NF4) works on a CPU too, for LoRA training and inference.
 
 Imports: stdlib; torch, transformers, peft (and unsloth on GPU) inside functions.
 """
@@ -122,25 +123,52 @@ def load_for_training(
     reporter: Reporter | None = None,
 ) -> Loaded:
     """The model to train: with LoRA (`lora` settings) or in full; unsloth on a GPU."""
-    if load_in_4bit and not has_gpu():
-        raise RuntimeError("load_in_4bit needs a GPU (bitsandbytes); this machine has none")
     where = resolve(ref, reporter)
     if where.adapter:
         raise ValueError(
             f"{ref!r} is a LoRA adapter; train on its base model {where.base!r} (or merge it first)"
         )
+    if load_in_4bit and lora is None:
+        raise ValueError("load_in_4bit trains LoRA adapters only: set is_peft=True (the default)")
     if has_gpu() and _unsloth_available():
         return _load_unsloth(where.base, max_seq_length, load_in_4bit, lora, seed)
-    import torch
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(
-        where.base, dtype=torch.bfloat16 if has_gpu() else torch.float32
-    )
+    model = AutoModelForCausalLM.from_pretrained(where.base, **_load_kwargs(load_in_4bit))
+    if load_in_4bit:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     tokenizer = load_tokenizer(where.base)
     if lora is not None:
         model = _with_lora(model, lora)
     return Loaded(model, tokenizer, "transformers")
+
+
+def _load_kwargs(load_in_4bit: bool) -> dict[str, Any]:
+    """`from_pretrained` arguments: bf16 on a GPU, fp32 on a CPU; NF4 weights if 4-bit."""
+    import torch
+
+    dtype = torch.bfloat16 if has_gpu() else torch.float32
+    kwargs: dict[str, Any] = {"dtype": dtype}
+    if has_gpu():
+        kwargs["device_map"] = "auto"
+    if load_in_4bit:
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError as exc:
+            raise RuntimeError(
+                "load_in_4bit needs bitsandbytes, which is not installed here: "
+                "pip install 'ow[train]' (or set load_in_4bit=False)"
+            ) from exc
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype,
+            bnb_4bit_use_double_quant=True,
+        )
+        kwargs.setdefault("device_map", "cpu")
+    return kwargs
 
 
 def _with_lora(model: Any, lora: dict[str, Any]) -> Any:
@@ -189,18 +217,10 @@ def _load_unsloth(
 
 def load_for_inference(ref: str, reporter: Reporter | None = None, load_in_4bit: bool = False):
     """(model in eval mode, tokenizer) for transformers generation; an adapter is applied."""
-    import torch
     from transformers import AutoModelForCausalLM
 
     where = resolve(ref, reporter)
-    kwargs: dict[str, Any] = {"dtype": torch.bfloat16 if has_gpu() else torch.float32}
-    if has_gpu():
-        kwargs["device_map"] = "auto"
-        if load_in_4bit:  # pragma: no cover - GPU only
-            from transformers import BitsAndBytesConfig
-
-            kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True)
-    model = AutoModelForCausalLM.from_pretrained(where.base, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(where.base, **_load_kwargs(load_in_4bit))
     tok_source = where.adapter if where.adapter and _has_tokenizer(where.adapter) else where.base
     tokenizer = load_tokenizer(tok_source)
     if where.adapter:

@@ -28,7 +28,7 @@ from payloads._data import encode_conversation, read_jsonl, to_preference_row
 from payloads._reporter import Reporter, fail, make_reporter, pack, read_params, unpack
 from payloads.params import TrainingParams, WeightedSFTParams
 
-__all__ = ["main", "run_training"]
+__all__ = ["main", "merged", "run_training"]
 
 
 def run_training(
@@ -230,15 +230,26 @@ def _finish(p: TrainingParams, trainer: Any, loaded: Any, reporter: Reporter, wo
     key = "adapter_file" if p.is_peft else "model_file"
     file_id = reporter.upload(pack(final, workdir / f"{key.removesuffix('_file')}.tar"))
     outputs: dict[str, Any] = {"model": p.finetuned_model_id, key: file_id}
-    pushed = bool(os.environ.get("HF_TOKEN")) and _push(p, trainer.model, loaded.tokenizer)
+    pushed = bool(os.environ.get("HF_TOKEN")) and _push(p, trainer.model, loaded.tokenizer, final)
     outputs["pushed"] = pushed
     return outputs
 
 
-def _push(p: TrainingParams, model: Any, tokenizer: Any) -> bool:  # pragma: no cover - hub
+def merged(final: Path) -> Any:
+    """The adapter saved in `final` merged into its base, loaded unquantized: merging into a
+    4-bit base would round the adapter's update away."""
+    from payloads._models import load_for_inference
+
+    model, _ = load_for_inference(str(final))
+    return model.merge_and_unload()
+
+
+def _push(
+    p: TrainingParams, model: Any, tokenizer: Any, final: Path
+) -> bool:  # pragma: no cover - hub
     """Push to `finetuned_model_id` on the hub (merged into the base if asked)."""
     if p.is_peft and p.merge_before_push:
-        model = model.merge_and_unload()
+        model = merged(final)
     model.push_to_hub(p.finetuned_model_id, private=p.push_to_private)
     tokenizer.push_to_hub(p.finetuned_model_id, private=p.push_to_private)
     return True

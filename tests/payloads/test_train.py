@@ -115,12 +115,66 @@ def test_nan_loss_exits_nonzero_with_the_cause(tiny_model, tmp_path):
     assert "ERROR: training crashed: loss became nan" in proc.stderr
 
 
-def test_4bit_is_refused_without_a_gpu(tiny_model, tmp_path):
+def test_qlora_4bit_trains_infers_and_merges_on_cpu(tiny_model, tmp_path):
+    """load_in_4bit: NF4 base weights (bitsandbytes, which runs on CPU too) + a LoRA adapter."""
+    pytest.importorskip("bitsandbytes")
+    import torch
+    from bitsandbytes.nn import Linear4bit
+
+    from payloads._models import load_for_inference
+    from payloads.train import merged
+
+    train = data.conversations(tmp_path / "train.jsonl")
+    p = _params(TrainingParams, tiny_model, training_file=str(train), load_in_4bit=True,
+                max_steps=6)
+    rep = LocalReporter(tmp_path / "out")
+    out = run_training(p, rep, tmp_path / "work")
+    losses = _losses(rep)
+    assert len(losses) == 6
+    assert losses[-1] < losses[0]
+    with tarfile.open(out["adapter_file"]) as tar:
+        assert "./adapter_model.safetensors" in tar.getnames()
+
+    final = tmp_path / "work" / "final"
+    quantized, tok = load_for_inference(str(final), load_in_4bit=True)
+    assert any(isinstance(m, Linear4bit) for m in quantized.modules())
+    ids = tok(["hello there"], return_tensors="pt")["input_ids"]
+    full = merged(final)  # what merge_before_push pushes: unquantized base + the adapter
+    assert not any(isinstance(m, Linear4bit) for m in full.modules())
+    with torch.no_grad():
+        a = quantized(input_ids=ids).logits.flatten()
+        b = full(input_ids=ids).logits.flatten()
+    assert torch.nn.functional.cosine_similarity(a, b, dim=0) > 0.95  # NF4 rounding only
+    generated = quantized.generate(ids, max_new_tokens=4, do_sample=False)
+    assert generated.shape[1] == ids.shape[1] + 4
+
+
+def test_merged_adapter_equals_the_adapter_on_its_base(tiny_model, tmp_path):
     import torch
 
-    if torch.cuda.is_available():
-        pytest.skip("this machine has a GPU")
+    from payloads._models import load_for_inference
+    from payloads.train import merged
+
+    train = data.conversations(tmp_path / "train.jsonl", n=4)
+    run_training(_params(TrainingParams, tiny_model, training_file=str(train), learning_rate=1e-2),
+                 LocalReporter(tmp_path / "out"), tmp_path / "work")
+    final = tmp_path / "work" / "final"
+    adapted, tok = load_for_inference(str(final))
+    base, _ = load_for_inference(str(tiny_model))
+    ids = tok(["hello there"], return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        a, b, c = (m(input_ids=ids).logits for m in (adapted, merged(final), base))
+    assert torch.allclose(a, b, atol=1e-4)
+    assert not torch.allclose(a, c, atol=1e-4)  # the adapter did change the model
+
+
+def test_4bit_needs_lora_and_bitsandbytes(tiny_model, tmp_path, monkeypatch):
     train = data.conversations(tmp_path / "train.jsonl", n=2)
+    full = _params(TrainingParams, tiny_model, training_file=str(train), load_in_4bit=True,
+                   is_peft=False)
+    with pytest.raises(ValueError, match="load_in_4bit trains LoRA adapters only"):
+        run_training(full, LocalReporter(tmp_path / "o"), tmp_path / "w")
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # as if not installed
     p = _params(TrainingParams, tiny_model, training_file=str(train), load_in_4bit=True)
-    with pytest.raises(RuntimeError, match="load_in_4bit needs a GPU"):
+    with pytest.raises(RuntimeError, match=r"load_in_4bit needs bitsandbytes.*pip install"):
         run_training(p, LocalReporter(tmp_path / "o"), tmp_path / "w")
