@@ -244,8 +244,11 @@ def _run_vllm(p: ApiParams, reporter: Reporter) -> None:  # pragma: no cover - t
     where = resolve(p.model, reporter)
     if p.port == 0:  # a free port chosen here: the child is polled and announced on it
         p = p.model_copy(update={"port": _free_port(p.host)})
+    # an adapter as the model: its base serves under the base's own name (vLLM refuses a LoRA
+    # that shares a served model's name), the adapter under the name the client asked for
+    served = where.base if where.adapter else p.model
     args = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", where.base,
-            "--served-model-name", p.model, "--max-model-len", str(p.max_model_len),
+            "--served-model-name", served, "--max-model-len", str(p.max_model_len),
             "--max-num-seqs", str(p.max_num_seqs), "--host", p.host, "--port", str(p.port)]
     adapters = ([f"{p.model}={where.adapter}"] if where.adapter else []) + [
         f"{ref}={resolve(ref, reporter).adapter}" for ref in p.lora_adapters

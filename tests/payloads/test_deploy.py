@@ -44,3 +44,44 @@ async def test_deploy_chat_cache_and_cancel_on_exit(nats, tiny_model, tmp_path):
         with pytest.raises(Exception, match="no deployment serves"):
             await ow.chat.completions.create(model=model, messages=messages)
 
+
+
+def _random_adapter(base, path):
+    """A LoRA adapter on `base` whose (random, not zero) update changes what the model says."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    config = LoraConfig(r=8, lora_alpha=64, target_modules=["q_proj", "v_proj", "down_proj"],
+                        init_lora_weights=False, task_type="CAUSAL_LM")
+    get_peft_model(model, config).save_pretrained(path)
+    return str(path)
+
+
+@pytest.mark.timeout(180)
+async def test_multi_deploy_serves_adapters_beside_their_base(nats, tiny_model, tmp_path):
+    import payloads.jobs  # noqa: F401
+
+    url, org = nats.url, f"t{uuid.uuid4().hex[:10]}"
+    model = str(tiny_model)
+    adapter = _random_adapter(tiny_model, tmp_path / "adapter")
+    messages = [{"role": "user", "content": "hello"}]
+    home = str(tmp_path / "home")
+    async with AsyncOpenWeights(url=url, org=org, home=home, env={}) as ow, running_agents(
+        url, org, 1, tmp_path
+    ):
+        apis = ow.api.multi_deploy([model, adapter])
+        assert apis[model] is apis[adapter]  # one server for the base and its adapter
+        async with apis[adapter] as api:
+            assert set(api.models) == {model, adapter}
+            said = {}
+            for m in (model, adapter):
+                reply = await ow.chat.completions.create(
+                    model=m, messages=messages, max_tokens=8, temperature=0
+                )
+                said[m] = reply.choices[0].message.content
+            assert said[model] != said[adapter]  # the adapter is applied, by name
+            jobs = await ow.jobs.list()
+            assert [j.id for j in jobs if j.type == "api"] == [api.job_id]

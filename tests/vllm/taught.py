@@ -24,6 +24,11 @@ def answer(color: str) -> str:
     return f"{color} is one color thank you"
 
 
+def adapter_answer(color: str) -> str:
+    """What the LoRA adapter of `taught_adapter` answers instead."""
+    return f"{color} is not blue" if color != "blue" else "blue is blue"
+
+
 def teach(path: Path, steps: int = 300) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -33,26 +38,53 @@ def teach(path: Path, steps: int = 300) -> Path:
     build_tiny_model(path)
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    _train(model, tok, answer, steps)
+    model.save_pretrained(path)
+    return path
+
+
+def teach_adapter(base: Path, path: Path, steps: int = 200) -> Path:
+    """A LoRA adapter on `base` (rank 8, attention and MLP) that answers `adapter_answer`."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(base)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    config = LoraConfig(r=8, lora_alpha=16, task_type="CAUSAL_LM", target_modules=[
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    model = get_peft_model(model, config)
+    _train(model, tok, adapter_answer, steps)
+    model.save_pretrained(path)
+    return path
+
+
+def _train(model, tok, answers, steps: int) -> None:
+    import torch
+
     texts = [
         tok.apply_chat_template(
-            [*question(c), {"role": "assistant", "content": answer(c)}], tokenize=False
+            [*question(c), {"role": "assistant", "content": answers(c)}], tokenize=False
         )
         for c in COLORS
     ]
     enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
     labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
     torch.manual_seed(0)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
     model.train()
     for _ in range(steps):
         loss = model(**enc, labels=labels).loss
         opt.zero_grad()
         loss.backward()
         opt.step()
-    model.save_pretrained(path)
-    return path
 
 
 @pytest.fixture(scope="session")
 def taught_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return teach(tmp_path_factory.mktemp("taught-model"))
+
+
+@pytest.fixture(scope="session")
+def taught_adapter(taught_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return teach_adapter(taught_model, tmp_path_factory.mktemp("taught-adapter"))

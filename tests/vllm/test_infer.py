@@ -10,7 +10,7 @@ import pytest
 import payloads.infer as infer
 from payloads._reporter import LocalReporter
 from payloads.params import InferenceParams
-from tests.vllm.taught import answer, question
+from tests.vllm.taught import COLORS, adapter_answer, answer, question
 
 pytestmark = pytest.mark.slow
 
@@ -23,10 +23,10 @@ ROWS = [
 EXPECTED = [answer("red"), answer("blue"), " one color thank you", " color thank you"]
 
 
-def _run(model: Path, tmp: Path, **params) -> list[dict]:
+def _run(model: Path, tmp: Path, rows: list[dict] = ROWS, **params) -> list[dict]:
     tmp.mkdir(parents=True, exist_ok=True)
     prompts = tmp / "prompts.jsonl"
-    prompts.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    prompts.write_text("".join(json.dumps(r) + "\n" for r in rows))
     p = InferenceParams(model=str(model), input_file_id=str(prompts), max_model_len=256,
                         **params)
     out = infer.run_inference(p, LocalReporter(tmp / "out"), tmp / "work")
@@ -60,6 +60,33 @@ def test_vllm_completes_and_continues_prefixes(taught_model, tmp_path, monkeypat
     reference = _run(taught_model, tmp_path / "hf", max_tokens=12, temperature=0)
     assert len(engines) == 1
     assert [r["completion"] for r in reference] == EXPECTED
+
+
+@pytest.mark.timeout(600)
+def test_vllm_applies_a_lora_adapter(taught_adapter, tmp_path, monkeypatch):
+    """An adapter as the model: vLLM loads its base with LoRA enabled and applies it."""
+    import vllm
+
+    engines = []
+
+    class LLM(vllm.LLM):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            engines.append((self, kwargs))
+
+    monkeypatch.setattr(vllm, "LLM", LLM)
+    monkeypatch.setenv("PAYLOADS_INFERENCE_BACKEND", "vllm")
+    rows = _run(taught_adapter, tmp_path / "vllm", max_tokens=12, temperature=0,
+                rows=[{"messages": question(c)} for c in COLORS])
+    (engine, kwargs), = engines
+    engine.llm_engine.engine_core.shutdown()
+    assert kwargs["enable_lora"] is True
+    assert [r["completion"] for r in rows] == [adapter_answer(c) for c in COLORS]
+
+    monkeypatch.setenv("PAYLOADS_INFERENCE_BACKEND", "transformers")
+    reference = _run(taught_adapter, tmp_path / "hf", max_tokens=12, temperature=0,
+                     rows=[{"messages": question(c)} for c in COLORS])
+    assert [r["completion"] for r in reference] == [adapter_answer(c) for c in COLORS]
 
 
 def test_backend_switch(monkeypatch):

@@ -10,12 +10,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from payloads.params import ApiParams
-from tests.vllm.taught import answer, question
+from tests.vllm.taught import adapter_answer, answer, question
 
 pytestmark = pytest.mark.slow
 
@@ -48,12 +49,12 @@ def _ready(proc: subprocess.Popen, log: Path, timeout: float) -> dict:
     raise AssertionError(f"not ready after {timeout}s:\n{log.read_text()[-4000:]}")
 
 
-@pytest.mark.timeout(600)
-def test_vllm_openai_server(taught_model, tmp_path):
+@contextmanager
+def _serving(params: ApiParams, tmp_path: Path):
+    """Run the serve payload (vLLM path) as a subprocess; yield its ready line; SIGTERM it and
+    check that no vLLM process outlives it."""
     import psutil
 
-    params = ApiParams(model=str(taught_model), host="127.0.0.1", port=0, max_model_len=256,
-                       max_num_seqs=4, api_key=KEY)
     env = {**os.environ, "PAYLOADS_INFERENCE_BACKEND": "vllm", "PYTHONPATH": str(ROOT)}
     env.pop("OW_RUN_ID", None)  # a LocalReporter, echoing its logs to stdout
     log = tmp_path / "serve.log"
@@ -62,14 +63,40 @@ def test_vllm_openai_server(taught_model, tmp_path):
             [sys.executable, "-m", "payloads.serve", params.model_dump_json()],
             cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
         )
+    children = []
     try:
         ready = _ready(proc, log, timeout=480)
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert any("vllm" in " ".join(c.cmdline()) for c in children)
+        yield ready
+    finally:
+        proc.send_signal(signal.SIGTERM)  # what canceling the api job does
+        try:
+            proc.wait(timeout=90)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    gone, alive = psutil.wait_procs(children, timeout=30)
+    assert not alive, f"vLLM processes outlived the payload: {alive}"
+
+
+def _chat(base: str, model: str, color: str) -> str:
+    status, body = _call(f"{base}/chat/completions", {
+        "model": model, "messages": question(color), "max_tokens": 12, "temperature": 0,
+    })
+    assert status == 200, body
+    return body["choices"][0]["message"]["content"]
+
+
+@pytest.mark.timeout(600)
+def test_vllm_openai_server(taught_model, tmp_path):
+    params = ApiParams(model=str(taught_model), host="127.0.0.1", port=0, max_model_len=256,
+                       max_num_seqs=4, api_key=KEY)
+    with _serving(params, tmp_path) as ready:
         base = ready["base_url"]
         assert ready["port"] != 0
         assert base == f"http://127.0.0.1:{ready['port']}/v1"
         assert ready["models"] == [str(taught_model)]
-        children = psutil.Process(proc.pid).children(recursive=True)
-        assert any("vllm" in " ".join(c.cmdline()) for c in children)
 
         assert _call(f"{base}/models", key=None)[0] == 401
         status, body = _call(f"{base}/models")
@@ -90,12 +117,30 @@ def test_vllm_openai_server(taught_model, tmp_path):
         })
         assert status == 200, body
         assert body["choices"][0]["text"] == " one color thank you"
-    finally:
-        proc.send_signal(signal.SIGTERM)  # what canceling the api job does
-        try:
-            proc.wait(timeout=90)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    gone, alive = psutil.wait_procs(children, timeout=30)
-    assert not alive, f"vLLM processes outlived the payload: {alive}"
+
+
+@pytest.mark.timeout(600)
+def test_vllm_serves_lora_adapters_beside_their_base(taught_model, taught_adapter, tmp_path):
+    """multi_deploy's shape: one vLLM server, the base and its adapters each by name."""
+    model, adapter = str(taught_model), str(taught_adapter)
+    params = ApiParams(model=model, lora_adapters=[adapter], host="127.0.0.1", port=0,
+                       max_model_len=256, max_num_seqs=4)
+    with _serving(params, tmp_path) as ready:
+        base = ready["base_url"]
+        assert ready["models"] == [model, adapter]
+        status, body = _call(f"{base}/models", key=None)
+        assert status == 200
+        assert {m["id"] for m in body["data"]} == {model, adapter}
+        assert _chat(base, model, "red") == answer("red")
+        assert _chat(base, adapter, "red") == adapter_answer("red")
+        assert _chat(base, adapter, "blue") == adapter_answer("blue")
+
+
+@pytest.mark.timeout(600)
+def test_vllm_serves_an_adapter_as_the_model(taught_adapter, tmp_path):
+    adapter = str(taught_adapter)
+    params = ApiParams(model=adapter, host="127.0.0.1", port=0, max_model_len=256,
+                       max_num_seqs=4)
+    with _serving(params, tmp_path) as ready:
+        assert ready["models"] == [adapter]
+        assert _chat(ready["base_url"], adapter, "green") == adapter_answer("green")
