@@ -12,6 +12,7 @@ Imports: anyio, `ow.core` and `ow.agent.policy`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -109,9 +110,17 @@ class Execution:
                 return await self._publish("failed", None, f"could not start: {exc}", "")
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._watch_control, proc)
-                await self._pump(proc, logf)
+                pumped = anyio.Event()
+                tg.start_soon(self._pump, proc, logf, pumped)
                 exit_code = await proc.wait()
+                # a job ends with its entrypoint: what it left running in the background dies
+                # (and so lets go of the output pipe); one that escaped the group is not waited for
+                _kill_leftovers(proc.pid)
+                with anyio.move_on_after(defaults.LEFTOVER_OUTPUT_S):
+                    await pumped.wait()
                 tg.cancel_scope.cancel()
+            with contextlib.suppress(OSError):
+                await proc.stdout.aclose()  # type: ignore[union-attr]
         await self._settle_logs()
         await self._upload_artifacts()
         log_file = await self._upload_log(log_path)
@@ -131,7 +140,7 @@ class Execution:
             target.parent.mkdir(parents=True, exist_ok=True)
             await self.blobs.get_file(subjects.file_key(self.bus.org, file_id), target)
 
-    async def _pump(self, proc: Process, logf: Any) -> None:
+    async def _pump(self, proc: Process, logf: Any, done: anyio.Event) -> None:
         """Copy output to the log file and to OW_LOGS (chunks, not waiting for acks)."""
         assert proc.stdout is not None
         subject = subjects.log_subject(self.bus.org, self.run_id)
@@ -141,6 +150,7 @@ class Execution:
             self.tail.extend(chunk)
             del self.tail[: -defaults.LOG_TAIL_CHARS]
             self._log_futures.append(await self.bus.publish_raw(subject, chunk, wait=False))
+        done.set()
 
     async def _settle_logs(self) -> None:
         for fut in self._log_futures:
@@ -234,6 +244,12 @@ class Execution:
             )
         )
         return status
+
+
+def _kill_leftovers(pgid: int) -> None:
+    """SIGKILL what is left of an exited job's process group (nothing, usually)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 async def kill_group(proc: Process) -> None:

@@ -48,6 +48,9 @@ CLAIM_DELAY_MAX_S = 0.25
 DISPATCH_ACK_WAIT_S = 30.0
 DISPATCH_NAK_DELAY_S = 0.5
 KILL_GRACE_S = 0.5
+# after a job's entrypoint exits: how long its output may still drain (a process that left
+# its process group and kept the pipe open is not waited for longer)
+LEFTOVER_OUTPUT_S = 5.0
 LEAVE_TIMEOUT_S = 10.0  # an agent leaving gives up releasing its claim after this
 LOG_TAIL_CHARS = 2000
 

@@ -81,6 +81,23 @@ async def test_cancel_kills_the_process_group_within_a_second(nats_server, org, 
         assert elapsed < 1.0, f"cancel took {elapsed:.2f}s"
 
 
+async def test_a_job_ends_with_its_entrypoint_and_its_leftovers_die(nats_server, org, tmp_path):
+    """A background process still holding the output pipe neither keeps the job running nor
+    outlives it."""
+    pidfile = tmp_path / "pid"
+    command = f"sleep 60 & echo $! > {pidfile}; echo started"
+    url = nats_server.url
+    async with client(url, org) as ow, running_agents(url, org, 1, tmp_path):
+        t0 = time.monotonic()
+        job = await ow.shell.create(command=command)
+        done = await ow.jobs.wait(job.id, timeout=20)
+        assert done.status == "completed"
+        assert time.monotonic() - t0 < 10
+        assert not _alive(int(pidfile.read_text()))
+        log = (await ow.files.content(done.runs[-1].log_file)).decode()
+        assert "started" in log
+
+
 async def test_fenced_out_run_publishes_no_result(nats_server, org, tmp_path):
     """The scheduler takes the claim away mid-run: the late result is never published."""
     flag = tmp_path / "go"
