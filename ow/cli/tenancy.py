@@ -108,6 +108,8 @@ class Supervisor:
         self.started: set[str] = {config.org}
         with tenancy.update(root) as state:  # the default org's control user, from the start
             tenancy.ensure_default(state, _now())
+            for org in state.orgs:  # state files older than the workers token
+                tenancy.ensure_worker_token(state, org, _now())
 
     def server_config(self) -> str:
         """Extra config text for the server: include the rendered accounts file."""
@@ -118,9 +120,11 @@ class Supervisor:
             tenancy.adopt_global_store(self.root / "nats" / "js")
         return tenancy.include_line()
 
-    def env(self, org: str) -> dict[str, str]:
-        """OW_TOKEN for a process acting for `org` (its control user)."""
-        token = tenancy.control_token(tenancy.load(self.root), org)
+    def env(self, org: str, worker: bool = False) -> dict[str, str]:
+        """OW_TOKEN for a process acting for `org`: its control user, or its workers user
+        for an agent (whose jobs get the same token)."""
+        state = tenancy.load(self.root)
+        token = (tenancy.worker_token if worker else tenancy.control_token)(state, org)
         return {"OW_TOKEN": token} if token else {}
 
     def start(self, server: Any, env: dict[str, str], logs: Path) -> list[Any]:

@@ -82,7 +82,7 @@ def serve(port: int = defaults.DEFAULT_PORT, home: str | None = None, quiet: boo
         _child(["ow.scheduler", "--provider", "local"], env, logs / "scheduler.log"),
         _child(
             ["ow.agent", "--image", "*", "--worker-id", f"local-{socket.gethostname()}"],
-            env,
+            {**env, **tenancy.env(config.org, worker=True)},
             logs / "agent.log",
         ),
     ]

@@ -160,5 +160,5 @@ def _local_token(config: Config, org: str) -> str:
     from ow.core import tenancy
 
     home = Path(config.home_path)
-    return tenancy.control_token(tenancy.load(home), org) if tenancy.state_path(home).exists() \
+    return tenancy.worker_token(tenancy.load(home), org) if tenancy.state_path(home).exists() \
         else ""

@@ -15,12 +15,13 @@ config file holds no secret) and whose publish/subscribe permissions are exactly
             JobSubmitted / JobCancelRequested / JobReset / JobUpdated explicitly denied
     admin   everything in the org's account
 
-Each org also has a control user (`ctl…`, admin scope) whose token lives only in the state
-file: `ow up` hands it to that org's scheduler and local agents, and the local operator's
-CLI uses it when no token is given. The state file (`<home>/tenancy.json`, mode 0600) is
-the operator's; it is rendered into `<home>/nats/accounts.conf`, which the embedded server
-includes. With no org created, the rendered file is empty: no accounts, no auth, exactly
-the zero-config default.
+Each org also has a control user (`ctl…`, admin scope) and a workers user (`wrk…`, worker
+scope) whose tokens live only in the state file: `ow up` hands the control token to that
+org's scheduler, and the workers token to the agents it starts (and so to their jobs); the
+local operator's CLI uses the control token when no token is given. The state file
+(`<home>/tenancy.json`, mode 0600) is the operator's; it is rendered into
+`<home>/nats/accounts.conf`, which the embedded server includes. With no org created, the
+rendered file is empty: no accounts, no auth, exactly the zero-config default.
 
 Pure functions (`render_accounts`, `permissions`, `check_token`, `parse_expires`) take `now`;
 the file functions (`load`, `save`, `update`) are the only I/O. bcrypt is imported lazily.
@@ -58,6 +59,7 @@ __all__ = [
     "connect_options",
     "create_org",
     "create_token",
+    "ensure_worker_token",
     "load",
     "mask",
     "parse_expires",
@@ -67,6 +69,7 @@ __all__ = [
     "render_accounts",
     "revoke_token",
     "update",
+    "worker_token",
 ]
 
 SCOPES = ("read", "submit", "worker", "admin")
@@ -104,6 +107,7 @@ class OrgRecord(msgspec.Struct, kw_only=True):
     name: str
     created: datetime
     control_token: str  # plaintext: only in the 0600 state file, never on the bus
+    worker_token: str = ""  # the same; "" in state files older than it (ensure_worker_token)
     announced: bool = False  # OrgCreated published
 
 
@@ -162,7 +166,7 @@ def new_token(
     if scope not in SCOPES:
         raise ConfigError(f"unknown scope {scope!r}: use one of {', '.join(SCOPES)}")
     alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-    prefix = "ctl" if control else ""
+    prefix = ("ctl" if scope == "admin" else "wrk") if control else ""
     tid = prefix + "".join(secrets.choice(alphabet) for _ in range(12 - len(prefix)))
     secret = secrets.token_urlsafe(32)
     record = TokenRecord(
@@ -311,6 +315,18 @@ def _control(state: TenancyState, org: str, now: datetime) -> None:
     token, record = new_token(org, "admin", now, None, name="control", control=True)
     state.tokens[record.token_id] = record
     state.orgs[org] = OrgRecord(name=org, created=now, control_token=token)
+    ensure_worker_token(state, org, now)
+
+
+def ensure_worker_token(state: TenancyState, org: str, now: datetime) -> bool:
+    """Give `org` its built-in workers token (worker scope) if it has none; True if made."""
+    record = state.orgs[org]
+    if record.worker_token:
+        return False
+    token, tok = new_token(org, "worker", now, None, name="workers", control=True)
+    state.tokens[tok.token_id] = tok
+    record.worker_token = token
+    return True
 
 
 def _queue(state: TenancyState, org: str, event: ev.Event, now: datetime) -> None:
@@ -372,6 +388,11 @@ def revoke_token(
 
 def control_token(state: TenancyState, org: str) -> str:
     return state.orgs[org].control_token if org in state.orgs else ""
+
+
+def worker_token(state: TenancyState, org: str) -> str:
+    """The org's built-in workers token ("" if the org or the token does not exist)."""
+    return state.orgs[org].worker_token if org in state.orgs else ""
 
 
 # --- the state file (I/O) --------------------------------------------------------------

@@ -6,6 +6,7 @@ Imports: stdlib, anyio, `ow.core` and `ow.scheduler`.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -24,12 +25,22 @@ log = logging.getLogger(__name__)
 def worker_env(config: Config) -> dict[str, str]:
     """What a worker needs to connect back: OW_URL, OW_ORG and (if any) OW_TOKEN, OW_HOME."""
     env = {"OW_URL": config.url, "OW_ORG": config.org, "OW_HOME": config.home}
-    if config.token:
-        env["OW_TOKEN"] = config.token
+    if token := _workers_token(config) or config.token:
+        env["OW_TOKEN"] = token
     if config.s3_bucket:
         env["OW_S3_BUCKET"] = config.s3_bucket
         env["OW_S3_ENDPOINT"] = config.s3_endpoint
     return env
+
+
+def _workers_token(config: Config) -> str:
+    """The org's workers token (worker scope) when this machine's tenancy state has one: the
+    workers this scheduler starts, and their jobs, never hold its own admin token."""
+    from ow.core import tenancy
+
+    home = Path(config.home_path)
+    return tenancy.worker_token(tenancy.load(home), config.org) \
+        if tenancy.state_path(home).exists() else ""
 
 
 async def run_scheduler(

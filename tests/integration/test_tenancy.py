@@ -285,3 +285,57 @@ async def test_secret_reaches_the_job_and_nothing_else(tenants, tmp_path):
     for path in [*tmp_path.rglob("*")]:
         if path.is_file():
             assert needle not in path.read_bytes(), path
+
+
+async def test_agents_and_their_jobs_get_the_workers_token(tenants, tmp_path):
+    """`ow up` hands an org's agents its built-in workers token (worker scope), not the
+    admin control token; a job's calls back (ow.run.log) work with it, submitting does not."""
+    import sys
+
+    from ow.cli.tenancy import Supervisor
+
+    t = tenants
+    wtoken = tn.worker_token(tn.load(t.home), "orga")
+    assert wtoken.startswith("ow_wrk")
+    assert tn.load(t.home).tokens[tn.parse_token(wtoken)[0]].scope == "worker"
+    sup_env = Supervisor(t.home, from_env({}, home=str(t.home)), spawn=None).env
+    assert sup_env("orga", worker=True) == {"OW_TOKEN": wtoken}
+    assert sup_env("orga") == {"OW_TOKEN": t.control("orga")}
+    from ow.scheduler._run import worker_env  # what the scheduler gives the workers it starts
+
+    admin = from_env({}, url=t.url, org="orga", home=str(t.home), token=t.control("orga"))
+    assert worker_env(admin)["OW_TOKEN"] == wtoken
+    async with await admin_bus(t, "orga") as b:  # an agent with no token of its own (local)
+        assert (await sec.job_env(b, from_env({}, org="orga", home=str(t.home))))[
+            "OW_TOKEN"] == wtoken
+    worker = from_env({}, url=t.url, org="orga", home=str(t.home), heartbeat_s=1.0, token=wtoken)
+    agent = Agent(worker, Hardware(image="*"), workdir=tmp_path / "work")
+    script = (
+        "import os, nats, asyncio\n"
+        "from ow import OpenWeights\n"
+        "print('token', os.environ['OW_TOKEN'][:6])\n"
+        "OpenWeights().run.log({'ok': 1})\n"
+        "from ow.core import tenancy as tn\n"
+        "tid, secret = tn.parse_token(os.environ['OW_TOKEN'])\n"
+        "async def submit():\n"
+        "    nc = await nats.connect(os.environ['OW_URL'], user=tid, password=secret)\n"
+        "    try:\n"
+        "        await nc.jetstream().publish('ow.ev.orga.job.x.JobSubmitted', b'{}', timeout=1)\n"
+        "        print('submitted')\n"
+        "    except Exception as exc:\n"
+        "        print('refused', type(exc).__name__)\n"
+        "    await nc.close()\n"
+        "asyncio.run(submit())\n"
+    )
+    (tmp_path / "job.py").write_text(script)
+    async with anyio.create_task_group() as tg:
+        await tg.start(agent.run)
+        async with AsyncOpenWeights(url=t.url, org="orga", token=t.tokens[("orga", "submit")],
+                                    env={}) as ow:
+            job = await ow.shell.create(command=f"{sys.executable} {tmp_path / 'job.py'}")
+            done = await ow.jobs.wait(job.id, timeout=60)
+            log = (await ow.files.content(done.runs[-1].log_file)).decode()
+        agent.shutdown()
+    assert "token ow_wrk" in log
+    assert "refused" in log, log
+    assert done.outputs == {"ok": 1}
