@@ -43,6 +43,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     lost_after_s: float = defaults.LOST_AFTER_S
     pod_ttl_s: float = defaults.POD_TTL_S
     secret_key: str = ""
+    org_secret_key: str = ""  # one org's derived secrets key: what a remote worker is given
     sync_interval: str = defaults.EMBEDDED_SYNC_INTERVAL  # the embedded server (`ow up`)
     replicas: int = 1  # stream/bucket replicas when provisioning (3 on a cluster)
 

@@ -3,10 +3,11 @@
 The master key is `OW_SECRET_KEY` or the key file `<home>/secret.key` (created 0600 on
 first use); it is never on the bus. Each org's Fernet key is derived from it
 (HMAC-SHA256(master, org)), so a key handed to one org's workers opens no other org's
-secrets. The value lives only as ciphertext in the org's own account (a separate NATS
-account per org: no other org can read the bucket; `read`/`submit` tokens are denied it
-too); `SecretSet{name}` events carry the name only. The agent decrypts the secrets into
-the job's environment (`job_env`) and nowhere else.
+secrets: a scheduler gives the workers it starts that org key (`OW_ORG_SECRET_KEY`,
+`org_key`), never the master key. The value lives only as ciphertext in the org's own
+account (a separate NATS account per org: no other org can read the bucket; `read`/`submit`
+tokens are denied it too); `SecretSet{name}` events carry the name only. The agent decrypts
+the secrets into the job's environment (`job_env`) and nowhere else.
 
 Imports: stdlib, `ow.core` (bus, config, errors, events, tenancy); cryptography lazily.
 """
@@ -28,8 +29,8 @@ from ow.core.config import Config
 from ow.core.errors import ConfigError, NotFoundError, OWError
 from ow.core.tenancy import SECRETS_BUCKET
 
-__all__ = ["SECRETS_BUCKET", "ensure_key", "job_env", "load", "master_key", "names",
-           "remove", "set_secret"]
+__all__ = ["SECRETS_BUCKET", "derive", "ensure_key", "job_env", "load", "master_key", "names",
+           "org_key", "remove", "set_secret"]
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +64,25 @@ def ensure_key(config: Config) -> bytes:
     return path.read_bytes().strip()
 
 
+def derive(master: bytes, org: str) -> bytes:
+    """`org`'s Fernet key (urlsafe base64) from the master key."""
+    derived = hmac.new(master, b"ow-secrets:" + org.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(derived)
+
+
+def org_key(config: Config, org: str) -> bytes | None:
+    """The key of `org`'s secrets: derived from the master key if this machine has it, else
+    `OW_ORG_SECRET_KEY` (a remote worker's); None if neither."""
+    master = master_key(config)
+    if master is not None:
+        return derive(master, org)
+    return config.org_secret_key.encode() or None
+
+
 def _fernet(master: bytes, org: str) -> Any:
     from cryptography.fernet import Fernet
 
-    derived = hmac.new(master, b"ow-secrets:" + org.encode(), hashlib.sha256).digest()
-    return Fernet(base64.urlsafe_b64encode(derived))
+    return Fernet(derive(master, org))
 
 
 def check_name(name: str) -> str:
@@ -119,11 +134,11 @@ async def remove(bus: Bus, name: str) -> bool:
     return True
 
 
-async def load(bus: Bus, master: bytes) -> dict[str, str]:
-    """Every secret of the org, decrypted (for the job's environment only)."""
-    from cryptography.fernet import InvalidToken
+async def load(bus: Bus, key: bytes) -> dict[str, str]:
+    """Every secret of the org, decrypted with its `org_key` (for the job's environment only)."""
+    from cryptography.fernet import Fernet, InvalidToken
 
-    fernet = _fernet(master, bus.org)
+    fernet = Fernet(key)
     out: dict[str, str] = {}
     for name in await names(bus):
         entry = await bus.kv_get(SECRETS_BUCKET, name)
@@ -134,7 +149,8 @@ async def load(bus: Bus, master: bytes) -> dict[str, str]:
         except InvalidToken:
             raise OWError(
                 f"secret {name} cannot be decrypted with this key: OW_SECRET_KEY (or "
-                "<home>/secret.key) differs from the one that set it"
+                "<home>/secret.key, or the OW_ORG_SECRET_KEY derived from it) differs from the "
+                "one that set it"
             ) from None
     return out
 
@@ -142,14 +158,15 @@ async def load(bus: Bus, master: bytes) -> dict[str, str]:
 async def job_env(bus: Bus, config: Config) -> dict[str, str]:
     """What a job adds to its environment: the org's secrets and the token to call back."""
     env: dict[str, str] = {}
-    master = master_key(config)
-    if master is not None:
+    key = org_key(config, bus.org)
+    if key is not None:
         try:
-            env.update(await load(bus, master))
-        except OWError as exc:  # the job runs without them; its own error will say so
+            env.update(await load(bus, key))
+        except (OWError, ValueError) as exc:  # the job runs without them; its error will say
             log.error("org=%s: secrets not loaded: %s", bus.org, exc)
     elif await names(bus):
-        log.warning("org=%s has secrets but this worker has no OW_SECRET_KEY", bus.org)
+        log.warning("org=%s has secrets but this worker has no key: set OW_SECRET_KEY or "
+                    "OW_ORG_SECRET_KEY", bus.org)
     token = config.token or _local_token(config, bus.org)
     if token:
         env["OW_TOKEN"] = token

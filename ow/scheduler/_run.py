@@ -12,6 +12,7 @@ from typing import Any
 import anyio
 
 from ow.core import bus as bus_mod
+from ow.core import secrets
 from ow.core.config import Config
 from ow.core.lifecycle import run_until_signalled
 from ow.scheduler.providers import Provider, make_provider
@@ -23,10 +24,13 @@ log = logging.getLogger(__name__)
 
 
 def worker_env(config: Config) -> dict[str, str]:
-    """What a worker needs to connect back: OW_URL, OW_ORG and (if any) OW_TOKEN, OW_HOME."""
+    """What a worker needs to connect back and run its org's jobs: OW_URL, OW_ORG, OW_HOME
+    and, if any, OW_TOKEN (the org's workers token) and OW_ORG_SECRET_KEY."""
     env = {"OW_URL": config.url, "OW_ORG": config.org, "OW_HOME": config.home}
     if token := _workers_token(config) or config.token:
         env["OW_TOKEN"] = token
+    if key := secrets.org_key(config, config.org):  # this org's secrets only, never the master
+        env["OW_ORG_SECRET_KEY"] = key.decode()
     if config.s3_bucket:
         env["OW_S3_BUCKET"] = config.s3_bucket
         env["OW_S3_ENDPOINT"] = config.s3_endpoint

@@ -295,6 +295,8 @@ class Scheduler:
             err = exc if isinstance(exc, ProviderError) else ProviderError(
                 self.provider.name, f"{type(exc).__name__}: {exc}"
             )
+            err.message = _scrubbed(err.message, self.worker_env)  # it goes into an event
+            err.args = (f"{err.provider}: {err.message}",)
             await self._provider_failed(err, a, key, rev, now)
             return
         log.info("provisioned worker_id=%s pod_id=%s (%s) for %s",
@@ -370,3 +372,12 @@ class Scheduler:
         key = subjects.claim_key(self.bus.org, a.job_id)
         if await self.bus.kv_delete(subjects.CLAIMS_BUCKET, key, last=a.rev):
             log.info("dropped claim of job_id=%s run_id=%s: %s", a.job_id, a.run_id, a.reason)
+
+
+def _scrubbed(text: str, env: Mapping[str, str]) -> str:
+    """`text` with the credentials a worker is given (its token, its org's secrets key)
+    masked, should a provider echo them back in an error."""
+    for name in ("OW_TOKEN", "OW_ORG_SECRET_KEY"):
+        if value := env.get(name):
+            text = text.replace(value, f"<{name}>")
+    return text

@@ -22,9 +22,9 @@ FAST = Limits(tick_s=0.2, debounce_s=0.01, lease_ttl_s=2, claim_grace_s=2)
 
 
 @asynccontextmanager
-async def scheduler(url, org, provider, limits=FAST):
+async def scheduler(url, org, provider, limits=FAST, worker_env=None):
     b = await bus_mod.connect(url, org=org, actor="scheduler")
-    s = Scheduler(b, provider, limits)
+    s = Scheduler(b, provider, limits, worker_env=worker_env)
     try:
         async with anyio.create_task_group() as tg:
             await tg.start(s.run)
@@ -109,6 +109,22 @@ async def test_a_provider_error_becomes_a_notice_and_a_cooldown(nats_server, bus
     assert fake.api.calls.count("create_pod") == 1  # no retry during the cooldown
     assert await events_of(bus, ev.WorkerProvisioned) == []
     assert (await job_state(bus, "j1")).status == "pending"
+
+
+async def test_a_provider_error_never_carries_the_workers_credentials(nats_server, bus):
+    token, key = "ow_wrkabcdefghi_S3CRETS3CRET", "T1lLRVlPUkdLRVk="
+    env = {"OW_URL": nats_server.url, "OW_ORG": bus.org, "OW_TOKEN": token,
+           "OW_ORG_SECRET_KEY": key}
+    fake = FakeRunPod()
+    fake.fail_next(f"invalid env {{'OW_TOKEN': '{token}', 'OW_ORG_SECRET_KEY': '{key}'}}")
+    await bus.publish(ev.JobSubmitted(job_id="j1", requires_vram_gb=80, image="img"))
+    async with scheduler(nats_server.url, bus.org, fake, worker_env=env):
+        (n,) = await eventually(lambda: notices(bus, "provider_error"))
+    assert "'OW_TOKEN': '<OW_TOKEN>'" in n.message
+    assert "<OW_ORG_SECRET_KEY>" in n.message
+    everything = repr(await events_of(bus))
+    assert token not in everything
+    assert key not in everything
 
 
 async def notices(bus, rule):

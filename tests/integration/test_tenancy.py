@@ -339,3 +339,37 @@ async def test_agents_and_their_jobs_get_the_workers_token(tenants, tmp_path):
     assert "token ow_wrk" in log
     assert "refused" in log, log
     assert done.outputs == {"ok": 1}
+
+
+async def test_a_remote_worker_opens_its_orgs_secrets_with_the_org_key_only(tenants, tmp_path):
+    """A pod has no master key: the scheduler gives it OW_ORG_SECRET_KEY, which opens the
+    secrets of its own org and of no other."""
+    from ow.scheduler._run import worker_env
+
+    t = tenants
+    value = f"s3cr3t-{pysecrets.token_hex(16)}"
+    local = from_env({}, url=t.url, org="orga", home=str(t.home), token=t.control("orga"))
+    master = sec.ensure_key(local)
+    async with await admin_bus(t, "orga") as a:
+        await sec.set_secret(a, master, "MYSECRET", value)
+    env = worker_env(local)
+    assert env["OW_ORG_SECRET_KEY"].encode() == sec.derive(master, "orga")
+    assert master.decode() not in env.values()
+    remote_home = tmp_path / "pod"  # no secret.key here, no OW_SECRET_KEY
+    pod = from_env({**env, "OW_HOME": str(remote_home)}, heartbeat_s=1.0)
+    assert sec.master_key(pod) is None
+    async with await admin_bus(t, "orga") as a:
+        assert (await sec.job_env(a, pod))["MYSECRET"] == value
+        other = from_env({"OW_HOME": str(remote_home),
+                          "OW_ORG_SECRET_KEY": sec.derive(master, "orgb").decode()})
+        assert "MYSECRET" not in await sec.job_env(a, other)  # another org's key: nothing
+    agent = Agent(pod, Hardware(image="*"), workdir=tmp_path / "work")
+    async with anyio.create_task_group() as tg:
+        await tg.start(agent.run)
+        async with AsyncOpenWeights(url=t.url, org="orga", token=t.tokens[("orga", "submit")],
+                                    env={}) as ow:
+            job = await ow.shell.create(command='printf %s "$MYSECRET" | sha256sum')
+            done = await ow.jobs.wait(job.id, timeout=30)
+            log = (await ow.files.content(done.runs[-1].log_file)).decode()
+        agent.shutdown()
+    assert hashlib.sha256(value.encode()).hexdigest() in log
