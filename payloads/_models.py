@@ -23,6 +23,7 @@ from payloads._reporter import Reporter, unpack
 
 __all__ = [
     "Loaded", "has_gpu", "load_for_inference", "load_for_training", "resolve", "use_vllm",
+    "vllm_fits", "vllm_quantizes_4bit",
 ]
 
 log = logging.getLogger(__name__)
@@ -229,6 +230,42 @@ def load_for_inference(ref: str, reporter: Reporter | None = None, load_in_4bit:
         model = PeftModel.from_pretrained(model, where.adapter)
     model.eval()
     return model, tokenizer
+
+
+def vllm_quantizes_4bit() -> bool:
+    """Whether the installed vLLM still offers bitsandbytes quantization (later vLLMs dropped
+    it: `load_in_4bit` then runs on transformers)."""
+    try:
+        from vllm.model_executor.layers.quantization import QUANTIZATION_METHODS
+    except ImportError:
+        return False
+    return "bitsandbytes" in QUANTIZATION_METHODS
+
+
+def vllm_fits(ref: str, load_in_4bit: bool) -> bool:
+    """Whether vLLM can run `ref` as asked: 4-bit (asked for, or a bitsandbytes checkpoint
+    such as `unsloth/...-bnb-4bit`) needs a vLLM that still quantizes with bitsandbytes."""
+    if vllm_quantizes_4bit():
+        return True
+    return not load_in_4bit and not _bnb_checkpoint(ref)
+
+
+def _bnb_checkpoint(ref: str) -> bool:
+    """Whether `ref` (or an adapter's base) was saved quantized by bitsandbytes."""
+    base, path = ref, Path(ref).expanduser()
+    if (path / "adapter_config.json").is_file():
+        base = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
+    if ":file-" in base:
+        return False  # a packed model: only its archive knows (and vLLM will say)
+    try:
+        from transformers import AutoConfig
+
+        quant = getattr(AutoConfig.from_pretrained(base), "quantization_config", None) or {}
+    except Exception:  # noqa: BLE001 - unreadable here: vLLM will say what is wrong
+        return False
+    if not isinstance(quant, dict):
+        quant = quant.to_dict()
+    return quant.get("quant_method") == "bitsandbytes"
 
 
 def _has_tokenizer(path: str) -> bool:

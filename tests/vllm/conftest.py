@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.vllm.taught import taught_adapter, taught_model  # noqa: F401  (fixtures)
+from tests.vllm.taught import taught_adapter, taught_bnb, taught_model  # noqa: F401
 
 
 def _vllm_problem() -> str | None:

@@ -88,3 +88,22 @@ def taught_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def taught_adapter(taught_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return teach_adapter(taught_model, tmp_path_factory.mktemp("taught-adapter"))
+
+
+def quantize_bnb(base: Path, path: Path) -> Path:
+    """`base` saved 4-bit by bitsandbytes, as the hub's `...-bnb-4bit` checkpoints are."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+    config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(base, quantization_config=config,
+                                                 device_map="cpu")
+    model.save_pretrained(path)
+    AutoTokenizer.from_pretrained(base).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def taught_bnb(taught_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("bitsandbytes")
+    return quantize_bnb(taught_model, tmp_path_factory.mktemp("taught-bnb"))

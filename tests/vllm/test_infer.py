@@ -89,6 +89,27 @@ def test_vllm_applies_a_lora_adapter(taught_adapter, tmp_path, monkeypatch):
     assert [r["completion"] for r in reference] == [adapter_answer(c) for c in COLORS]
 
 
+@pytest.mark.timeout(600)
+def test_4bit_on_a_vllm_without_bitsandbytes(taught_model, taught_bnb, tmp_path, monkeypatch,
+                                             capsys):
+    """vLLM 0.32 dropped bitsandbytes: 4-bit inference (load_in_4bit, or a bitsandbytes
+    checkpoint) goes to transformers + bitsandbytes, with a line saying so, instead of vLLM
+    refusing `quantization="bitsandbytes"` or the checkpoint."""
+    from payloads._models import vllm_fits, vllm_quantizes_4bit
+
+    if vllm_quantizes_4bit():
+        pytest.skip("this vLLM still quantizes with bitsandbytes")
+    assert vllm_fits(str(taught_model), False)
+    assert not vllm_fits(str(taught_model), True)
+    assert not vllm_fits(str(taught_bnb), False)
+    monkeypatch.setenv("PAYLOADS_INFERENCE_BACKEND", "vllm")
+    rows = [{"messages": question(c)} for c in COLORS]
+    for model, kw in ((taught_model, {"load_in_4bit": True}), (taught_bnb, {})):
+        got = _run(model, tmp_path / model.name, max_tokens=12, temperature=0, rows=rows, **kw)
+        assert "generating with transformers on the 4-bit model" in capsys.readouterr().out
+        assert [r["completion"] for r in got] == [answer(c) for c in COLORS]
+
+
 def test_backend_switch(monkeypatch):
     from payloads._models import use_vllm
 

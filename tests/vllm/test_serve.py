@@ -50,9 +50,9 @@ def _ready(proc: subprocess.Popen, log: Path, timeout: float) -> dict:
 
 
 @contextmanager
-def _serving(params: ApiParams, tmp_path: Path):
-    """Run the serve payload (vLLM path) as a subprocess; yield its ready line; SIGTERM it and
-    check that no vLLM process outlives it."""
+def _serving(params: ApiParams, tmp_path: Path, vllm: bool = True):
+    """Run the serve payload (vLLM backend) as a subprocess; yield its ready line; SIGTERM it
+    and check that no child outlives it. `vllm`: vLLM itself is expected to serve."""
     import psutil
 
     env = {**os.environ, "PAYLOADS_INFERENCE_BACKEND": "vllm", "PYTHONPATH": str(ROOT)}
@@ -67,7 +67,7 @@ def _serving(params: ApiParams, tmp_path: Path):
     try:
         ready = _ready(proc, log, timeout=480)
         children = psutil.Process(proc.pid).children(recursive=True)
-        assert any("vllm" in " ".join(c.cmdline()) for c in children)
+        assert any("vllm" in " ".join(c.cmdline()) for c in children) == vllm
         yield ready
     finally:
         proc.send_signal(signal.SIGTERM)  # what canceling the api job does
@@ -144,3 +144,17 @@ def test_vllm_serves_an_adapter_as_the_model(taught_adapter, tmp_path):
     with _serving(params, tmp_path) as ready:
         assert ready["models"] == [adapter]
         assert _chat(ready["base_url"], adapter, "green") == adapter_answer("green")
+
+
+@pytest.mark.timeout(300)
+def test_a_bnb_checkpoint_is_served_by_transformers_where_vllm_cannot(taught_bnb, tmp_path):
+    from payloads._models import vllm_quantizes_4bit
+
+    if vllm_quantizes_4bit():
+        pytest.skip("this vLLM still quantizes with bitsandbytes")
+    model = str(taught_bnb)
+    params = ApiParams(model=model, host="127.0.0.1", port=0, max_model_len=256)
+    with _serving(params, tmp_path, vllm=False) as ready:
+        assert ready["models"] == [model]
+        assert _chat(ready["base_url"], model, "blue") == answer("blue")
+    assert "serving with transformers instead" in (tmp_path / "serve.log").read_text()
