@@ -161,7 +161,8 @@ async def connect(
     bus = Bus(nc, org=org, actor=actor, url=url)
     bus.denials = denials
     if not user_credentials:
-        bus.wire_auth = {k: opts[k] for k in ("user", "password", "token") if k in opts}
+        bus.wire_auth = {k: opts[k] for k in ("user", "password", "token", "inbox_prefix")
+                         if k in opts}
     return bus
 
 
@@ -569,23 +570,35 @@ class Bus:
             return await store.put(key, value)
 
     async def kv_keys(self, bucket: str, pattern: str = ">") -> list[str]:
-        """Live keys matching a subject pattern (`org.>`).
+        """Live keys matching a subject pattern (`org.>`), in stream order.
 
-        nats-py's `keys(filters=...)` matches filters as substrings (so `org.>` matched
-        nothing); a watch on the pattern lets the server filter by subject instead.
+        The last message of each key, headers only, from an ordered consumer, read until
+        the server says nothing is pending. (nats-py's `keys()` matches filters as
+        substrings, and its watcher may signal "no initial values" before delivering one
+        that is already on its way, so a busy moment returned no keys at all.)
         """
-        store = await self.kv(bucket)
-        keys: list[str] = []
+        stream, prefix = f"KV_{bucket}", f"$KV.{bucket}."
+        try:  # any message at all? (a direct get cannot take a wildcard subject)
+            await self.retrying("read", pattern, self.js.get_last_msg, stream,
+                                prefix + pattern, direct=False)
+        except NotFoundError:
+            return []
+        live: dict[str, bool] = {}
+        cfg = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT,
+                                 headers_only=True)
         with mapped("kv keys", pattern):
-            watcher = await store.watch(pattern, ignore_deletes=True, meta_only=True)
+            sub = await self.js.subscribe(prefix + pattern, stream=stream, ordered_consumer=True,
+                                          config=cfg)
             try:
-                async for entry in watcher:
-                    if entry is None:  # the end of the initial values
+                while True:
+                    msg = await sub.next_msg(timeout=defaults.REQUEST_TIMEOUT_S)
+                    op = (msg.headers or {}).get("KV-Operation", "")
+                    live[msg.subject[len(prefix):]] = op not in ("DEL", "PURGE")
+                    if msg.metadata.num_pending == 0:
                         break
-                    keys.append(entry.key)
             finally:
-                await watcher.stop()
-        return keys
+                await sub.unsubscribe()
+        return [key for key, alive in live.items() if alive]
 
     # --- dispatch ------------------------------------------------------------------
 

@@ -59,6 +59,7 @@ __all__ = [
     "connect_options",
     "create_org",
     "create_token",
+    "inbox_prefix",
     "ensure_worker_token",
     "load",
     "mask",
@@ -249,19 +250,17 @@ _SECRETS_READ = [
 ]
 
 
-def permissions(scope: str, org: str) -> dict[str, Any]:
-    """The NATS permissions of a token of `scope` in `org`'s account."""
+def permissions(scope: str, org: str, token_id: str) -> dict[str, Any]:
+    """The NATS permissions of token `token_id` of `scope` in `org`'s account."""
     o = encode_token(org)
     if scope == "admin":
         return {"publish": {"allow": [">"]}, "subscribe": {"allow": [">"]}}
     allow = list(_JS_READ)
     deny: list[str] = []
-    sub_deny: list[str] = []
     if scope == "read":
         deny += ["ow.ev.>", "ow.mx.>", "ow.log.>", "ow.hb.>", "$KV.>", "$O.>"]
     if scope in ("read", "submit"):  # secrets are the workers' (ciphertext, still: no)
         deny += _SECRETS_READ
-        sub_deny += [f"$KV.{SECRETS_BUCKET}.>"]
         # the dispatch consumer is the agents': no pulling its jobs, deleting or redefining it
         d = f"{subjects.EVENTS_STREAM}.{subjects.dispatch_consumer(org)}"
         deny += [f"$JS.API.CONSUMER.{op}.{d}"
@@ -275,16 +274,17 @@ def permissions(scope: str, org: str) -> dict[str, Any]:
         allow += [f"ow.ev.{o}.worker.>", f"ow.ev.{o}.file.*.FileUploaded", "$O.ow_files.>",
                   f"ow.mx.{o}.>", f"ow.log.{o}.>", f"ow.hb.{o}.>", f"$KV.ow_claims.{o}.>"]
         deny += [f"ow.ev.*.job.*.{t}" for t in _SUBMIT_EVENTS[:4]]
-    perms: dict[str, Any] = {"publish": {"allow": allow}, "subscribe": {"allow": [">"]}}
+    # subscribe: the org's subjects and this token's own inboxes (`inbox_prefix`), so
+    # replies to other clients (KV reads, consumer deliveries) stay theirs
+    perms: dict[str, Any] = {"publish": {"allow": allow},
+                             "subscribe": {"allow": ["ow.>", f"{inbox_prefix(token_id)}.>"]}}
     if deny:
         perms["publish"]["deny"] = deny
-    if sub_deny:
-        perms["subscribe"]["deny"] = sub_deny
     return perms
 
 
 def _user(record: TokenRecord) -> str:
-    perms = json.dumps(permissions(record.scope, record.org))
+    perms = json.dumps(permissions(record.scope, record.org, record.token_id))
     return f"    {{user: {json.dumps(record.token_id)}, password: {json.dumps(record.hash)}, " \
         f"permissions: {perms}}}"
 
@@ -511,7 +511,13 @@ def connect_options(token: str, org: str, home: Path | None = None) -> dict[str,
         state = load(home)
         if tid in state.tokens and (why := why_invalid(state.tokens[tid], token, _now())):
             raise TokenError(why)
-    return {"user": tid, "password": secret}
+    return {"user": tid, "password": secret, "inbox_prefix": inbox_prefix(tid)}
+
+
+def inbox_prefix(token_id: str) -> str:
+    """The reply-subject prefix of a token's connections: a non-admin token may subscribe
+    to its own inboxes only, so it never sees replies meant for another client."""
+    return f"_INBOX_{token_id}"
 
 
 def refused(token: str, org: str, home: Path | None = None) -> OWError:

@@ -47,12 +47,14 @@ class WireReader:
         self._sid = b""
         self._n = 0
         self._pongs = 0
+        self.inbox_prefix = "_INBOX"
 
     @classmethod
     async def connect(cls, host: str, port: int, auth: dict[str, Any], name: str) -> WireReader:
         """Connect, authenticate (`user`/`password` or `token`) and wait for the server's OK."""
         stream = await anyio.connect_tcp(host, port)
         reader = cls(stream)
+        reader.inbox_prefix = auth.get("inbox_prefix", "_INBOX")
         try:
             info = await reader._line()
             if not info.startswith(b"INFO "):
@@ -83,7 +85,7 @@ class WireReader:
             await self._send(b"UNSUB " + self._sid + b"\r\n")
         self._n += 1
         self._sid = str(self._n).encode()
-        inbox = f"_INBOX.{secrets.token_hex(11)}"
+        inbox = f"{self.inbox_prefix}.{secrets.token_hex(11)}"
         pongs = self._pongs
         await self._send(f"SUB {inbox} ".encode() + self._sid + b"\r\nPING\r\n")
         while self._pongs == pongs:  # then the server has the subscription

@@ -131,3 +131,33 @@ async def test_only_one_of_many_concurrent_creates_wins(bus):
         for i in range(8):
             tg.start_soon(claim, i)
     assert sum(r is not None for r in results) == 1
+
+
+async def test_kv_keys_lists_live_keys_of_a_pattern_and_never_misses_one(bus):
+    bucket, org = subjects.CLAIMS_BUCKET, bus.org
+    assert await bus.kv_keys(bucket, f"{org}.>") == []  # nothing yet: at once, not a timeout
+    revs = {}
+    for i in range(30):
+        key = subjects.claim_key(org, f"keys-{i:02d}")
+        revs[key] = await bus.kv_create(bucket, key, b"v")
+    await bus.kv_update(bucket, subjects.claim_key(org, "keys-03"), b"v2",
+                        last=revs[subjects.claim_key(org, "keys-03")])
+    assert await bus.kv_delete(bucket, subjects.claim_key(org, "keys-05"),
+                               last=revs[subjects.claim_key(org, "keys-05")])
+    store = await bus.kv(bucket)
+    await store.purge(subjects.claim_key(org, "keys-07"))
+    other = subjects.claim_key("someone-else", "keys-00")
+    await bus.kv_create(bucket, other, b"v")
+    want = sorted(subjects.claim_key(org, f"keys-{i:02d}") for i in range(30) if i not in (5, 7))
+    # the listing once came back empty when the server was busy: it must not, ever
+    for _ in range(20):
+        got: list[list[str]] = []
+
+        async def listing(out: list[list[str]] = got) -> None:
+            out.append(await bus.kv_keys(bucket, f"{org}.>"))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(5):
+                tg.start_soon(listing)
+        assert [sorted(g) for g in got] == [want] * 5
+    assert other in await bus.kv_keys(bucket)

@@ -78,8 +78,10 @@ async def admin_bus(t: Tenants, org: str) -> bus_mod.Bus:
 
 
 async def raw(url: str, token: str, **kw):
+    """A plain nats-py connection with a token, as a third-party client would make it."""
     tid, secret = tn.parse_token(token)
-    return await nats.connect(url, user=tid, password=secret, allow_reconnect=False, **kw)
+    return await nats.connect(url, user=tid, password=secret, allow_reconnect=False,
+                              inbox_prefix=tn.inbox_prefix(tid), **kw)
 
 
 async def refused_publish(js, subject: str) -> bool:
@@ -316,9 +318,9 @@ async def test_agents_and_their_jobs_get_the_workers_token(tenants, tmp_path):
         "print('token', os.environ['OW_TOKEN'][:6])\n"
         "OpenWeights().run.log({'ok': 1})\n"
         "from ow.core import tenancy as tn\n"
-        "tid, secret = tn.parse_token(os.environ['OW_TOKEN'])\n"
+        "opts = tn.connect_options(os.environ['OW_TOKEN'], 'orga')\n"
         "async def submit():\n"
-        "    nc = await nats.connect(os.environ['OW_URL'], user=tid, password=secret)\n"
+        "    nc = await nats.connect(os.environ['OW_URL'], **opts)\n"
         "    try:\n"
         "        await nc.jetstream().publish('ow.ev.orga.job.x.JobSubmitted', b'{}', timeout=1)\n"
         "        print('submitted')\n"

@@ -131,7 +131,7 @@ def test_parse_expires_never():
     assert tn.parse_expires("never", NOW) is None
 
 
-def _allowed(perms, subject):
+def _allowed(perms, subject, kind="publish"):
     def match(pattern, subj):
         p, s = pattern.split("."), subj.split(".")
         for i, tok in enumerate(p):
@@ -141,9 +141,9 @@ def _allowed(perms, subject):
                 return False
         return len(p) == len(s)
 
-    pub = perms["publish"]
-    return any(match(a, subject) for a in pub["allow"]) and not any(
-        match(d, subject) for d in pub.get("deny", []))
+    rules = perms[kind]
+    return any(match(a, subject) for a in rules["allow"]) and not any(
+        match(d, subject) for d in rules.get("deny", []))
 
 
 SUB = "ow.ev.acme.job.j1.JobSubmitted"
@@ -170,13 +170,18 @@ READ_API = "$JS.API.DIRECT.GET.OW_EVENTS"
     ("admin", SUB, True), ("admin", STREAM_DELETE, True),
 ])
 def test_scope_permissions(scope, subject, ok):
-    assert _allowed(tn.permissions(scope, "acme"), subject) is ok
+    assert _allowed(tn.permissions(scope, "acme", "tid1"), subject) is ok
 
 
-def test_secrets_bucket_not_subscribable_below_worker():
-    for scope in ("read", "submit"):
-        assert "$KV.ow_secrets.>" in tn.permissions(scope, "acme")["subscribe"]["deny"]
-    assert "deny" not in tn.permissions("worker", "acme")["subscribe"]
+@pytest.mark.parametrize("scope", ["read", "submit", "worker"])
+def test_a_token_subscribes_to_the_orgs_subjects_and_its_own_inboxes_only(scope):
+    perms = tn.permissions(scope, "acme", "tid1")
+    for subject, ok in [("ow.ev.acme.job.j1.JobSubmitted", True), ("ow.log.acme.r1", True),
+                        (f"{tn.inbox_prefix('tid1')}.abc.def", True),
+                        ("_INBOX.abc.def", False), (f"{tn.inbox_prefix('tid2')}.abc", False),
+                        ("$KV.ow_secrets.HF_TOKEN", False), ("$JS.API.>", False)]:
+        assert _allowed(perms, subject, "subscribe") is ok, subject
+    assert _allowed(tn.permissions("admin", "acme", "tid1"), "_INBOX.abc", "subscribe")
 
 
 def test_outbox_events_carry_no_secret(state):
