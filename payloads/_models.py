@@ -23,7 +23,7 @@ from payloads._reporter import Reporter, unpack
 
 __all__ = [
     "Loaded", "has_gpu", "load_for_inference", "load_for_training", "resolve", "use_vllm",
-    "vllm_fits", "vllm_quantizes_4bit",
+    "vllm_fits", "vllm_lora_rank", "vllm_quantizes_4bit",
 ]
 
 log = logging.getLogger(__name__)
@@ -266,6 +266,17 @@ def _bnb_checkpoint(ref: str) -> bool:
     if not isinstance(quant, dict):
         quant = quant.to_dict()
     return quant.get("quant_method") == "bitsandbytes"
+
+
+_VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # what vLLM's max_lora_rank takes
+
+
+def vllm_lora_rank(adapters: list[str]) -> int:
+    """The `max_lora_rank` vLLM needs for these adapter directories: their largest `r`,
+    rounded up to a rank vLLM accepts (it refuses an adapter above its maximum)."""
+    r = max((json.loads((Path(a) / "adapter_config.json").read_text()).get("r", 8)
+             for a in adapters), default=8)
+    return next((x for x in _VLLM_LORA_RANKS if x >= r), r)
 
 
 def _has_tokenizer(path: str) -> bool:

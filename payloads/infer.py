@@ -64,12 +64,13 @@ def _complete_vllm(p, conversations, reporter):  # pragma: no cover - vllm (test
     from vllm.lora.request import LoRARequest
 
     from payloads._generate import render_prompt
-    from payloads._models import load_tokenizer, resolve
+    from payloads._models import load_tokenizer, resolve, vllm_lora_rank
 
     where = resolve(p.model, reporter)
-    llm = LLM(model=where.base, max_model_len=p.max_model_len, enable_lora=bool(where.adapter),
-              max_lora_rank=64, seed=p.seed or 0,
-              quantization="bitsandbytes" if p.load_in_4bit else None)
+    lora = {"enable_lora": True, "max_lora_rank": vllm_lora_rank([where.adapter])} \
+        if where.adapter else {}
+    llm = LLM(model=where.base, max_model_len=p.max_model_len, seed=p.seed or 0,
+              quantization="bitsandbytes" if p.load_in_4bit else None, **lora)
     tokenizer = load_tokenizer(where.base)
     prompts = [render_prompt(tokenizer, c) for c in conversations]
     greedy = p.temperature == 0  # vLLM refuses n > 1 with greedy sampling: the samples agree

@@ -242,7 +242,7 @@ def _run_vllm(p: ApiParams, reporter: Reporter) -> None:  # pragma: no cover - t
     import subprocess
     import urllib.request
 
-    from payloads._models import resolve
+    from payloads._models import resolve, vllm_lora_rank
 
     where = resolve(p.model, reporter)
     if p.port == 0:  # a free port chosen here: the child is polled and announced on it
@@ -253,11 +253,16 @@ def _run_vllm(p: ApiParams, reporter: Reporter) -> None:  # pragma: no cover - t
     args = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", where.base,
             "--served-model-name", served, "--max-model-len", str(p.max_model_len),
             "--max-num-seqs", str(p.max_num_seqs), "--host", p.host, "--port", str(p.port)]
-    adapters = ([f"{p.model}={where.adapter}"] if where.adapter else []) + [
-        f"{ref}={resolve(ref, reporter).adapter}" for ref in p.lora_adapters
+    adapters = ([(p.model, where.adapter)] if where.adapter else []) + [
+        (ref, resolve(ref, reporter).adapter) for ref in p.lora_adapters
     ]
+    for ref, path in adapters:
+        if path is None:
+            raise ValueError(f"lora adapter {ref!r} is not an adapter directory or file")
     if adapters:
-        args += ["--enable-lora", "--max-lora-rank", "64", "--lora-modules", *adapters]
+        rank = vllm_lora_rank([str(path) for _, path in adapters])
+        args += ["--enable-lora", "--max-lora-rank", str(rank), "--max-loras",
+                 str(len(adapters)), "--lora-modules", *(f"{n}={a}" for n, a in adapters)]
     if p.api_key:
         args += ["--api-key", p.api_key]
     child = subprocess.Popen(args)

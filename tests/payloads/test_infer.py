@@ -62,3 +62,18 @@ def test_stop_strings_cut_the_completion():
 
     assert _trim("red is blue. more", ["."]) == ("red is blue", "stop")
     assert _trim("red", ["."]) == ("red", "")
+
+
+@pytest.mark.parametrize(("ranks", "want"), [([], 8), ([4], 8), ([32], 32), ([8, 100], 128),
+                                             ([512], 512)])
+def test_vllm_lora_rank_fits_the_largest_adapter(tmp_path, ranks, want):
+    import json
+
+    from payloads._models import vllm_lora_rank
+
+    dirs = []
+    for i, r in enumerate(ranks):
+        (tmp_path / str(i)).mkdir()
+        (tmp_path / str(i) / "adapter_config.json").write_text(json.dumps({"r": r}))
+        dirs.append(str(tmp_path / str(i)))
+    assert vllm_lora_rank(dirs) == want
