@@ -26,6 +26,10 @@ _PR_SET_PDEATHSIG = 1
 _AGENT_GONE = signal.SIGRTMIN + 3
 
 
+def _ignore(*_: object) -> None:
+    pass
+
+
 def _kill_group(*_: object) -> None:
     os.killpg(0, signal.SIGKILL)
 
@@ -36,8 +40,11 @@ def main(argv: list[str]) -> int:
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, _AGENT_GONE)
     if os.getppid() != agent_pid:  # the agent died before the request took effect
         _kill_group()
+    # the group's signal reaches the job too; this process outlives it to report the exit.
+    # A handler, not SIG_IGN: an ignored signal stays ignored across exec, so the job (and
+    # its children) would never see SIGTERM; a handler is reset to the default there.
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_IGN)  # the group's signal reaches the job too
+        signal.signal(sig, _ignore)
     code = subprocess.call(command)
     if code < 0:  # killed by a signal: end the same way, so the agent sees it
         with contextlib.suppress(OSError, ValueError):  # SIGKILL has no handler to reset

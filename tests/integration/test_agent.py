@@ -81,6 +81,30 @@ async def test_cancel_kills_the_process_group_within_a_second(nats_server, org, 
         assert elapsed < 1.0, f"cancel took {elapsed:.2f}s"
 
 
+async def test_cancel_sends_the_job_sigterm_first(nats_server, org, tmp_path):
+    """A job may clean up on SIGTERM (its group gets it before SIGKILL), background children
+    included: they do not inherit an ignored SIGTERM from the group leader."""
+    pidfile = tmp_path / "pid"
+    command = (f"sleep 60 & echo $! > {pidfile}; trap 'echo got-term; exit 0' TERM; "
+               "while true; do sleep 0.02; done")
+    url = nats_server.url
+    async with client(url, org) as ow, running_agents(url, org, 1, tmp_path):
+        job = await ow.shell.create(command=command)
+        await eventually(lambda: pidfile.exists() and pidfile.read_text().strip(), timeout=20)
+        pid = int(pidfile.read_text())
+        t0 = time.monotonic()
+        await ow.jobs.cancel(job.id)
+        while _alive(pid) and time.monotonic() - t0 < 5:
+            await anyio.sleep(0.005)
+        gone_after = time.monotonic() - t0
+        with pytest.raises(JobCanceledError):
+            await ow.jobs.wait(job.id, timeout=5)
+        done = await ow.jobs.retrieve(job.id)
+        log = (await ow.files.content(done.runs[-1].log_file)).decode()
+    assert "got-term" in log
+    assert gone_after < 0.4, f"the background child lived {gone_after:.2f}s: no SIGTERM for it"
+
+
 async def test_a_job_ends_with_its_entrypoint_and_its_leftovers_die(nats_server, org, tmp_path):
     """A background process still holding the output pipe neither keeps the job running nor
     outlives it."""
