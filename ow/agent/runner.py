@@ -120,7 +120,7 @@ class Execution:
                     await pumped.wait()
                 tg.cancel_scope.cancel()
             with contextlib.suppress(OSError):
-                await proc.stdout.aclose()  # type: ignore[union-attr]
+                await proc.aclose()  # its pipe and transport (the process has exited)
         await self._settle_logs()
         await self._upload_artifacts()
         log_file = await self._upload_log(log_path)
