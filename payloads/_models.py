@@ -252,15 +252,13 @@ def vllm_fits(ref: str, load_in_4bit: bool) -> bool:
 
 def _bnb_checkpoint(ref: str) -> bool:
     """Whether `ref` (or an adapter's base) was saved quantized by bitsandbytes."""
-    base, path = ref, Path(ref).expanduser()
-    if (path / "adapter_config.json").is_file():
-        base = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
-    if ":file-" in base:
+    if ":file-" in ref:
         return False  # a packed model: only its archive knows (and vLLM will say)
     try:
         from transformers import AutoConfig
 
-        quant = getattr(AutoConfig.from_pretrained(base), "quantization_config", None) or {}
+        config = AutoConfig.from_pretrained(resolve(ref).base)
+        quant = getattr(config, "quantization_config", None) or {}
     except Exception:  # noqa: BLE001 - unreadable here: vLLM will say what is wrong
         return False
     if not isinstance(quant, dict):
