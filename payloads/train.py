@@ -236,11 +236,12 @@ def _finish(p: TrainingParams, trainer: Any, loaded: Any, reporter: Reporter, wo
 
 
 def merged(final: Path) -> Any:
-    """The adapter saved in `final` merged into its base, loaded unquantized: merging into a
-    4-bit base would round the adapter's update away."""
-    from payloads._models import load_for_inference
+    """The adapter saved in `final` merged into its base, reloaded unquantized in its own
+    dtype into CPU memory (merging into a 4-bit base would round the adapter's update away,
+    and the GPU still holds the trained model)."""
+    from peft import AutoPeftModelForCausalLM
 
-    model, _ = load_for_inference(str(final))
+    model = AutoPeftModelForCausalLM.from_pretrained(str(final), dtype="auto", device_map="cpu")
     return model.merge_and_unload()
 
 
@@ -249,7 +250,7 @@ def _push(
 ) -> bool:  # pragma: no cover - hub
     """Push to `finetuned_model_id` on the hub (merged into the base if asked)."""
     if p.is_peft and p.merge_before_push:
-        model = merged(final)
+        model = merged(final) if p.load_in_4bit else model.merge_and_unload()
     model.push_to_hub(p.finetuned_model_id, private=p.push_to_private)
     tokenizer.push_to_hub(p.finetuned_model_id, private=p.push_to_private)
     return True
