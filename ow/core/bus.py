@@ -98,6 +98,11 @@ def _check_version(version: str, url: str) -> None:
         )
 
 
+#: what `Bus.read_range` raises when its own connection cannot be made or breaks: the caller
+#: then reads on through `Bus.subscribe` from where it stopped
+READ_RANGE_ERRORS = (wire.WireError, OSError, anyio.EndOfStream, anyio.BrokenResourceError)
+
+
 async def connect(
     url: str = defaults.DEFAULT_URL,
     *,

@@ -18,8 +18,7 @@ from typing import Any, NamedTuple
 
 import anyio
 
-from ow.core.bus import Bus, mapped
-from ow.core.wire import WireError
+from ow.core.bus import READ_RANGE_ERRORS, Bus, mapped
 
 __all__ = ["Msg", "read_batches"]
 
@@ -86,7 +85,7 @@ async def read_batches(
                     batch = _take(buf, max_batch, max_bytes)
                     size -= sum(len(m.data) for m in batch)
                     yield batch
-        except (WireError, OSError, anyio.EndOfStream, anyio.BrokenResourceError) as exc:
+        except READ_RANGE_ERRORS as exc:
             log.info("bulk read of %s stopped (%s); reading on through nats-py", stream, exc)
         else:
             if buf:

@@ -18,6 +18,7 @@ import anyio
 
 from ow.core import bus as bus_mod
 from ow.core.config import Config, from_env
+from ow.sdk._jobs import JobFold
 
 __all__ = ["AsyncOpenWeights"]
 
@@ -40,6 +41,7 @@ class AsyncOpenWeights:
         self._bus: bus_mod.Bus | None = None
         self._lock = anyio.Lock()
         self._deployments: dict[str, Any] = {}  # model -> TemporaryApi serving it
+        self._job_fold = JobFold()  # every job of the org, folded as far as read (jobs.list)
 
     @property
     def org(self) -> str:

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import msgspec
 
 from ow.core import claims, defaults, ids, subjects
 from ow.core import events as ev
+from ow.core.bus import READ_RANGE_ERRORS
 from ow.core.errors import (
     ConflictError,
     JobCanceledError,
@@ -37,6 +39,48 @@ __all__ = ["AsyncJobsResource", "Jobs"]
 log = logging.getLogger(__name__)
 
 _RESERVED = ("requires_vram_gb", "allowed_hardware", "timeout_s")
+
+
+class JobFold:
+    """Every job of an org folded from the log, kept between calls: each call folds only
+    the events since the last (a bulk read first, nats-py's ordered consumer if that fails).
+    The projection (`ow ls`) is the store for queries at scale; this serves `jobs.list`."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, JobState] = {}
+        self.seen = 0  # the last stream sequence folded
+        self._lock = anyio.Lock()
+
+    async def states(self, bus: Any) -> list[JobState]:
+        filt = subjects.events_filter(bus.org, "job")
+        async with self._lock:
+            last = await bus.last_seq(subjects.EVENTS_STREAM, filt)
+            if last > self.seen:
+                await self._read(bus, filt, last)
+            return list(self.jobs.values())
+
+    async def _read(self, bus: Any, filt: str, last: int) -> None:
+        try:
+            async for part in bus.read_range(subjects.EVENTS_STREAM, filt, self.seen + 1, last):
+                for seq, subject, data, _ in part:
+                    try:
+                        self._apply(ev.decode(data))
+                    except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+                        log.warning("skipped undecodable event seq=%s on %s: %s", seq, subject,
+                                    exc)
+                    self.seen = seq
+        except READ_RANGE_ERRORS as exc:
+            log.info("bulk read of the jobs stopped (%s); reading on through nats-py", exc)
+        if self.seen < last:
+            async for d in bus.subscribe(filt, start_seq=self.seen + 1, stop_at=last):
+                self._apply(d.event)
+                self.seen = d.seq
+
+    def _apply(self, event: ev.Event) -> None:
+        jid = getattr(event, "job_id", "")
+        state, _ = apply(self.jobs.get(jid), event)
+        if state is not None:
+            self.jobs[jid] = state
 
 
 class Jobs:
@@ -265,16 +309,8 @@ class AsyncJobsResource:
         ]
 
     async def _all(self) -> list[JobState]:
-        """Fold every job of the org from the log (the projection replaces this for scale)."""
-        bus = await self.client.bus()
-        filt = subjects.events_filter(bus.org, "job")
-        last = await bus.last_seq(subjects.EVENTS_STREAM, filt)
-        states: dict[str, JobState | None] = {}
-        if last:
-            async for d in bus.subscribe(filt, start_seq=1, stop_at=last):
-                jid = getattr(d.event, "job_id", "")
-                states[jid], _ = apply(states.get(jid), d.event)
-        return [s for s in states.values() if s is not None]
+        """Every job of the org, folded from the log (incrementally: see `JobFold`)."""
+        return await self.client._job_fold.states(await self.client.bus())
 
     async def download(self, job_id: str, dest: str, only_last_run: bool = True) -> Path:
         """Download artifacts and logs of the job's runs into `dest/<run_id>/…`."""

@@ -63,6 +63,38 @@ async def test_resubmitting_a_canceled_job_resets_it(nats_server, org):
         assert [j.id for j in await ow.jobs.list(status="pending")] == [job.id]
 
 
+@pytest.mark.parametrize("bulk", [True, False])
+async def test_jobs_list_folds_only_what_is_new(nats_server, org, bulk):
+    """`jobs.list` keeps its fold between calls and reads only the events since; through the
+    bulk reader, or nats-py's ordered consumer where the bulk reader cannot connect."""
+    async with client(nats_server.url, org) as ow:
+        bus = await ow.bus()
+        if not bulk:
+            bus.wire_auth = None  # read_range refuses: the nats-py path
+        starts: list[int] = []
+        read_range = bus.read_range
+
+        def spy(stream, filt, start, stop):
+            starts.append(start)
+            return read_range(stream, filt, start, stop)
+
+        bus.read_range = spy
+        a = await ow.echo.create(text="a")
+        assert [j.id for j in await ow.jobs.list()] == [a.id]
+        seen = ow._job_fold.seen
+        b = await ow.echo.create(text="b")
+        await ow.jobs.cancel(a.id)
+        listed = {j.id: j.status for j in await ow.jobs.list()}
+        assert listed == {a.id: "canceled", b.id: "pending"}
+        assert starts == [1, seen + 1]
+        await ow.jobs.list()
+        assert len(starts) == 2  # nothing new: nothing read
+        for job_id, status in listed.items():
+            assert (await ow.jobs.retrieve(job_id)).status == status
+    async with client(nats_server.url, org) as fresh:  # from scratch: the same jobs
+        assert {j.id: j.status for j in await fresh.jobs.list()} == listed
+
+
 async def test_bad_input_is_refused_before_publishing(nats_server, org, tmp_path):
     async with client(nats_server.url, org) as ow:
         with pytest.raises(ValidationError, match="text"):
