@@ -65,13 +65,9 @@ async def test_missing_entrypoint_fails_with_that_message(nats_server, org, tmp_
 
 
 async def test_cancel_kills_the_process_group_within_a_second(nats_server, org, tmp_path):
-    pidfile = tmp_path / "pid"
-    command = f"sleep 60 & echo $! > {pidfile}; wait"
     url = nats_server.url
     async with client(url, org) as ow, running_agents(url, org, 1, tmp_path):
-        job = await ow.shell.create(command=command)
-        await eventually(lambda: pidfile.exists() and pidfile.read_text().strip(), timeout=20)
-        pid = int(pidfile.read_text())
+        job, pid = await _with_child(ow, tmp_path, "wait")
         t0 = time.monotonic()
         await ow.jobs.cancel(job.id)
         with pytest.raises(JobCanceledError):
@@ -84,14 +80,11 @@ async def test_cancel_kills_the_process_group_within_a_second(nats_server, org, 
 async def test_cancel_sends_the_job_sigterm_first(nats_server, org, tmp_path):
     """A job may clean up on SIGTERM (its group gets it before SIGKILL), background children
     included: they do not inherit an ignored SIGTERM from the group leader."""
-    pidfile = tmp_path / "pid"
-    command = (f"sleep 60 & echo $! > {pidfile}; trap 'echo got-term; exit 0' TERM; "
-               "while true; do sleep 0.02; done")
     url = nats_server.url
     async with client(url, org) as ow, running_agents(url, org, 1, tmp_path):
-        job = await ow.shell.create(command=command)
-        await eventually(lambda: pidfile.exists() and pidfile.read_text().strip(), timeout=20)
-        pid = int(pidfile.read_text())
+        job, pid = await _with_child(
+            ow, tmp_path, "trap 'echo got-term; exit 0' TERM; while true; do sleep 0.02; done"
+        )
         t0 = time.monotonic()
         await ow.jobs.cancel(job.id)
         while _alive(pid) and time.monotonic() - t0 < 5:
@@ -196,6 +189,14 @@ async def test_five_consecutive_failures_drain_the_worker(nats_server, org, tmp_
 async def _in_progress(ow, job_id):
     job = await ow.jobs.retrieve(job_id)
     return job if job.status == "in_progress" else None
+
+
+async def _with_child(ow, tmp_path: Path, then: str):
+    """A running shell job with a `sleep 60` child in the background, then `then`; (job, pid)."""
+    pidfile = tmp_path / "pid"
+    job = await ow.shell.create(command=f"sleep 60 & echo $! > {pidfile}; {then}")
+    await eventually(lambda: pidfile.exists() and pidfile.read_text().strip(), timeout=20)
+    return job, int(pidfile.read_text())
 
 
 def _alive(pid: int) -> bool:
