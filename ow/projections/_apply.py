@@ -122,6 +122,18 @@ FROM _stage WHERE NOT json_valid(j)""",
 ]
 
 
+#: the events table from (seq, subject, json) rows; absent envelope strings are '' as in
+#: the decoded event (msgspec omits defaults when encoding)
+_EVENTS_SQL = """
+INSERT INTO events
+SELECT seq, ?, subject, e.type, coalesce(e.event_id, ''), coalesce(e.org, ''),
+       e.ts::TIMESTAMPTZ, coalesce(e.actor, ''), json
+FROM (SELECT seq, subject, json, json_transform(json, '{"type": "VARCHAR",
+      "event_id": "VARCHAR", "org": "VARCHAR", "ts": "VARCHAR", "actor": "VARCHAR"}') AS e
+      FROM _rows)
+"""
+
+
 def _j(value: Any) -> str:
     return _json.encode(value).decode()
 
@@ -196,10 +208,6 @@ class Folder:
     # --- control-plane events ---------------------------------------------------------
 
     def _control(self, stream: str, msgs: list[Msg]) -> None:
-        import pyarrow as pa
-
-        s, i64, _, _, ts = _types()
-        binary = pa.binary()
         decoded: list[tuple[Msg, ev.Event]] = []
         bad: list[tuple[Any, ...]] = []
         for m in msgs:
@@ -236,23 +244,31 @@ class Folder:
             if anomaly is not None:
                 bad.append((m.seq, stream, m.subject, anomaly.event_id, anomaly.event_type,
                             anomaly.aggregate_id, anomaly.rule, m.data.decode()))
-        events = _arrow({
-            "seq": (i64, [m.seq for m, _ in decoded]),
-            "stream": (s, [stream] * len(decoded)),
-            "subject": (s, [m.subject for m, _ in decoded]),
-            "type": (s, [type(e).__name__ for _, e in decoded]),
-            "event_id": (s, [e.event_id for _, e in decoded]),
-            "org": (s, [e.org for _, e in decoded]),
-            "ts": (ts, [e.ts for _, e in decoded]),
-            "actor": (s, [e.actor for _, e in decoded]),
-            "json": (binary, [m.data for m, _ in decoded]),
-        })
-        # bytes to text in Arrow (it checks the UTF-8): a Python decode per event is slower
-        self._insert("events", events.set_column(8, "json", events.column(8).cast(s)))
+        self._events(stream, [m for m, _ in decoded])
         self._write_jobs(touched_jobs)
         self._write_workers(touched_workers)
         self._write_files(files)
         self._anomalies(bad)
+
+    def _events(self, stream: str, msgs: list[Msg]) -> None:
+        """The envelopes of decoded events. DuckDB reads the envelope fields out of the JSON
+        (one parse per event, off the GIL): building those columns in Python cost twice as
+        much and held the GIL the other streams' folds need."""
+        if not msgs:
+            return
+        import pyarrow as pa
+
+        rows = pa.table({
+            "seq": pa.array([m.seq for m in msgs], pa.int64()),
+            "subject": pa.array([m.subject for m in msgs], pa.string()),
+            # bytes to text in Arrow (it checks the UTF-8): a Python decode per event is slower
+            "json": pa.array([m.data for m in msgs], pa.binary()).cast(pa.string()),
+        })
+        self.con.register("_rows", rows)
+        try:
+            self.con.execute(_EVENTS_SQL, [stream])
+        finally:
+            self.con.unregister("_rows")
 
     def _load(self, table: str, key: str, ids: Iterable[str]) -> None:
         """Read back the states of aggregates this process has not folded yet."""

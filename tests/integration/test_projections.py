@@ -49,6 +49,25 @@ async def test_catch_up_fills_every_table(bus, tmp_path):
             subjects.EVENTS_STREAM, subjects.events_filter(bus.org))
 
 
+async def test_catch_up_gives_duckdb_its_threads_back(bus, tmp_path, monkeypatch):
+    """While streams fold in parallel DuckDB gets cores // streams threads, then its own."""
+    await completed_job(bus)
+    monkeypatch.setattr("os.cpu_count", lambda: 6)
+    seen = []
+    real = Folder.apply
+
+    def apply(self, stream, msgs):
+        seen.append(self.con.execute("SELECT current_setting('threads')").fetchall()[0][0])
+        return real(self, stream, msgs)
+
+    monkeypatch.setattr(Folder, "apply", apply)
+    async with Projector(bus, tmp_path / "p.duckdb") as p:
+        p.con.execute("SET threads = 5")
+        await p.catch_up()
+        assert seen and set(seen) == {2}  # 6 cores, 3 streams
+        assert p.con.execute("SELECT current_setting('threads')").fetchall()[0][0] == 5
+
+
 async def test_restart_resumes_without_double_apply(bus, tmp_path):
     path = tmp_path / "p.duckdb"
     await completed_job(bus)
