@@ -104,7 +104,9 @@ def _print(d: Any, json: bool) -> None:
 def _show_metrics(summary: dict[str, Any], key: str, json: bool) -> None:
     if json:
         return render.json_out(summary)
-    render.table(summary["latest"], ("key", "value", "step", "n"), title=summary["run_id"])
+    rows = [{**r, "value": r["raw"] if r["value"] is None else r["value"]}
+            for r in summary["latest"]]
+    render.table(rows, ("key", "value", "step", "n"), title=summary["run_id"])
     if summary[key]:
         render.console().print(f"{key} {render.sparkline(summary[key])} {summary[key][-1]:.4g}")
 

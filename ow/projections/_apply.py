@@ -92,15 +92,18 @@ _IRREGULAR = (
     "r.type IS DISTINCT FROM 'MetricLogged' OR r.run_id IS NULL OR coalesce(r.v, 1) <> 1 "
     "OR json_type(r.data) IS DISTINCT FROM 'OBJECT'"
 )
-#: the long rows of well-formed records (shared by both paths below)
+#: the long rows of well-formed records: a number in `value`, any other value (text, a
+#: boolean, a list, an object) as its JSON in `raw`; a null is no row, and `step` is a column
 _EXPLODE = f"""
-INSERT INTO metrics (seq, idx, run_id, job_id, step, key, value, ts)
-SELECT seq, idx, run_id, job_id, step, k, val::DOUBLE, ts FROM (
+INSERT INTO metrics (seq, idx, run_id, job_id, step, key, value, ts, raw)
+SELECT seq, idx, run_id, job_id, step, k,
+       CASE WHEN json_type(val) IN {_NUMERIC} THEN val::DOUBLE END, ts,
+       CASE WHEN json_type(val) NOT IN {_NUMERIC} THEN val END FROM (
     SELECT seq, idx, r.run_id, r.job_id, r.ts::TIMESTAMPTZ AS ts,
            try_cast(json_extract(r.data, '$.step') AS BIGINT) AS step,
            unnest(json_keys(r.data)) AS k, unnest(json_extract(r.data, '$.*')) AS val
     FROM {{source}} WHERE {{where}})
-WHERE json_type(val) IN {_NUMERIC} AND k <> 'step'
+WHERE json_type(val) <> 'NULL' AND k <> 'step'
 """
 #: the reference path: parse once into a temp table, then rows, then every kind of anomaly
 _METRICS_SQL = [
@@ -447,6 +450,8 @@ class Folder:
             elif pa.types.is_integer(f.type) or pa.types.is_floating(f.type):
                 cols[f"c{len(keys)}"] = data.field(i)
                 keys.append(f.name)
+            elif not pa.types.is_null(f.type):
+                return False  # text, booleans, lists, objects: their JSON goes to `raw`
         if not keys:
             return True
         cols.setdefault("step", pa.nulls(total, pa.int64()))
@@ -468,7 +473,8 @@ class Folder:
         Well-formed messages (every record a MetricLogged with a run id and an object of
         data) are decoded by msgspec and loaded as Arrow columns, a column per key. The
         others, and any batch with an unusual value (a non-integer step, an integer a
-        double cannot hold), go through `_metrics_sql`, the reference that also records
+        double cannot hold, a value that is not a number: its JSON goes to `raw`), go
+        through `_metrics_sql`, the reference that also records
         the anomalies; `tests/unit/projections` checks both give the same rows."""
         careful: list[Msg] = []
         seqs: list[int] = []
@@ -609,7 +615,10 @@ def _long_rows(records: list[_Record], seqs: list[int], sizes: list[int]) -> Any
                 continue
             values = [d[key] for d in group]
             cols = rows
-            if not set(map(type, values)) <= _NUMBER:  # strings, booleans, nulls, objects
+            kinds = set(map(type, values))
+            if not kinds <= _NUMBER | {type(None)}:
+                raise _Irregular  # text, booleans, lists, objects: the SQL path keeps their JSON
+            if not kinds <= _NUMBER:  # nulls: no row
                 keep = [type(v) in _NUMBER for v in values]
                 mask = pa.array(keep, pa.bool_())
                 cols = {name: col.filter(mask) for name, col in rows.items()}

@@ -50,7 +50,8 @@ CREATE TABLE IF NOT EXISTS files (
     store VARCHAR, key VARCHAR, created_at TIMESTAMPTZ, seq BIGINT);
 CREATE TABLE IF NOT EXISTS metrics (
     seq BIGINT, idx INTEGER, run_id VARCHAR, job_id VARCHAR, step BIGINT, key VARCHAR,
-    value DOUBLE, ts TIMESTAMPTZ);
+    value DOUBLE, ts TIMESTAMPTZ, raw JSON);
+ALTER TABLE metrics ADD COLUMN IF NOT EXISTS raw JSON;
 CREATE TABLE IF NOT EXISTS anomalies (
     seq BIGINT, stream VARCHAR, subject VARCHAR, event_id VARCHAR, type VARCHAR,
     aggregate_id VARCHAR, rule VARCHAR, json VARCHAR);

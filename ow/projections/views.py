@@ -83,12 +83,15 @@ async def worker(p: Projector, worker_id: str) -> dict[str, Any]:
 
 
 async def metrics_summary(p: Projector, run_id: str, key: str = "loss") -> dict[str, Any]:
-    """Latest value of every metric of a run, and the series of `key` by step."""
+    """Latest value of every key a run logged (a number in `value`, anything else as JSON in
+    `raw`), and the series of `key`'s numbers in the order logged."""
     latest = await p.query(
-        "SELECT key, arg_max(value, (seq, idx)) AS value, arg_max(step, (seq, idx)) AS step, "
-        "count(*) AS n FROM metrics WHERE run_id = ? GROUP BY key ORDER BY key", [run_id],
+        "SELECT key, arg_max(value, (seq, idx)) AS value, arg_max(raw, (seq, idx)) AS raw, "
+        "arg_max(step, (seq, idx)) AS step, count(*) AS n FROM metrics WHERE run_id = ? "
+        "GROUP BY key ORDER BY key", [run_id],
     )
     series = await p.query(
-        "SELECT value FROM metrics WHERE run_id = ? AND key = ? ORDER BY seq, idx", [run_id, key]
+        "SELECT value FROM metrics WHERE run_id = ? AND key = ? AND value IS NOT NULL "
+        "ORDER BY seq, idx", [run_id, key]
     )
     return {"run_id": run_id, "latest": latest, key: [r["value"] for r in series]}

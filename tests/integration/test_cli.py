@@ -12,7 +12,7 @@ import pytest
 
 from ow.core import events as ev
 from ow.core import subjects
-from tests.integration.test_projections_helpers import completed_job, pending_job
+from tests.integration.test_projections_helpers import completed_job, pending_job, publish_metrics
 
 pytestmark = pytest.mark.anyio
 
@@ -102,9 +102,15 @@ async def test_metrics_workers_logs_and_ssh(bus, ow):
     await completed_job(bus)
     await bus.publish_raw(subjects.log_subject(bus.org, "r1"), b"hello\n")
     await bus.publish_raw(subjects.log_subject(bus.org, "r1"), b"world\n")
+    await publish_metrics(bus, "r1", "j1", [{"text": "we can log any dicts"}])
     code, out, _ = await ow("metrics", "r1", "--json")
     summary = json.loads(out)
     assert summary["loss"] == [2.0, 1.0, 0.5]
+    text = [r for r in summary["latest"] if r["key"] == "text"]
+    assert text == [{"key": "text", "value": None, "raw": '"we can log any dicts"',
+                     "step": None, "n": 1}]
+    code, out, _ = await ow("metrics", "r1")
+    assert "we can log any dicts" in out
     code, out, _ = await ow("workers", "--json")
     assert [w["worker_id"] for w in json.loads(out)] == ["w1"]
     code, out, _ = await ow("logs", "j1")

@@ -36,9 +36,11 @@ async def test_catch_up_fills_every_table(bus, tmp_path):
         ]
         runs = await p.query("SELECT run_id, status, exit_code, worker_id FROM runs")
         assert runs == [{"run_id": "r1", "status": "completed", "exit_code": 0, "worker_id": "w1"}]
-        metrics = await p.query("SELECT step, key, value FROM metrics ORDER BY seq, idx, key")
-        assert [(m["step"], m["key"], m["value"]) for m in metrics] == [
-            (1, "loss", 2.0), (1, "lr", 0.1), (2, "loss", 1.0), (3, "loss", 0.5)]
+        metrics = await p.query(
+            "SELECT step, key, value, raw FROM metrics ORDER BY seq, idx, key")
+        assert [(m["step"], m["key"], m["value"], m["raw"]) for m in metrics] == [
+            (1, "loss", 2.0, None), (1, "lr", 0.1, None), (1, "ok", None, "true"),
+            (1, "tag", None, '"a"'), (2, "loss", 1.0, None), (3, "loss", 0.5, None)]
         assert await _count(p, "files") == 1
         assert (await p.query("SELECT status FROM workers"))[0]["status"] == "active"
         assert (await p.query("SELECT run_id FROM pings"))[0]["run_id"] == "r1"
@@ -64,7 +66,8 @@ async def test_catch_up_gives_duckdb_its_threads_back(bus, tmp_path, monkeypatch
     async with Projector(bus, tmp_path / "p.duckdb") as p:
         p.con.execute("SET threads = 5")
         await p.catch_up()
-        assert seen and set(seen) == {2}  # 6 cores, 3 streams
+        assert seen
+        assert set(seen) == {2}  # 6 cores, 3 streams
         assert p.con.execute("SELECT current_setting('threads')").fetchall()[0][0] == 5
 
 
@@ -78,7 +81,7 @@ async def test_restart_resumes_without_double_apply(bus, tmp_path):
     async with Projector(bus, path, batch=3) as p:
         assert await p.catch_up() == 2
         assert await _count(p, "events") == 6
-        assert await _count(p, "metrics") == 5
+        assert await _count(p, "metrics") == 7
         assert await _count(p, "jobs") == 2
         assert await p.catch_up() == 0
 
@@ -114,7 +117,7 @@ async def test_two_rebuilds_are_identical(bus, tmp_path):
         ca, cb = contents(pa_.con), contents(pb.con)
     assert ca == cb
     assert len(ca["anomalies"]) == 1
-    assert len(ca["metrics"]) == 4
+    assert len(ca["metrics"]) == 6
 
 
 async def test_replay_until_a_sequence_and_a_time(bus, tmp_path):

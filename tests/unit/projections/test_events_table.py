@@ -46,3 +46,16 @@ def test_envelope_columns_are_those_of_the_decoded_event() -> None:
     anomalies = _db.rows(folder.con, "SELECT seq, rule FROM anomalies")
     assert [a["seq"] for a in anomalies] == [5]
     assert anomalies[0]["rule"].startswith("undecodable")
+
+
+def test_a_file_from_before_raw_values_gains_the_column(tmp_path) -> None:
+    import duckdb
+
+    path = tmp_path / "old.duckdb"
+    old = duckdb.connect(str(path))
+    old.execute("CREATE TABLE metrics (seq BIGINT, idx INTEGER, run_id VARCHAR, "
+                "job_id VARCHAR, step BIGINT, key VARCHAR, value DOUBLE, ts TIMESTAMPTZ)")
+    old.execute("INSERT INTO metrics VALUES (1, 0, 'r', 'j', 1, 'loss', 0.5, NULL)")
+    old.close()
+    con = _db.connect(path)
+    assert con.execute("SELECT key, value, raw FROM metrics").fetchall() == [("loss", 0.5, None)]

@@ -58,6 +58,13 @@ CASES = {
         _record("r1", {"lr": 0.5, "step": 3}),
         _record("r1", {}),
     ])]],
+    "mixed shapes and nulls": [[_body([
+        _record("r1", {"step": 1, "loss": 2.0, "lr": 0.1, "none": None}),
+        _record("r1", {"step": 2, "loss": 1.0}),
+        _record("r1", {"loss": 3, "none": None}),
+        _record("r1", {"lr": 0.5, "step": 3}),
+        _record("r1", {}),
+    ])]],
     "single object body": [[msgspec.json.encode(_record("r2", {"step": 9, "acc": 0.5}))]],
     "empty array": [[b"[]"]],
     "anomalies and bad json": [[
@@ -87,7 +94,7 @@ def test_fast_paths_equal_the_sql_reference(batches, path):
     assert fast == ref
 
 
-REGULAR = ["regular", "mixed shapes and non-numbers", "single object body", "empty array",
+REGULAR = ["regular", "mixed shapes and nulls", "single object body", "empty array",
            "null fields"]
 
 
@@ -99,13 +106,27 @@ def test_regular_batches_take_the_arrow_path(name):
 
 
 @pytest.mark.parametrize("name", ["anomalies and bad json", "odd values take the SQL path",
-                                  "wrongly typed envelope"])
+                                  "wrongly typed envelope", "mixed shapes and non-numbers"])
 def test_irregular_batches_leave_the_arrow_path_untouched(name):
     folder = Folder(_db.connect(None), fresh=True)
     for bodies in CASES[name]:
         msgs = [Msg(i + 1, "ow.mx.o.r", body, i) for i, body in enumerate(bodies)]
         assert not folder._metrics_arrow(msgs)
     assert folder.con.execute("SELECT count(*) FROM metrics").fetchall() == [(0,)]
+
+
+def test_values_that_are_not_numbers_keep_their_json_in_raw():
+    """Text, booleans, lists and objects are rows with their JSON in `raw` (nothing an
+    `ow.run.log` wrote is lost); a null is no row; `step` is a column, not a row."""
+    folder = Folder(_db.connect(None), fresh=True)
+    body = _body([_record("r1", {"step": 3, "loss": 0.5, "text": "we can log any dicts",
+                                 "ok": False, "xs": [1, 2], "obj": {"a": "é"}, "none": None})])
+    folder.apply("OW_METRICS", [Msg(1, "ow.mx.o.r1", body, 1)])
+    rows = folder.con.execute(
+        "SELECT key, step, value, raw FROM metrics ORDER BY key").fetchall()
+    assert rows == [("loss", 3, 0.5, None), ("obj", 3, None, '{"a":"é"}'),
+                    ("ok", 3, None, "false"), ("text", 3, None, '"we can log any dicts"'),
+                    ("xs", 3, None, "[1,2]")]
 
 
 def test_a_time_that_is_not_a_timestamp_fails_the_batch_on_both_paths():
