@@ -22,6 +22,7 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from _cpu import busy_s, used_s  # noqa: E402
 from _pg import postgres  # noqa: E402
 
 from ow.agent import Agent, Hardware  # noqa: E402
@@ -56,7 +57,12 @@ async def run_claimers(url: str, n: int) -> None:
         await anyio.sleep_forever()
 
 
-async def ow_claims(url: str) -> tuple[float, int]:
+def cpu_ms(before: float | None, claims: int) -> float | None:
+    used = used_s(before)
+    return None if used is None else used * 1000 / claims
+
+
+async def ow_claims(url: str) -> tuple[float, int, float | None]:
     org = "bench"
     bus = await bus_mod.connect(url, org=org)
     await bus.provision()
@@ -81,7 +87,7 @@ async def ow_claims(url: str) -> tuple[float, int]:
             except Exception:  # not created yet
                 pass
             await anyio.sleep(0.02)
-        t = time.perf_counter()
+        t, busy = time.perf_counter(), busy_s()
         await bus.publish_batch([
             ev.JobSubmitted(event_id=f"job-{i}", job_id=f"job-{i}", requires_vram_gb=0,
                             image="x")
@@ -95,6 +101,7 @@ async def ow_claims(url: str) -> tuple[float, int]:
                 break
             await anyio.sleep(0.02)
         elapsed = time.perf_counter() - t
+        cpu = cpu_ms(busy, N)
         started: Counter = Counter()
         last = await bus.last_seq(subjects.EVENTS_STREAM, filt)
         async for d in bus.subscribe(filt, start_seq=1, stop_at=last):
@@ -106,10 +113,10 @@ async def ow_claims(url: str) -> tuple[float, int]:
         for p in procs:
             p.wait()
     await bus.close()
-    return N / elapsed, sum(c - 1 for c in started.values()) + (N - len(started))
+    return N / elapsed, sum(c - 1 for c in started.values()) + (N - len(started)), cpu
 
 
-def pg_claims() -> tuple[float, int] | None:
+def pg_claims() -> tuple[float, int, float | None] | None:
     import psycopg
 
     with postgres() as dsn:
@@ -137,29 +144,39 @@ def pg_claims() -> tuple[float, int] | None:
                         claimed[row[0]] += 1
 
         threads = [threading.Thread(target=claimer, args=(w,)) for w in range(AGENTS)]
-        t = time.perf_counter()
+        t, busy = time.perf_counter(), busy_s()
         for th in threads:
             th.start()
         for th in threads:
             th.join()
         elapsed = time.perf_counter() - t
-        return N / elapsed, sum(1 for c in claimed.values() if c > 1) + (N - len(claimed))
+        cpu = cpu_ms(busy, N)
+        return (N / elapsed, sum(1 for c in claimed.values() if c > 1) + (N - len(claimed)),
+                cpu)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 async def main() -> None:
     with NatsServerCtx() as url:
-        ow_rate, ow_dups = await ow_claims(url)
+        ow_rate, ow_dups, ow_cpu = await ow_claims(url)
     pg = await anyio.to_thread.run_sync(pg_claims)
+    cores = os.cpu_count() or 1
     print(f"{N} jobs, {AGENTS} claimers "
-          f"(ow: {AGENTS} agents in {PROCS} processes; PG: {AGENTS} connections)")
-    print(f"{'method':<40}{'claims/s':>12}{'duplicates':>12}{'vs PG':>10}")
+          f"(ow: {AGENTS} agents in {PROCS} processes; PG: {AGENTS} connections); {cores} cores")
+    print(f"{'method':<40}{'claims/s':>12}{'duplicates':>12}{'vs PG':>10}{'CPU ms/claim':>14}")
     print(f"{'ow dispatch consumer + KV create fence':<40}{ow_rate:>12,.0f}{ow_dups:>12}"
-          f"{(f'{ow_rate / pg[0]:.2f}x' if pg else '-'):>10}")
+          f"{(f'{ow_rate / pg[0]:.2f}x' if pg else '-'):>10}{_ms(ow_cpu):>14}")
     if pg:
-        print(f"{'PostgreSQL FOR UPDATE SKIP LOCKED':<40}{pg[0]:>12,.0f}{pg[1]:>12}{'1.00x':>10}")
+        print(f"{'PostgreSQL FOR UPDATE SKIP LOCKED':<40}{pg[0]:>12,.0f}{pg[1]:>12}{'1.00x':>10}"
+              f"{_ms(pg[2]):>14}")
     else:
         print(f"{'PostgreSQL FOR UPDATE SKIP LOCKED':<40}{'unavailable':>12}")
     print("target: ow claims/s >= PostgreSQL SKIP LOCKED, 0 duplicates")
+    print("CPU ms/claim: the whole machine's busy CPU during the run per claim (server and "
+          f"clients); {cores} cores cap a method at {cores} * 1000 / (CPU ms/claim) claims/s")
 
 
 class NatsServerCtx:

@@ -96,11 +96,23 @@ def _common_args(p: TrainingParams, workdir: Path, has_eval: bool) -> dict[str, 
         "bf16": gpu and torch.cuda.is_bf16_supported(),
         "fp16": False,
         "use_cpu": not gpu,
-        "gradient_checkpointing": False,  # unsloth checkpoints on GPU; tiny CPU runs need none
+        # unsloth checkpoints on GPU; tiny CPU runs need none (TRL's configs default to on)
+        _checkpointing_arg(): False,
         "report_to": "none",
         "disable_tqdm": True,
         "dataloader_num_workers": 0,
     }
+
+
+def _checkpointing_arg() -> str:
+    """transformers 5 renamed `gradient_checkpointing` (the old name warns, and goes in v6)."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    return "activation_checkpointing" if "activation_checkpointing" in names else (
+        "gradient_checkpointing")
 
 
 def _sft_rows(p: TrainingParams, tokenizer: Any, rows: list[dict], mode: str) -> list[dict]:
