@@ -36,5 +36,10 @@ def register(app: typer.Typer) -> None:
             render.console().print(f"[green]clean[/]: {report.positions}")
         else:
             render.table(rows, ("rule", "aggregate_id", "seq", "event_type", "detail"))
+            if any(v.rule == "projection-drift" for v in report.violations):
+                render.console().print(
+                    "projection-drift: the projection file disagrees with a fresh replay of "
+                    "the log (written by an older ow, or changed by hand); "
+                    "`ow projections rebuild` rebuilds it from the log")
         if not report.clean:
             raise typer.Exit(1)

@@ -84,6 +84,24 @@ async def test_audit_reports_clean_then_a_violation(bus, ow):
     assert [v["rule"] for v in report["violations"]] == ["rejected-event"]
 
 
+async def test_audit_says_how_to_mend_a_drifted_projection(bus, ow, org, tmp_path):
+    import duckdb
+
+    from ow.core.ids import encode_token
+
+    await completed_job(bus)
+    assert (await ow("audit"))[0] == 0
+    path = tmp_path / "projections" / f"{encode_token(org)}.duckdb"
+    with duckdb.connect(str(path)) as con:  # as if folded by an ow without `raw` values
+        con.execute("DELETE FROM metrics WHERE raw IS NOT NULL")
+    code, out, _ = await ow("audit")
+    assert code == 1
+    assert "row only in the fresh replay" in out
+    assert "`ow projections rebuild` rebuilds it" in out
+    assert (await ow("projections", "rebuild"))[0] == 0
+    assert (await ow("audit"))[0] == 0
+
+
 async def test_an_error_is_one_red_line_and_exit_1(bus, ow):
     code, out, err = await ow("show", "no-such-job")
     assert code == 1
