@@ -267,11 +267,7 @@ class Folder:
             # bytes to text in Arrow (it checks the UTF-8): a Python decode per event is slower
             "json": pa.array([m.data for m in msgs], pa.binary()).cast(pa.string()),
         })
-        self.con.register("_rows", rows)
-        try:
-            self.con.execute(_EVENTS_SQL, [stream])
-        finally:
-            self.con.unregister("_rows")
+        self._on_rows(rows, _EVENTS_SQL, [stream])
 
     def _load(self, table: str, key: str, ids: Iterable[str]) -> None:
         """Read back the states of aggregates this process has not folded yet."""
@@ -302,11 +298,14 @@ class Folder:
         self._insert(table, rows)
 
     def _insert(self, table: str, rows: Any) -> None:
-        if rows.num_rows == 0:
-            return
+        if rows.num_rows:
+            self._on_rows(rows, f"INSERT INTO {table} BY NAME SELECT * FROM _rows")
+
+    def _on_rows(self, rows: Any, sql: str, params: list[Any] | None = None) -> None:
+        """Run `sql` with the Arrow table `rows` visible to it as `_rows`."""
         self.con.register("_rows", rows)
         try:
-            self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _rows")
+            self.con.execute(sql, params)
         finally:
             self.con.unregister("_rows")
 
@@ -455,16 +454,10 @@ class Folder:
         if not keys:
             return True
         cols.setdefault("step", pa.nulls(total, pa.int64()))
-        self.con.register("_rows", pa.table(cols))
-        try:
-            self.con.execute(
-                "INSERT INTO metrics (seq, idx, run_id, job_id, step, key, value, ts) "
-                + " UNION ALL ".join(
-                    f"SELECT seq, idx, run_id, job_id, step, ?, c{i}::DOUBLE, ts FROM _rows "
-                    f"WHERE c{i} IS NOT NULL" for i in range(len(keys))
-                ), keys)
-        finally:
-            self.con.unregister("_rows")
+        self._on_rows(pa.table(cols), "INSERT INTO metrics (seq, idx, run_id, job_id, step, "
+                      "key, value, ts) " + " UNION ALL ".join(
+                          f"SELECT seq, idx, run_id, job_id, step, ?, c{i}::DOUBLE, ts FROM "
+                          f"_rows WHERE c{i} IS NOT NULL" for i in range(len(keys))), keys)
         return True
 
     def _metrics_py(self, stream: str, msgs: list[Msg]) -> None:
@@ -497,12 +490,8 @@ class Folder:
             rows = _long_rows(records, seqs, sizes) if records else None
         except _Irregular:
             rows, careful = None, msgs
-        if rows is not None and rows.num_rows:
-            self.con.register("_rows", rows)
-            try:
-                self.con.execute("INSERT INTO metrics BY NAME SELECT * FROM _rows")
-            finally:
-                self.con.unregister("_rows")
+        if rows is not None:
+            self._insert("metrics", rows)
         if careful:
             self._metrics_sql(stream, careful)
 
@@ -540,15 +529,10 @@ class Folder:
             "seq": (i64, [v[2] for v in latest.values()]),
         })
         if rows.num_rows:
-            self.con.register("_rows", rows)
-            try:
-                self.con.execute(
-                    "INSERT INTO pings SELECT * FROM _rows ON CONFLICT (worker_id) DO UPDATE "
-                    "SET ts = excluded.ts, run_id = excluded.run_id, seq = excluded.seq "
-                    "WHERE excluded.ts >= pings.ts"
-                )
-            finally:
-                self.con.unregister("_rows")
+            self._on_rows(
+                rows, "INSERT INTO pings SELECT * FROM _rows ON CONFLICT (worker_id) DO UPDATE "
+                "SET ts = excluded.ts, run_id = excluded.run_id, seq = excluded.seq "
+                "WHERE excluded.ts >= pings.ts")
 
 
 def _aggregate(subject: str) -> str:

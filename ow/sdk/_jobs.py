@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import msgspec
 
 from ow.core import claims, defaults, ids, subjects
 from ow.core import events as ev
@@ -63,11 +62,8 @@ class JobFold:
         try:
             async for part in bus.read_range(subjects.EVENTS_STREAM, filt, self.seen + 1, last):
                 for seq, subject, data, _ in part:
-                    try:
-                        self._apply(ev.decode(data))
-                    except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
-                        log.warning("skipped undecodable event seq=%s on %s: %s", seq, subject,
-                                    exc)
+                    for event in bus._decode(data, seq, subject):  # skips (and logs) bad ones
+                        self._apply(event)
                     self.seen = seq
         except READ_RANGE_ERRORS as exc:
             log.info("bulk read of the jobs stopped (%s); reading on through nats-py", exc)
