@@ -49,13 +49,14 @@ class _Record(msgspec.Struct, gc=False):
 
 
 _records_dec = msgspec.json.Decoder(list[_Record])
-_raws_dec = msgspec.json.Decoder(list[msgspec.Raw])
+def _read_records(msgs: list[Msg]) -> Any:
+    """The records of regular MetricLogged messages as a list<struct> Arrow array (a list
+    per message), or None if any record is not one (wrong type or version, no run id,
+    data not an object, a field whose type changes from record to record, a time Arrow
+    cannot parse, a message that is not JSON on one line).
 
-
-def _read_records(body: bytes, total: int) -> Any:
-    """Regular MetricLogged records (newline-delimited JSON) as an Arrow table, or None if
-    any record is not one (wrong type or version, no run id, data not an object, a field
-    whose type changes from record to record, a time Arrow cannot parse)."""
+    Each message is handed to Arrow's JSON reader as is, wrapped as `{"r": <message>}`:
+    no Python pass splits the records out of their arrays."""
     import io
 
     import pyarrow as pa
@@ -63,21 +64,32 @@ def _read_records(body: bytes, total: int) -> Any:
     import pyarrow.json as pj
 
     s, i64, _, _, ts = _types()
-    envelope = pa.schema([("type", s), ("v", i64), ("ts", ts), ("run_id", s), ("job_id", s),
-                          ("event_id", s), ("org", s), ("actor", s)])
+    if not all(m.data and b"\n" not in m.data for m in msgs):
+        return None  # a message must be one line of JSON (an empty one is an anomaly)
+    record = pa.struct([("type", s), ("v", i64), ("ts", ts), ("run_id", s), ("job_id", s),
+                        ("event_id", s), ("org", s), ("actor", s)])
+    lines = b"\n".join([b'{"r":' + m.data + b"}" if m.data[:1] == b"["
+                        else b'{"r":[' + m.data + b"]}" for m in msgs])
     try:
-        table = pj.read_json(io.BytesIO(body), parse_options=pj.ParseOptions(
-            explicit_schema=envelope, unexpected_field_behavior="infer"))
+        table = pj.read_json(io.BytesIO(lines), parse_options=pj.ParseOptions(
+            explicit_schema=pa.schema([("r", pa.list_(record))]),
+            unexpected_field_behavior="infer"))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         return None
-    if (table.num_rows != total or "data" not in table.column_names
-            or not pa.types.is_struct(table.schema.field("data").type)
-            or table.column("data").null_count or table.column("run_id").null_count
-            or table.column("type").null_count
-            or not pc.all(pc.equal(table.column("type"), "MetricLogged")).as_py()
-            or not pc.all(pc.fill_null(pc.equal(table.column("v"), 1), True)).as_py()):
+    lists = table.column("r").combine_chunks()
+    if table.num_rows != len(msgs) or lists.null_count:
         return None
-    return table
+    flat = lists.flatten()
+    if not len(flat):
+        return lists
+    if (flat.null_count or "data" not in [f.name for f in flat.type]
+            or not pa.types.is_struct(flat.type.field("data").type)
+            or flat.field("data").null_count or flat.field("run_id").null_count
+            or flat.field("type").null_count
+            or not pc.all(pc.equal(flat.field("type"), "MetricLogged")).as_py()
+            or not pc.all(pc.fill_null(pc.equal(flat.field("v"), 1), True)).as_py()):
+        return None
+    return lists
 
 
 class _Irregular(Exception):
@@ -419,26 +431,23 @@ class Folder:
         batch, which `_metrics_py` then takes message by message."""
         import numpy as np
         import pyarrow as pa
+        import pyarrow.compute as pc
 
-        try:
-            raws = [_raws_dec.decode(m.data if m.data[:1] == b"[" else b"[" + m.data + b"]")
-                    for m in msgs]
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        lists = _read_records(msgs)
+        if lists is None:
             return False
-        sizes = np.fromiter(map(len, raws), np.int64, len(raws))
-        total = int(sizes.sum())
+        table = lists.flatten()
+        total = len(table)
         if not total:
             return True
-        table = _read_records(b"\n".join([b"\n".join(r) for r in raws if r]), total)
-        if table is None:
-            return False
-        data = table.column("data").combine_chunks()
+        sizes = pc.list_value_length(lists).to_numpy(zero_copy_only=False)
+        data = table.field("data")
         cols: dict[str, Any] = {
             "seq": np.repeat(np.fromiter((m.seq for m in msgs), np.int64, len(msgs)), sizes),
             "idx": (np.arange(total) - np.repeat(np.cumsum(sizes) - sizes, sizes)).astype(
                 np.int32),
-            "run_id": table.column("run_id"), "job_id": table.column("job_id"),
-            "ts": table.column("ts"),
+            "run_id": table.field("run_id"), "job_id": table.field("job_id"),
+            "ts": table.field("ts"),
         }
         keys: list[str] = []
         for i, f in enumerate(data.type):

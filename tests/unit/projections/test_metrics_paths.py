@@ -82,6 +82,9 @@ CASES = {
         _body([_record("r1", {"step": 2**63 + 5, "big": 2**64 - 1, "inexact": 2**60 + 1})]),
         _body([_record("r1", {"step": 1, "inexact": 2**60 + 1, "neg": -0.0, "e": 1e300})]),
     ]],
+    "pretty-printed body": [[msgspec.json.format(_body([_record("r1", {"step": 1, "loss": 0.5}),
+                                                          _record("r1", {"step": 2})]))]],
+    "an empty message alone": [[b""]],
     "null fields": [[_body([_record("r1", {"loss": 1.0}, job_id=None, ts=None, v=None)])]],
     "wrongly typed envelope": [[_body([_record("r1", {"loss": 1.0}, job_id=5)])]],
 }
@@ -106,6 +109,7 @@ def test_regular_batches_take_the_arrow_path(name):
 
 
 @pytest.mark.parametrize("name", ["anomalies and bad json", "odd values take the SQL path",
+                                  "pretty-printed body", "an empty message alone",
                                   "wrongly typed envelope", "mixed shapes and non-numbers"])
 def test_irregular_batches_leave_the_arrow_path_untouched(name):
     folder = Folder(_db.connect(None), fresh=True)
