@@ -49,16 +49,19 @@ class _Record(msgspec.Struct, gc=False):
 
 
 _records_dec = msgspec.json.Decoder(list[_Record])
-def _read_records(msgs: list[Msg]) -> Any:
-    """The records of regular MetricLogged messages as a list<struct> Arrow array (a list
-    per message), or None if any record is not one (wrong type or version, no run id,
-    data not an object, a field whose type changes from record to record, a time Arrow
-    cannot parse, a message that is not JSON on one line).
+
+
+def _read_records(msgs: list[Msg]) -> tuple[Any, Any] | None:
+    """The records of regular MetricLogged messages as one Arrow struct array, with the
+    number of records of each message; None if any record is not one (wrong type or
+    version, no run id, data not an object, a field whose type changes from record to
+    record, a time Arrow cannot parse, a message that is not JSON on one line).
 
     Each message is handed to Arrow's JSON reader as is, wrapped as `{"r": <message>}`:
     no Python pass splits the records out of their arrays."""
     import io
 
+    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.json as pj
@@ -81,15 +84,15 @@ def _read_records(msgs: list[Msg]) -> Any:
         return None
     flat = lists.flatten()
     if not len(flat):
-        return lists
-    if (flat.null_count or "data" not in [f.name for f in flat.type]
+        return flat, np.zeros(len(msgs), np.int64)
+    if (flat.null_count or flat.type.get_field_index("data") < 0
             or not pa.types.is_struct(flat.type.field("data").type)
             or flat.field("data").null_count or flat.field("run_id").null_count
             or flat.field("type").null_count
             or not pc.all(pc.equal(flat.field("type"), "MetricLogged")).as_py()
             or not pc.all(pc.fill_null(pc.equal(flat.field("v"), 1), True)).as_py()):
         return None
-    return lists
+    return flat, pc.list_value_length(lists).to_numpy(zero_copy_only=False)
 
 
 class _Irregular(Exception):
@@ -431,16 +434,14 @@ class Folder:
         batch, which `_metrics_py` then takes message by message."""
         import numpy as np
         import pyarrow as pa
-        import pyarrow.compute as pc
 
-        lists = _read_records(msgs)
-        if lists is None:
+        records = _read_records(msgs)
+        if records is None:
             return False
-        table = lists.flatten()
+        table, sizes = records
         total = len(table)
         if not total:
             return True
-        sizes = pc.list_value_length(lists).to_numpy(zero_copy_only=False)
         data = table.field("data")
         cols: dict[str, Any] = {
             "seq": np.repeat(np.fromiter((m.seq for m in msgs), np.int64, len(msgs)), sizes),
