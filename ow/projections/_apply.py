@@ -18,7 +18,7 @@ import contextlib
 import logging
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -93,6 +93,53 @@ def _read_records(msgs: list[Msg]) -> tuple[Any, Any] | None:
             or not pc.all(pc.fill_null(pc.equal(flat.field("v"), 1), True)).as_py()):
         return None
     return flat, pc.list_value_length(lists).to_numpy(zero_copy_only=False)
+
+
+class _Long(NamedTuple):
+    """A regular metrics batch read into columns: seq, idx, run_id, job_id, ts, step and a
+    value column `c<i>` for each of `keys` (no table if there is no value)."""
+
+    table: Any
+    keys: list[str]
+
+
+def _long_columns(msgs: list[Msg]) -> _Long | None:
+    """The whole batch, if every record is a regular MetricLogged: Arrow's JSON reader
+    (C++, off the GIL) turns the records into columns, one per numeric key of `data`, for
+    one DuckDB statement to explode into long rows. None for any other batch, which
+    `Folder._metrics_py` then takes message by message. Needs no database."""
+    import numpy as np
+    import pyarrow as pa
+
+    records = _read_records(msgs)
+    if records is None:
+        return None
+    table, sizes = records
+    total = len(table)
+    if not total:
+        return _Long(None, [])
+    data = table.field("data")
+    cols: dict[str, Any] = {
+        "seq": np.repeat(np.fromiter((m.seq for m in msgs), np.int64, len(msgs)), sizes),
+        "idx": (np.arange(total) - np.repeat(np.cumsum(sizes) - sizes, sizes)).astype(np.int32),
+        "run_id": table.field("run_id"), "job_id": table.field("job_id"),
+        "ts": table.field("ts"),
+    }
+    keys: list[str] = []
+    for i, f in enumerate(data.type):
+        if f.name == "step":
+            if not (pa.types.is_integer(f.type) or pa.types.is_null(f.type)):
+                return None  # a float, bool or string step: the SQL path casts it
+            cols["step"] = data.field(i).cast(pa.int64())
+        elif pa.types.is_integer(f.type) or pa.types.is_floating(f.type):
+            cols[f"c{len(keys)}"] = data.field(i)
+            keys.append(f.name)
+        elif not pa.types.is_null(f.type):
+            return None  # text, booleans, lists, objects: their JSON goes to `raw`
+    if not keys:
+        return _Long(None, [])
+    cols.setdefault("step", pa.nulls(total, pa.int64()))
+    return _Long(pa.table(cols), keys)
 
 
 class _Irregular(Exception):
@@ -200,12 +247,21 @@ class Folder:
 
     def apply(self, stream: str, msgs: list[Msg]) -> None:
         """Apply one batch and record `msgs[-1].seq` as the stream's position, atomically."""
+        self.write(stream, msgs, self.prepare(stream, msgs))
+
+    def prepare(self, stream: str, msgs: list[Msg]) -> Any:
+        """The part of applying a batch that needs no database, for `write`: metrics read
+        into columns. `Projector` runs it for the next batch while this one is written."""
+        return _long_columns(msgs) if stream == "OW_METRICS" and msgs else None
+
+    def write(self, stream: str, msgs: list[Msg], prepared: Any) -> None:
+        """`apply` with what `prepare` returned for the same batch."""
         if not msgs:
             return
         self.con.execute("BEGIN TRANSACTION")
         try:
             if stream == "OW_METRICS":
-                self._metrics(stream, msgs)
+                self._metrics(stream, msgs, prepared)
             elif stream == "OW_HEARTBEATS":
                 self._pings(msgs)
             else:
@@ -421,54 +477,18 @@ class Folder:
 
     # --- metrics and heartbeats -------------------------------------------------------
 
-    def _metrics(self, stream: str, msgs: list[Msg]) -> None:
-        """Explode metric records into long rows: a batch of regular records through Arrow's
-        JSON reader (`_metrics_arrow`), any other through `_metrics_py`."""
-        if not self._metrics_arrow(msgs):
+    def _metrics(self, stream: str, msgs: list[Msg], long: _Long | None) -> None:
+        """Explode metric records into long rows: a regular batch from the columns Arrow
+        read (`_long_columns`, prepared before the transaction), any other through
+        `_metrics_py`."""
+        if long is None:
             self._metrics_py(stream, msgs)
-
-    def _metrics_arrow(self, msgs: list[Msg]) -> bool:
-        """The whole batch, if every record is a regular MetricLogged: Arrow's JSON reader
-        (C++, off the GIL) turns the records into columns, one per key of `data`, and one
-        DuckDB statement explodes them into long rows. False (nothing written) for any other
-        batch, which `_metrics_py` then takes message by message."""
-        import numpy as np
-        import pyarrow as pa
-
-        records = _read_records(msgs)
-        if records is None:
-            return False
-        table, sizes = records
-        total = len(table)
-        if not total:
-            return True
-        data = table.field("data")
-        cols: dict[str, Any] = {
-            "seq": np.repeat(np.fromiter((m.seq for m in msgs), np.int64, len(msgs)), sizes),
-            "idx": (np.arange(total) - np.repeat(np.cumsum(sizes) - sizes, sizes)).astype(
-                np.int32),
-            "run_id": table.field("run_id"), "job_id": table.field("job_id"),
-            "ts": table.field("ts"),
-        }
-        keys: list[str] = []
-        for i, f in enumerate(data.type):
-            if f.name == "step":
-                if not (pa.types.is_integer(f.type) or pa.types.is_null(f.type)):
-                    return False  # a float, bool or string step: the SQL path casts it
-                cols["step"] = data.field(i).cast(pa.int64())
-            elif pa.types.is_integer(f.type) or pa.types.is_floating(f.type):
-                cols[f"c{len(keys)}"] = data.field(i)
-                keys.append(f.name)
-            elif not pa.types.is_null(f.type):
-                return False  # text, booleans, lists, objects: their JSON goes to `raw`
-        if not keys:
-            return True
-        cols.setdefault("step", pa.nulls(total, pa.int64()))
-        self._on_rows(pa.table(cols), "INSERT INTO metrics (seq, idx, run_id, job_id, step, "
-                      "key, value, ts) " + " UNION ALL ".join(
-                          f"SELECT seq, idx, run_id, job_id, step, ?, c{i}::DOUBLE, ts FROM "
-                          f"_rows WHERE c{i} IS NOT NULL" for i in range(len(keys))), keys)
-        return True
+        elif long.keys:
+            self._on_rows(long.table, "INSERT INTO metrics (seq, idx, run_id, job_id, step, "
+                          "key, value, ts) " + " UNION ALL ".join(
+                              f"SELECT seq, idx, run_id, job_id, step, ?, c{i}::DOUBLE, ts "
+                              f"FROM _rows WHERE c{i} IS NOT NULL"
+                              for i in range(len(long.keys))), long.keys)
 
     def _metrics_py(self, stream: str, msgs: list[Msg]) -> None:
         """Explode metric records into long rows.

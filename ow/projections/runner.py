@@ -5,8 +5,9 @@
 follows live. `rebuild()` builds a fresh file from sequence 1 and swaps it in; `replay()`
 writes the state as of a sequence or a time into a file of the caller's choice.
 
-Loop of named steps per batch: read (ordered consumer) -> fold (`ow.core.state`, in a worker
-thread, while the next batch arrives) -> commit rows and position in one transaction.
+Loop of named steps per batch: read (ordered consumer) -> prepare (what needs no database:
+metrics read into columns) -> write (fold with `ow.core.state`, commit rows and position in
+one transaction). While catching up the three run at once, a batch apart, in worker threads.
 
 Imports: anyio, `ow.core`, and the sibling projection modules (duckdb lazily).
 """
@@ -201,39 +202,48 @@ class Projector:
         applied = 0
         if end < start:
             return 0
-        # the next batch is read while this one is folded (one batch ahead, no more)
-        send, receive = anyio.create_memory_object_stream[list[Any]](1)
+        # three steps at once, a batch apart: the next batch is read while this one is
+        # prepared (`Folder.prepare`, no database) and the one before it written
+        read_send, read_receive = anyio.create_memory_object_stream[list[Any]](1)
+        prep_send, prep_receive = anyio.create_memory_object_stream[tuple[list[Any], Any]](1)
 
         async def read() -> None:
             batches = read_batches(
                 self.bus, stream, filt, start_seq=start, stop_at=end, max_batch=self.batch
             )
-            async with send, contextlib.aclosing(batches):
+            async with read_send, contextlib.aclosing(batches):
                 async for batch in batches:
-                    await send.send(batch)
+                    await read_send.send(batch)
+
+        async def prepare() -> None:
+            async with prep_send, read_receive:
+                async for batch in read_receive:
+                    done = until_ns is not None and batch[-1].time_ns > until_ns
+                    if until_ns is not None:
+                        batch = [m for m in batch if m.time_ns <= until_ns]
+                    prepared = await anyio.to_thread.run_sync(folder.prepare, stream, batch)
+                    await prep_send.send((batch, prepared))
+                    if done:
+                        return
 
         with _one_error():
             async with anyio.create_task_group() as tg:
                 tg.start_soon(read)
-                async with receive:
-                    async for batch in receive:
-                        done = until_ns is not None and batch[-1].time_ns > until_ns
-                        if until_ns is not None:
-                            batch = [m for m in batch if m.time_ns <= until_ns]
-                        await self._apply(folder, stream, batch)
+                tg.start_soon(prepare)
+                async with prep_receive:
+                    async for batch, prepared in prep_receive:
+                        await self._write(folder, stream, batch, prepared)
                         applied += len(batch)
                         if progress and batch:
                             progress(stream, batch[-1].seq, end)
-                        if done:
-                            tg.cancel_scope.cancel()
-                            break
+                tg.cancel_scope.cancel()  # the reader, if `until_ns` ended the fold early
         return applied
 
-    async def _apply(self, folder: Folder, stream: str, batch: list[Any]) -> None:
+    async def _write(self, folder: Folder, stream: str, batch: list[Any], prepared: Any) -> None:
         if not batch:
             return
         with _db.mapped(f"applying {stream} up to {batch[-1].seq}", self.path or ""):
-            await anyio.to_thread.run_sync(folder.apply, stream, batch)
+            await anyio.to_thread.run_sync(folder.write, stream, batch, prepared)
         self.last_time_ns[stream] = batch[-1].time_ns
 
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
@@ -251,7 +261,8 @@ class Projector:
         )
         async with contextlib.aclosing(batches):
             async for batch in batches:
-                await self._apply(folder, stream, batch)
+                prepared = await anyio.to_thread.run_sync(folder.prepare, stream, batch)
+                await self._write(folder, stream, batch, prepared)
 
 
 async def rebuild(

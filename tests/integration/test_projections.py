@@ -56,13 +56,13 @@ async def test_catch_up_gives_duckdb_its_threads_back(bus, tmp_path, monkeypatch
     await completed_job(bus)
     monkeypatch.setattr("os.cpu_count", lambda: 6)
     seen = []
-    real = Folder.apply
+    real = Folder.write
 
-    def apply(self, stream, msgs):
+    def write(self, stream, msgs, prepared):
         seen.append(self.con.execute("SELECT current_setting('threads')").fetchall()[0][0])
-        return real(self, stream, msgs)
+        return real(self, stream, msgs, prepared)
 
-    monkeypatch.setattr(Folder, "apply", apply)
+    monkeypatch.setattr(Folder, "write", write)
     async with Projector(bus, tmp_path / "p.duckdb") as p:
         p.con.execute("SET threads = 5")
         await p.catch_up()
