@@ -253,10 +253,10 @@ class WorkerState(msgspec.Struct, frozen=True, kw_only=True):
     pod_id: str = ""
     hardware: str = ""
     gpus: tuple[str, ...] = ()
-    vram_gb: float = 0
+    vram_gb: float = 0.0
     image: str = ""
     cached_models: tuple[str, ...] = ()
-    price_per_hour: float = 0
+    price_per_hour: float = 0.0
     provisioned_at: datetime | None = None
     registered_at: datetime | None = None
     terminated_at: datetime | None = None

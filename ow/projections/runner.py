@@ -212,8 +212,9 @@ class Projector:
                 self.bus, stream, filt, start_seq=start, stop_at=end, max_batch=self.batch
             )
             async with read_send, contextlib.aclosing(batches):
-                async for batch in batches:
-                    await read_send.send(batch)
+                with contextlib.suppress(anyio.BrokenResourceError):  # the fold stopped
+                    async for batch in batches:
+                        await read_send.send(batch)
 
         async def prepare() -> None:
             async with prep_send, read_receive:
@@ -222,7 +223,10 @@ class Projector:
                     if until_ns is not None:
                         batch = [m for m in batch if m.time_ns <= until_ns]
                     prepared = await anyio.to_thread.run_sync(folder.prepare, stream, batch)
-                    await prep_send.send((batch, prepared))
+                    try:
+                        await prep_send.send((batch, prepared))
+                    except anyio.BrokenResourceError:
+                        return  # the write step stopped (its error is the one to see)
                     if done:
                         return
 
