@@ -285,14 +285,18 @@ class Folder:
     # --- control-plane events ---------------------------------------------------------
 
     def _control(self, stream: str, msgs: list[Msg]) -> None:
-        decoded: list[tuple[Msg, ev.Event]] = []
         bad: list[tuple[Any, ...]] = []
-        for m in msgs:
-            try:
-                decoded.append((m, ev.decode(m.data)))
-            except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
-                bad.append((m.seq, stream, m.subject, None, None, _agg_id(m.subject),
-                            f"undecodable: {exc}", m.data.decode("utf-8", "replace")))
+        events = ev.decode_each([m.data for m in msgs])
+        if events is not None:
+            decoded = list(zip(msgs, events, strict=True))
+        else:  # an undecodable or older-version event: one by one
+            decoded = []
+            for m in msgs:
+                try:
+                    decoded.append((m, ev.decode(m.data)))
+                except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+                    bad.append((m.seq, stream, m.subject, None, None, _agg_id(m.subject),
+                                f"undecodable: {exc}", m.data.decode("utf-8", "replace")))
         kinds = [(_aggregate(m.subject), m, e) for m, e in decoded]
         if not self.fresh:  # a rebuild has every state in memory
             self._load("jobs", "job_id",

@@ -114,6 +114,19 @@ V0_SUBMITTED = (
 )
 
 
+def test_decode_each_decodes_current_events_at_once_or_says_none():
+    events = [ev.JobReset(job_id="custom-1", reason="again"),
+              ev.RunStarted(run_id="r", job_id="j", gen=0, worker_id="w")]
+    datas = [ev.encode(e) for e in events]
+    assert ev.decode_each(datas) == events
+    assert ev.decode_each([]) == []
+    for odd in (V0_SUBMITTED,  # an older version: `decode` upcasts it
+                b"{not json", b"", b'{"type":"JobExploded","job_id":"custom-1"}',
+                datas[0] + b"," + datas[1]):  # two events in one message
+        assert ev.decode_each([datas[0], odd]) is None, odd
+        assert ev.decode_each([odd, datas[1]]) is None, odd
+
+
 def test_a_v0_job_submitted_is_upcast_to_the_current_version():
     event = ev.decode(V0_SUBMITTED)
     assert isinstance(event, ev.JobSubmitted)
