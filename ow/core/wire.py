@@ -14,12 +14,14 @@ Imports: stdlib and anyio.
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-import anyio.abc
+import anyio.lowlevel
 
 __all__ = ["Frame", "WireError", "WireReader"]
 
@@ -41,8 +43,8 @@ class Frame:
 class WireReader:
     """One connection, one subscription at a time."""
 
-    def __init__(self, stream: anyio.abc.ByteStream):
-        self._stream = stream
+    def __init__(self, sock: socket.socket):
+        self._sock = sock  # non-blocking; used through anyio.wait_readable / wait_writable
         self._buf = bytearray()
         self._sid = b""
         self._n = 0
@@ -52,8 +54,7 @@ class WireReader:
     @classmethod
     async def connect(cls, host: str, port: int, auth: dict[str, Any], name: str) -> WireReader:
         """Connect, authenticate (`user`/`password` or `token`) and wait for the server's OK."""
-        stream = await anyio.connect_tcp(host, port)
-        reader = cls(stream)
+        reader = cls(await _connect(host, port))
         reader.inbox_prefix = auth.get("inbox_prefix", "_INBOX")
         try:
             info = await reader._line()
@@ -72,12 +73,12 @@ class WireReader:
                 if line.startswith(b"-ERR"):
                     raise WireError(line[5:].decode(errors="replace").strip("' "))
         except BaseException:
-            await stream.aclose()
+            reader._sock.close()
             raise
         return reader
 
     async def aclose(self) -> None:
-        await self._stream.aclose()
+        self._sock.close()
 
     async def subscribe(self) -> str:
         """Subscribe a fresh inbox (dropping the previous subscription); its subject."""
@@ -100,7 +101,7 @@ class WireReader:
         return frame
 
     async def _fill(self, frame: Frame) -> None:
-        self._buf += await self._stream.receive(_READ)
+        await self._recv()
         replies = self._parse(frame)
         if replies:
             await self._send(b"".join(replies))
@@ -156,7 +157,7 @@ class WireReader:
 
     async def _line(self) -> bytes:
         while (eol := self._buf.find(b"\r\n")) < 0:
-            self._buf += await self._stream.receive(_READ)
+            await self._recv()
         line = bytes(self._buf[:eol])
         del self._buf[:eol + 2]
         if line == b"PING":
@@ -165,7 +166,51 @@ class WireReader:
         return line
 
     async def _send(self, data: bytes) -> None:
-        await self._stream.send(data)
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[self._sock.send(view):]
+            except BlockingIOError:
+                await anyio.wait_writable(self._sock)
+
+    async def _recv(self) -> None:
+        """Append what the socket holds (up to 1 MB) to the buffer, waiting if it is empty.
+
+        A plain socket: an anyio stream's `receive` registers and unregisters the socket
+        with the event loop on every call and reads 256 kB at a time, and each of those
+        system calls gives up the GIL, which the folds hold while a rebuild runs (the
+        reader then waits for it once per call)."""
+        while True:
+            try:
+                data = self._sock.recv(_READ)
+            except BlockingIOError:
+                await anyio.wait_readable(self._sock)
+                continue
+            if not data:
+                raise WireError("the server closed the connection")
+            self._buf += data
+            await anyio.lowlevel.checkpoint()  # a busy socket must not starve the loop
+            return
+
+
+async def _connect(host: str, port: int) -> socket.socket:
+    """A connected non-blocking TCP socket."""
+    family, kind, proto, _, addr = (await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM))[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setblocking(False)
+    try:
+        try:
+            sock.connect(addr)
+        except BlockingIOError:
+            await anyio.wait_writable(sock)
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                raise OSError(err, os.strerror(err)) from None
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def _header(block: bytes, name: bytes) -> bytes:

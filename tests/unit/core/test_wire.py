@@ -30,7 +30,7 @@ WIRE = b"".join([
 
 
 def _reader() -> WireReader:
-    r = WireReader(stream=None)  # type: ignore[arg-type] - _parse never touches the socket
+    r = WireReader(sock=None)  # type: ignore[arg-type] - _parse never touches the socket
     r._sid = b"1"
     return r
 
