@@ -474,8 +474,11 @@ class Bus:
                         yield out
                     raise _Gap
                 cseq, seq = cseq + 1, int(t[i])
+                if seq > stop_at:  # `stop_at` need not be a message of the filter
+                    done = True
+                    break
                 out.append((seq, subj, data, int(t[i + 2])))
-                if seq >= stop_at or t[i + 3] == b"0":  # nothing after it exists any more
+                if seq == stop_at or t[i + 3] == b"0":  # nothing after it exists any more
                     done = True
                     break
             if out:

@@ -63,6 +63,16 @@ async def test_gives_what_the_ordered_consumer_gives_and_stops_at_stop(bus):
     assert times[0] > 1_600_000_000 * 10**9
 
 
+async def test_a_stop_between_the_subjects_messages_is_not_passed(bus):
+    """`stop_at` need not be a message of the filter (a replay's cut on another org's
+    event): the first message after it must not be read."""
+    a, _ = await _publish(bus, 100)
+    last = await bus.last_seq(subjects.METRICS_STREAM, a)
+    got = await _ranged(bus, a, 1, last - 31)  # the other subject's message
+    assert got[-1][0] == last - 32
+    assert len(got) == 34
+
+
 async def test_ends_when_the_rest_of_the_range_is_gone(bus):
     a, _ = await _publish(bus, 50)
     last = await bus.last_seq(subjects.METRICS_STREAM, a)
