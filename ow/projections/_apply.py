@@ -61,7 +61,6 @@ def _read_records(msgs: list[Msg]) -> tuple[Any, Any] | None:
     no Python pass splits the records out of their arrays."""
     import io
 
-    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.json as pj
@@ -89,16 +88,23 @@ def _read_records(msgs: list[Msg]) -> tuple[Any, Any] | None:
     if table.num_rows != len(msgs) or lists.null_count:
         return None
     flat = lists.flatten()
-    if not len(flat):
-        return flat, np.zeros(len(msgs), np.int64)
-    if (flat.null_count or flat.type.get_field_index("data") < 0
-            or not pa.types.is_struct(flat.type.field("data").type)
-            or flat.field("data").null_count or flat.field("run_id").null_count
-            or flat.field("type").null_count
-            or not pc.all(pc.equal(flat.field("type"), "MetricLogged")).as_py()
-            or not pc.all(pc.fill_null(pc.equal(flat.field("v"), 1), True)).as_py()):
+    if len(flat) and not _regular(flat):
         return None
     return flat, pc.list_value_length(lists).to_numpy(zero_copy_only=False)
+
+
+def _regular(records: Any) -> bool:
+    """Every record (an Arrow struct array) a MetricLogged v1 with a run id and data."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return not (
+        records.null_count or records.type.get_field_index("data") < 0
+        or not pa.types.is_struct(records.type.field("data").type)
+        or records.field("data").null_count or records.field("run_id").null_count
+        or records.field("type").null_count
+        or not pc.all(pc.equal(records.field("type"), "MetricLogged")).as_py()
+        or not pc.all(pc.fill_null(pc.equal(records.field("v"), 1), True)).as_py())
 
 
 class _Long(NamedTuple):
