@@ -1,7 +1,8 @@
 """Projection rebuild rate and read-query latency on a 1M-event log.
 
 Publishes 100k control-plane events (25k jobs: submitted, started, artifact, finished) and
-900k MetricLogged (9k messages of 100 records, as `ow.run.log` batches) to an embedded
+900k MetricLogged (9k messages of 100 records, as `ow.run.log` sends them: `MetricBatch`
+messages; with `--arrays`, JSON arrays of full events as written before it) to an embedded
 nats-server, then measures:
 
 - rebuild: replay every stream from sequence 1 into a fresh DuckDB file (events/s), three
@@ -9,7 +10,8 @@ nats-server, then measures:
 - `ow ls` query (the jobs list) and a metrics aggregate, on the rebuilt projection;
 - `ow ls` end to end (a subprocess: start, connect, catch up, query, render).
 
-Target: rebuild >= 300k events/s. Run: `.venv/bin/python bench/bench_projection.py`.
+Target: rebuild >= 300k events/s. Run: `.venv/bin/python bench/bench_projection.py
+[--arrays]`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import anyio
@@ -31,6 +34,7 @@ from _cpu import busy_s, used_s  # noqa: E402
 from ow.core import bus as bus_mod
 from ow.core import events as ev
 from ow.core import subjects
+from ow.core.ids import uuid7
 from ow.core.server import NatsServer
 from ow.projections import Projector, rebuild, views
 
@@ -38,6 +42,7 @@ REBUILDS = 3  # the median is reported: this machine's speed drifts from run to 
 JOBS = 25_000
 METRIC_MSGS, PER_MSG = 9_000, 100
 ORG = "bench"
+FORM = "arrays" if "--arrays" in sys.argv else "batch"
 
 
 async def _publish(bus) -> int:
@@ -59,12 +64,12 @@ async def _publish(bus) -> int:
     futures = []
     for m in range(METRIC_MSGS):
         rid = f"run-{m:06d}"
-        body = b"[" + b",".join(
-            ev.encode(bus.stamp(ev.MetricLogged(
-                run_id=rid, job_id=f"job-{m:06d}", ts=t,
-                data={"step": s, "loss": 1.0 / (s + 1), "lr": 1e-4, "tokens": s * 512})))
-            for s in range(PER_MSG)
-        ) + b"]"
+        records = [bus.stamp(ev.MetricLogged(
+            run_id=rid, job_id=f"job-{m:06d}", ts=t + timedelta(microseconds=s * 37),
+            data={"step": s, "loss": 1.0 / (s + 1), "lr": 1e-4, "tokens": s * 512}))
+            for s in range(PER_MSG)]
+        body = ev.encode_metrics(records, uuid7()) if FORM == "batch" else b"[" + b",".join(
+            map(ev.encode, records)) + b"]"
         futures.append(await bus.publish_raw(subjects.metric_subject(ORG, rid), body, wait=False))
         if len(futures) >= 1000:
             for f in futures:
@@ -144,7 +149,7 @@ def _table(n, rows, publish_s, load_s, runs, rebuild_s, rebuild_cpu, ls_s, agg_s
     rate = n / rebuild_s
     cores = os.cpu_count() or 1
     lines = [
-        ("events in the log", f"{n:,}", "100k control + 900k metrics"),
+        ("events in the log", f"{n:,}", f"100k control + 900k metrics ({FORM} messages)"),
         ("metric rows (long format)", f"{rows:,}", "loss, lr, tokens per record"),
         ("publish (setup)", f"{publish_s:.1f} s", ""),
         ("libraries loaded (once)", f"{load_s:.2f} s", "duckdb, pyarrow, numpy: before timing"),

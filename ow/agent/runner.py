@@ -220,7 +220,7 @@ class Execution:
         if not raw:
             return {}
         try:
-            records = ev.decode_many(raw) if raw[:1] == b"[" else [ev.decode(raw)]
+            records = ev.decode_message(raw)
         except msgspec.MsgspecError:
             return {}
         last = records[-1] if records else None

@@ -505,9 +505,7 @@ class Bus:
     @staticmethod
     def _decode(data: bytes, seq: int, subject: str) -> list[ev.Event]:
         try:
-            if data[:1] == b"[":
-                return ev.decode_many(data)
-            return [ev.decode(data)]
+            return ev.decode_message(data)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             log.warning("skipping undecodable message seq=%s subject=%s: %s", seq, subject, exc)
             return []

@@ -9,7 +9,7 @@ Imports: stdlib and msgspec only.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -30,7 +30,10 @@ __all__ = [
     "JobSubmitted",
     "JobTimeoutExtended",
     "JobUpdated",
+    "METRIC_BATCH_PREFIX",
+    "MetricBatch",
     "MetricLogged",
+    "MetricRecord",
     "OrgCreated",
     "RunFinished",
     "RunStarted",
@@ -45,7 +48,10 @@ __all__ = [
     "WorkerTerminated",
     "decode",
     "decode_many",
+    "decode_message",
     "encode",
+    "encode_metrics",
+    "is_metric_batch",
     "now",
 ]
 
@@ -182,11 +188,44 @@ class RunFinished(Event, frozen=True, kw_only=True):
 
 
 class MetricLogged(Event, frozen=True, kw_only=True):
-    """One `ow.run.log(...)` record; several may share one message on OW_METRICS."""
+    """One `ow.run.log(...)` record; several share one message on OW_METRICS (a
+    `MetricBatch`, or a JSON array of these as written before it)."""
 
     run_id: str
     job_id: str = ""
     data: dict[str, Any] = {}
+
+
+class MetricRecord(msgspec.Struct, frozen=True, gc=False):
+    """One record of a `MetricBatch`: its time as microseconds after the batch's `ts`."""
+
+    dt: int
+    data: dict[str, Any]
+
+
+class MetricBatch(Event, frozen=True, kw_only=True):
+    """The OW_METRICS message of one run's records: one envelope for all of them.
+
+    Not an event of its own (not in `AnyEvent`): `decode_message` expands it into one
+    `MetricLogged` per record, with event id `<event_id>-<index>` and time `ts + dt`, and
+    every reader sees those. A record written as a full envelope took 250 bytes for 60 of
+    data; here it takes 70 (DESIGN.md section 2: this is the one message that shares an
+    envelope, as a batch of one run's records)."""
+
+    run_id: str
+    job_id: str = ""
+    records: list[MetricRecord]
+
+    def expand(self) -> list[MetricLogged]:
+        t = self.ts
+        return [
+            MetricLogged(
+                event_id=f"{self.event_id}-{i}", v=1, org=self.org, actor=self.actor,
+                ts=None if t is None else t + timedelta(microseconds=r.dt),
+                run_id=self.run_id, job_id=self.job_id, data=r.data,
+            )
+            for i, r in enumerate(self.records)
+        ]
 
 
 # --- workers -------------------------------------------------------------------------
@@ -332,5 +371,65 @@ def decode_each(datas: list[bytes]) -> list[Event] | None:
 
 
 def decode_many(data: bytes) -> list[Event]:
-    """Decode a JSON array of events (a batched metrics message)."""
+    """Decode a JSON array of events (a batched metrics message as written before
+    `MetricBatch`)."""
     return list(_many_decoder.decode(data))
+
+
+def decode_message(data: bytes) -> list[Event]:
+    """The events of one stored message: a single event, a `MetricBatch` expanded into its
+    records, or a JSON array of events (raises msgspec errors)."""
+    if data[:1] == b"[":
+        return decode_many(data)
+    if not data.startswith(METRIC_BATCH_PREFIX):
+        try:
+            return [decode(data)]
+        except msgspec.ValidationError:
+            if _tag_decoder.decode(data).type != "MetricBatch":
+                raise
+    batch = _batch_decoder.decode(data)
+    if batch.v != 1:
+        raise msgspec.ValidationError(f"MetricBatch v{batch.v} is newer than this ow knows")
+    return batch.expand()  # type: ignore[return-value]
+
+
+#: how every message `encode_metrics` writes starts
+METRIC_BATCH_PREFIX = b'{"type":"MetricBatch"'
+
+
+def is_metric_batch(data: bytes) -> bool:
+    """Whether a stored message is a `MetricBatch` (valid or not)."""
+    if data.startswith(METRIC_BATCH_PREFIX):
+        return True
+    try:
+        return _tag_decoder.decode(data).type == "MetricBatch"
+    except msgspec.MsgspecError:
+        return False
+
+
+class _Tag(msgspec.Struct):
+    type: str = ""
+
+
+_tag_decoder = msgspec.json.Decoder(_Tag)
+_batch_decoder = msgspec.json.Decoder(MetricBatch)
+_US = timedelta(microseconds=1)
+
+
+def encode_metrics(records: list[MetricLogged], event_id: str) -> bytes:
+    """One run's records as a `MetricBatch` message (`event_id` its id and Nats-Msg-Id).
+    Every record must share the first's run, job, org and actor."""
+    first = records[0]
+    t0 = first.ts
+    for r in records:
+        if (r.run_id, r.job_id, r.org, r.actor) != (first.run_id, first.job_id, first.org,
+                                                   first.actor):
+            raise ValueError("a metrics batch holds the records of one run")
+        if (r.ts is None) != (t0 is None):
+            raise ValueError("a metrics batch needs a time on every record or on none")
+    return _encoder.encode(MetricBatch(
+        event_id=event_id, org=first.org, ts=t0, actor=first.actor, run_id=first.run_id,
+        job_id=first.job_id,
+        records=[MetricRecord(0 if t0 is None else (r.ts - t0) // _US, r.data)  # type: ignore[operator]
+                 for r in records],
+    ))

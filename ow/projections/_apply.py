@@ -51,59 +51,131 @@ class _Record(msgspec.Struct, gc=False):
 _records_dec = msgspec.json.Decoder(list[_Record])
 
 
-def _read_records(msgs: list[Msg]) -> tuple[Any, Any] | None:
-    """The records of regular MetricLogged messages as one Arrow struct array, with the
-    number of records of each message; None if any record is not one (wrong type or
-    version, no run id, data not an object, a field whose type changes from record to
-    record, a time Arrow cannot parse, a message that is not JSON on one line).
+class _Records(NamedTuple):
+    """The records of a regular metrics batch as Arrow columns, and the number of records
+    of each message."""
 
-    Each message is handed to Arrow's JSON reader as is, wrapped as `{"r": <message>}`:
-    no Python pass splits the records out of their arrays."""
-    import io
+    run_id: Any
+    job_id: Any
+    ts: Any
+    data: Any
+    sizes: Any
 
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.json as pj
 
-    s, i64, _, _, ts = _types()
+def _read_records(msgs: list[Msg]) -> _Records | None:
+    """The records of a batch of regular metrics messages, all `MetricBatch` messages or
+    all JSON arrays of MetricLogged (as written before it); None for any other batch (a
+    record of the wrong type or version, no run id, data not an object, a field whose type
+    changes from record to record, a time Arrow cannot parse, a message that is not JSON on
+    one line, a batch of both kinds).
+
+    Each message is one line for Arrow's JSON reader (C++, off the GIL), an array wrapped
+    as `{"r": <message>}`: no Python pass splits the records out of their messages."""
     if not all(m.data and b"\n" not in m.data for m in msgs):
         return None  # a message must be one line of JSON (an empty one is an anomaly)
-    record = pa.struct([("type", s), ("v", i64), ("ts", ts), ("run_id", s), ("job_id", s),
-                        ("event_id", s), ("org", s), ("actor", s)])
+    batches = sum(1 for m in msgs if m.data.startswith(ev.METRIC_BATCH_PREFIX))
+    if batches == len(msgs):
+        return _read_batches(msgs)
+    if batches:
+        return None
     parts: list[bytes] = []  # one copy of the batch into the lines (not one per message)
     for m in msgs:
         parts += (b'{"r":', m.data, b"}\n") if m.data[:1] == b"[" else (
             b'{"r":[', m.data, b"]}\n")
-    lines = b"".join(parts)
+    import pyarrow as pa
+
+    schema = pa.schema([("r", pa.list_(pa.struct(_envelope())))])
+    table = _read_json(b"".join(parts), schema, len(msgs))
+    if table is None:
+        return None
+    lists = table.column("r").combine_chunks()
+    flat = lists.flatten()
+    if lists.null_count or (len(flat) and not _regular(flat, "MetricLogged")):
+        return None
+    return _Records(flat.field("run_id"), flat.field("job_id"), flat.field("ts"),
+                    flat.field("data") if len(flat) else None, _lengths(lists))
+
+
+def _read_batches(msgs: list[Msg]) -> _Records | None:
+    """`_read_records` of `MetricBatch` messages: the envelope of each message repeated
+    for its records, a record's time the message's plus its `dt` microseconds."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    schema = pa.schema(_envelope() + [("records", pa.list_(pa.struct([("dt", pa.int64())])))])
+    table = _read_json(b"\n".join(m.data for m in msgs) + b"\n", schema, len(msgs))
+    if table is None or (len(table) and not _regular(
+            table.to_struct_array().combine_chunks(), "MetricBatch")):
+        return None
+    lists = table.column("records").combine_chunks()
+    flat = lists.flatten()
+    if lists.null_count or flat.null_count:
+        return None
+    if not len(flat):
+        return _Records(None, None, None, None, _lengths(lists))
+    if (flat.type.get_field_index("data") < 0 or flat.field("dt").null_count
+            or not pa.types.is_struct(flat.type.field("data").type)
+            or flat.field("data").null_count):
+        return None
+    sizes = _lengths(lists)
+    of = pa.array(np.repeat(np.arange(len(msgs)), sizes))  # each record's message
+    ts = pc.add(table.column("ts").combine_chunks().take(of),
+                flat.field("dt").cast(pa.duration("us")))
+    return _Records(table.column("run_id").combine_chunks().take(of),
+                    table.column("job_id").combine_chunks().take(of), ts,
+                    flat.field("data"), sizes)
+
+
+def _read_json(lines: bytes, schema: Any, rows: int) -> Any:
+    """Arrow's JSON reader on `lines` (one row per message): the fields of `schema` typed,
+    any other inferred; None if Arrow cannot read them so, or reads another number of rows."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.json as pj
+
     try:
         # one thread: the caller's, off the GIL. Arrow's pool adds threads that fight the
         # folds (and the GIL holder) for the cores: the rebuild measured ~10% slower with it
         table = pj.read_json(
             io.BytesIO(lines), read_options=pj.ReadOptions(use_threads=False),
-            parse_options=pj.ParseOptions(explicit_schema=pa.schema([("r", pa.list_(record))]),
+            parse_options=pj.ParseOptions(explicit_schema=schema,
                                           unexpected_field_behavior="infer"))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         return None
-    lists = table.column("r").combine_chunks()
-    if table.num_rows != len(msgs) or lists.null_count:
-        return None
-    flat = lists.flatten()
-    if len(flat) and not _regular(flat):
-        return None
-    return flat, pc.list_value_length(lists).to_numpy(zero_copy_only=False)
+    return table if table.num_rows == rows else None
 
 
-def _regular(records: Any) -> bool:
-    """Every record (an Arrow struct array) a MetricLogged v1 with a run id and data."""
+def _envelope() -> list[tuple[str, Any]]:
+    """The typed envelope fields a metrics message or record is read with."""
+    s, i64, _, _, ts = _types()
+    return [("type", s), ("v", i64), ("ts", ts), ("run_id", s), ("job_id", s),
+            ("event_id", s), ("org", s), ("actor", s)]
+
+
+def _lengths(lists: Any) -> Any:
+    import pyarrow.compute as pc
+
+    return pc.list_value_length(lists).to_numpy(zero_copy_only=False)
+
+
+def _regular(records: Any, kind: str) -> bool:
+    """Every record (an Arrow struct array) a `kind` v1 with a run id (a MetricLogged's
+    with data)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    return not (
-        records.null_count or records.type.get_field_index("data") < 0
+    if kind == "MetricLogged" and (
+        records.type.get_field_index("data") < 0
         or not pa.types.is_struct(records.type.field("data").type)
-        or records.field("data").null_count or records.field("run_id").null_count
+        or records.field("data").null_count
+    ):
+        return False
+    return not (
+        records.null_count or records.field("run_id").null_count
         or records.field("type").null_count
-        or not pc.all(pc.equal(records.field("type"), "MetricLogged")).as_py()
+        or not pc.all(pc.equal(records.field("type"), kind)).as_py()
         or not pc.all(pc.fill_null(pc.equal(records.field("v"), 1), True)).as_py())
 
 
@@ -116,7 +188,7 @@ class _Long(NamedTuple):
 
 
 def _long_columns(msgs: list[Msg]) -> _Long | None:
-    """The whole batch, if every record is a regular MetricLogged: Arrow's JSON reader
+    """The whole batch, if every record is a regular metric record: Arrow's JSON reader
     (C++, off the GIL) turns the records into columns, one per numeric key of `data`, for
     one DuckDB statement to explode into long rows. None for any other batch, which
     `Folder._metrics_py` then takes message by message. Needs no database."""
@@ -126,16 +198,14 @@ def _long_columns(msgs: list[Msg]) -> _Long | None:
     records = _read_records(msgs)
     if records is None:
         return None
-    table, sizes = records
-    total = len(table)
+    sizes, data = records.sizes, records.data
+    total = int(sizes.sum())
     if not total:
         return _Long(None, [])
-    data = table.field("data")
     cols: dict[str, Any] = {
         "seq": np.repeat(np.fromiter((m.seq for m in msgs), np.int64, len(msgs)), sizes),
         "idx": (np.arange(total) - np.repeat(np.cumsum(sizes) - sizes, sizes)).astype(np.int32),
-        "run_id": table.field("run_id"), "job_id": table.field("job_id"),
-        "ts": table.field("ts"),
+        "run_id": records.run_id, "job_id": records.job_id, "ts": records.ts,
     }
     keys: list[str] = []
     for i, f in enumerate(data.type):
@@ -498,13 +568,31 @@ class Folder:
         read (`_long_columns`, prepared before the transaction), any other through
         `_metrics_py`."""
         if long is None:
-            self._metrics_py(stream, msgs)
+            self._metrics_py(stream, self._as_arrays(stream, msgs))
         elif long.keys:
             self._on_rows(long.table, "INSERT INTO metrics (seq, idx, run_id, job_id, step, "
                           "key, value, ts) " + " UNION ALL ".join(
                               f"SELECT seq, idx, run_id, job_id, step, ?, c{i}::DOUBLE, ts "
                               f"FROM _rows WHERE c{i} IS NOT NULL"
                               for i in range(len(long.keys))), long.keys)
+
+    def _as_arrays(self, stream: str, msgs: list[Msg]) -> list[Msg]:
+        """The batch with each `MetricBatch` message as the JSON array of its records (the
+        form the slower paths read); one that does not decode is an anomaly."""
+        out: list[Msg] = []
+        bad: list[tuple[Any, ...]] = []
+        for m in msgs:
+            if m.data[:1] == b"[" or not ev.is_metric_batch(m.data):
+                out.append(m)
+                continue
+            try:
+                out.append(m._replace(data=_json.encode(ev.decode_message(m.data))))
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                bad.append((m.seq, stream, m.subject, None, "MetricBatch",
+                            m.subject.rsplit(".", 1)[-1],  # ow.mx.<org>.<run_id>
+                            f"undecodable: {exc}", m.data.decode("utf-8", "replace")))
+        self._anomalies(bad)
+        return out
 
     def _metrics_py(self, stream: str, msgs: list[Msg]) -> None:
         """Explode metric records into long rows.

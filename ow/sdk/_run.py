@@ -1,9 +1,9 @@
 """`ow.run`: the API a job uses from inside its run (the agent sets OW_RUN_ID / OW_JOB_ID).
 
 `log(dict)` validates at the call (a value that is not JSON-serializable is an error naming
-the key), stamps a `MetricLogged` with its own event id and time, and buffers it; the buffer
-is published as one message (a JSON array, each record replaying as its own row) when it is
-full, when it is older than a fraction of a second, on `flush()`, and on close.
+the key), stamps a `MetricLogged` with its time, and buffers it; the buffer is published as one
+`MetricBatch` message (one envelope; each record replays as its own `MetricLogged`) when
+it is full, when it is older than a fraction of a second, on `flush()`, and on close.
 
 Imports: `ow.core`, msgspec, anyio.
 """
@@ -67,7 +67,7 @@ class AsyncRun:
                 ) from exc
         self._buffer.append(
             ev.MetricLogged(
-                event_id=uuid7(), ts=ev.now(), org=self.client.org, actor=self.id,
+                ts=ev.now(), org=self.client.org, actor=self.id,
                 run_id=self.id, job_id=self.job_id, data=data,
             )
         )
@@ -85,7 +85,8 @@ class AsyncRun:
         self._last_flush = time.monotonic()
         bus = await self.client.bus()
         subject = subjects.metric_subject(bus.org, batch[0].run_id)
-        data, msg_id = _enc.encode(batch), batch[0].event_id
+        msg_id = uuid7()
+        data = ev.encode_metrics(batch, msg_id)
         future = await bus.publish_raw(subject, data, msg_id=msg_id, wait=False)
         self._pending.append((future, subject, data, msg_id))
         if len(self._pending) > 256:

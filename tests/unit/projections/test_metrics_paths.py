@@ -170,3 +170,100 @@ def test_a_generated_history_gives_equal_tables():
         fast, ref = _both(batches, path)
         assert fast == ref
         assert len(fast["metrics"]) > 100
+
+
+# --- MetricBatch messages (one envelope, compact records) -----------------------------
+
+
+def _batch(run: str, datas: list, **extra: object) -> bytes:
+    body = {"type": "MetricBatch", "event_id": f"b{random.random()}", "org": "o",
+            "ts": msgspec.json.encode(T0).decode().strip('"'), "actor": "a", "run_id": run,
+            "job_id": f"job-{run}", "records": [{"dt": 7 * i, "data": d}
+                                                for i, d in enumerate(datas)], **extra}
+    return msgspec.json.encode({k: v for k, v in body.items() if v is not ...})
+
+
+def _as_arrays(bodies: list[bytes]) -> list[bytes]:
+    """The same records written as JSON arrays of MetricLogged (the form before batches)."""
+    return [b if b[:1] == b"[" else msgspec.json.encode(ev.decode_message(b)) for b in bodies]
+
+
+BATCHES = {
+    "regular": [[_batch("r1", [{"step": s, "loss": 1 / (s + 1), "lr": 1e-4, "tokens": s * 512}
+                               for s in range(50)]),
+                 _batch("r2", [{"step": 1, "loss": 0.5}])]],
+    "mixed shapes, nulls and non-numbers": [[
+        _batch("r1", [{"step": 1, "loss": 2.0, "none": None}, {"step": 2, "loss": 1.0},
+                      {"loss": 3, "none": None}, {"lr": 0.5, "step": 3}, {}]),
+        _batch("r1", [{"step": 1, "tag": "a", "ok": True, "nested": {"x": 1}}]),
+    ]],
+    "odd steps": [[_batch("r1", [{"step": 1.5, "loss": 1.0}, {"step": "7"}])]],
+    "no records, no time, no job": [[_batch("r1", []), _batch("r2", [{"loss": 1.0}], ts=None,
+                                                              job_id=...)]],
+    "a time with an offset, records before it": [[_batch(
+        "r1", [{"loss": 1.0}, {"loss": 2.0}], ts="2026-03-01T10:00:00.5+02:00",
+        records=[{"dt": -1_500_000, "data": {"loss": 1.0}}, {"dt": 3, "data": {"a": 2}}])]],
+    "batches and arrays in one batch": [[
+        _batch("r1", [{"step": 1, "loss": 1.0}]),
+        _body([_record("r1", {"step": 2, "loss": 0.5})]),
+    ]],
+}
+
+
+@pytest.mark.parametrize("batches", BATCHES.values(), ids=BATCHES.keys())
+def test_metric_batches_give_the_rows_of_their_records_as_arrays(batches):
+    fast = Folder(_db.connect(None), fresh=True)
+    ref = Folder(_db.connect(None), fresh=True)
+    seq = 0
+    for bodies in batches:
+        msgs = [Msg(seq + i + 1, "ow.mx.o.r", b, 0) for i, b in enumerate(bodies)]
+        arrays = [m._replace(data=b) for m, b in zip(msgs, _as_arrays(bodies), strict=True)]
+        seq += len(bodies)
+        for folder in (fast, ref):
+            folder.con.execute("BEGIN TRANSACTION")
+            if folder is fast:
+                folder._metrics("OW_METRICS", msgs, _long_columns(msgs))
+            else:
+                folder._metrics_sql("OW_METRICS", arrays)
+            folder.con.execute("COMMIT")
+    assert contents(fast.con) == contents(ref.con)
+    assert contents(fast.con)["metrics"] or batches == BATCHES["no records, no time, no job"]
+
+
+@pytest.mark.parametrize("name", ["regular", "no records, no time, no job",
+                                  "a time with an offset, records before it"])
+def test_regular_metric_batches_take_the_arrow_path(name):
+    msgs = [Msg(i + 1, "ow.mx.o.r", body, i) for i, body in enumerate(BATCHES[name][0])]
+    assert _long_columns(msgs) is not None
+
+
+def test_a_metric_batch_that_does_not_decode_is_an_anomaly_and_the_rest_is_kept():
+    good = _batch("r1", [{"step": 1, "loss": 1.0}])
+    bad = [b'{"type":"MetricBatch","run_id":"r1"}',  # no records
+           _batch("r1", [], records=[{"dt": 1.5, "data": {"loss": 1.0}}]),
+           _batch("r1", [{"loss": 1.0}], v=2),
+           b'{"run_id":"r1","type":"MetricBatch","records":[{"dt":1}]}']
+    msgs = [Msg(i + 1, "ow.mx.o.r1", b, 0) for i, b in enumerate([good, *bad])]
+    assert _long_columns(msgs) is None
+    folder = Folder(_db.connect(None), fresh=True)
+    folder.apply("OW_METRICS", msgs)
+    rows = folder.con.execute("SELECT seq, key, value FROM metrics").fetchall()
+    assert rows == [(1, "loss", 1.0)]
+    anomalies = folder.con.execute(
+        "SELECT seq, type, aggregate_id, rule FROM anomalies ORDER BY seq").fetchall()
+    assert [a[:3] for a in anomalies] == [(s, "MetricBatch", "r1") for s in (2, 3, 4, 5)]
+    assert "records" in anomalies[0][3]
+    assert "newer" in anomalies[2][3]
+    assert all(a[3].startswith("undecodable: ") for a in anomalies)
+
+
+def test_encode_metrics_round_trips_the_records():
+    rs = [ev.MetricLogged(ts=T0 + ev.timedelta(microseconds=d), org="o", actor="run-1",
+                          run_id="run-1", job_id="j", data={"step": i})
+          for i, d in enumerate([0, 5, 3, 1_000_000])]
+    out = ev.decode_message(ev.encode_metrics(rs, "m1"))
+    assert [e.event_id for e in out] == ["m1-0", "m1-1", "m1-2", "m1-3"]
+    assert [(e.ts, e.data, e.run_id, e.job_id, e.org, e.actor) for e in out] == [
+        (r.ts, r.data, r.run_id, r.job_id, r.org, r.actor) for r in rs]
+    with pytest.raises(ValueError, match="one run"):
+        ev.encode_metrics([rs[0], ev.MetricLogged(ts=T0, run_id="run-2")], "m2")
