@@ -98,3 +98,23 @@ def test_the_workers_fold_to_their_known_final_state():
     assert (lost.status, lost.reason, lost.provider, lost.pod_id) == (
         "terminated", "lost", "runpod", "pod-x7k2m9")
     assert (local.status, local.reason) == ("draining", "5 consecutive failed jobs")
+
+
+def test_every_form_of_metrics_message_decodes_to_its_records():
+    """OW_METRICS messages: a JSON array of MetricLogged (as first written) and a
+    `MetricBatch` (one envelope, records of dt + data), each read as its records."""
+    got = [e for line in lines(GOLDEN / "metric-messages-v1.jsonl")
+           for e in ev.decode_message(line)]
+    assert all(isinstance(e, ev.MetricLogged) for e in got)
+    assert {(e.org, e.run_id, e.job_id, e.actor) for e in got} == {
+        ("acme", RUNS[0], JOB, f"run:{RUNS[0]}")}
+    batch = "0197000ac0de700a8000a1b2c3d4e602"
+    assert [e.event_id for e in got] == [
+        "0197000ac0de700a8000a1b2c3d4e600", "0197000ac0de700a8000a1b2c3d4e601",
+        f"{batch}-0", f"{batch}-1"]
+    assert [e.ts for e in got] == [
+        datetime(2025, 6, 1, 12, 1, 41, tzinfo=UTC), datetime(2025, 6, 1, 12, 1, 42, tzinfo=UTC),
+        datetime(2025, 6, 1, 12, 1, 43, 250, tzinfo=UTC),
+        datetime(2025, 6, 1, 12, 1, 44, 750, tzinfo=UTC)]
+    assert [e.data.get("step") for e in got] == [101, 102, 103, 104]
+    assert got[-1].data["note"] == "any JSON"
