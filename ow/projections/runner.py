@@ -277,8 +277,9 @@ async def rebuild(
     await anyio.to_thread.run_sync(_check_free, target)
     tmp = target.with_name(target.name + ".rebuild")
     _remove(tmp)
-    async with Projector(bus, tmp) as p:
-        await p.catch_up(progress=progress)
+    with _gc_paused():  # until the folded states are freed with the projector: see there
+        async with Projector(bus, tmp) as p:
+            await p.catch_up(progress=progress)
     _remove(target)
     os.replace(tmp, target)
     return target
@@ -293,15 +294,16 @@ async def replay(
     """
     out = Path(out)
     _remove(out)
-    async with Projector(bus, out) as p:
-        if isinstance(until, datetime):
-            await p.catch_up(progress=progress, until_ns=int(until.timestamp() * 1e9))
-        else:
-            p.streams = (subjects.EVENTS_STREAM,)
-            await p.catch_up(progress=progress, stop_at={subjects.EVENTS_STREAM: until})
-            cut = p.last_time_ns.get(subjects.EVENTS_STREAM, 0)
-            p.streams = tuple(s for s in _db.STREAMS if s != subjects.EVENTS_STREAM)
-            await p.catch_up(progress=progress, until_ns=cut)
+    with _gc_paused():
+        async with Projector(bus, out) as p:
+            if isinstance(until, datetime):
+                await p.catch_up(progress=progress, until_ns=int(until.timestamp() * 1e9))
+            else:
+                p.streams = (subjects.EVENTS_STREAM,)
+                await p.catch_up(progress=progress, stop_at={subjects.EVENTS_STREAM: until})
+                cut = p.last_time_ns.get(subjects.EVENTS_STREAM, 0)
+                p.streams = tuple(s for s in _db.STREAMS if s != subjects.EVENTS_STREAM)
+                await p.catch_up(progress=progress, until_ns=cut)
     return out
 
 
@@ -325,7 +327,9 @@ def _gc_paused() -> Iterator[None]:
 
     A catch-up allocates millions of short-lived, acyclic objects (messages, events, rows);
     the collector's passes over them were a third of the fold's time. Reference counting
-    still frees them; cycles wait for the collector's next pass."""
+    still frees them; cycles wait for the collector's next pass. That pass walks every object
+    the catch-up left alive (the folded states: 0.14 s after a 1M-event rebuild), so a
+    rebuild or replay keeps the collector off until its projector has let them go."""
     if not gc.isenabled() and not _pauses[0]:
         yield  # someone else turned it off: leave it to them
         return
