@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 
@@ -77,7 +78,7 @@ async def test_restart_resumes_without_double_apply(bus, tmp_path):
     async with Projector(bus, path, batch=3) as p:
         await p.catch_up()
     await pending_job(bus)
-    await publish_metrics(bus, "r1", "j1", [{"step": 4, "loss": 0.25}])
+    await publish_metrics(bus, "r1", "j1", [{"step": 4, "loss": 0.25}], arrays=True)  # older form
     async with Projector(bus, path, batch=3) as p:
         assert await p.catch_up() == 2
         assert await _count(p, "events") == 6
@@ -158,6 +159,24 @@ async def test_two_rebuilds_are_identical(bus, tmp_path):
     assert ca == cb
     assert len(ca["anomalies"]) == 1
     assert len(ca["metrics"]) == 6
+
+
+async def test_a_rebuild_lets_its_states_go_before_the_collector_runs(bus, tmp_path, monkeypatch):
+    """The collector stays off until the projector is shut (it would walk every folded state),
+    and is on again after."""
+    await completed_job(bus)
+    seen = []
+    real = Projector.shutdown
+
+    def shutdown(self):
+        seen.append(gc.isenabled())
+        real(self)
+
+    monkeypatch.setattr(Projector, "shutdown", shutdown)
+    assert gc.isenabled()
+    await rebuild(bus, tmp_path / "p.duckdb")
+    assert seen == [False]
+    assert gc.isenabled()
 
 
 async def test_replay_until_a_sequence_and_a_time(bus, tmp_path):

@@ -6,12 +6,14 @@ from ow.core import events as ev
 from ow.core import subjects
 
 
-async def publish_metrics(bus, run_id: str, job_id: str, records: list[dict]) -> int:
-    """Publish several MetricLogged as one JSON-array message (as `ow.run.log` batches)."""
-    body = b"[" + b",".join(
-        ev.encode(bus.stamp(ev.MetricLogged(run_id=run_id, job_id=job_id, data=d)))
-        for d in records
-    ) + b"]"
+async def publish_metrics(
+    bus, run_id: str, job_id: str, records: list[dict], *, arrays: bool = False
+) -> int:
+    """Publish several MetricLogged as one message: a `MetricBatch` (as `ow.run.log` sends
+    them), or with `arrays` a JSON array of full events (as it sent them before)."""
+    events = [bus.stamp(ev.MetricLogged(run_id=run_id, job_id=job_id, data=d)) for d in records]
+    body = (b"[" + b",".join(map(ev.encode, events)) + b"]" if arrays
+            else ev.encode_metrics(events, events[0].event_id))
     ack = await bus.publish_raw(subjects.metric_subject(bus.org, run_id), body)
     return ack.seq
 
