@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -81,7 +82,10 @@ def serve(port: int = defaults.DEFAULT_PORT, home: str | None = None, quiet: boo
     children = [
         _child(["ow.scheduler", "--provider", "local"], env, logs / "scheduler.log"),
         _child(
-            ["ow.agent", "--image", "*", "--worker-id", f"local-{socket.gethostname()}"],
+            # a new id for each start: a worker id that was terminated (the last `ow down`)
+            # stays terminated in the fold, and would have its runs requeued
+            ["ow.agent", "--image", "*", "--worker-id",
+             f"local-{socket.gethostname()}-{secrets.token_hex(3)}"],
             {**env, **tenancy.env(config.org, worker=True)},
             logs / "agent.log",
         ),
