@@ -9,6 +9,7 @@ import anyio
 
 from ow.agent import run_agent
 from ow.core.config import from_env
+from ow.core.errors import OWError
 
 
 def main() -> None:
@@ -20,10 +21,13 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s agent %(levelname)s %(message)s")
     config = from_env()
-    anyio.run(lambda: run_agent(
-        config, worker_id=args.worker_id, image=args.image, vram_gb=args.vram_gb,
-        workdir=args.workdir,
-    ))
+    try:
+        anyio.run(lambda: run_agent(
+            config, worker_id=args.worker_id, image=args.image, vram_gb=args.vram_gb,
+            workdir=args.workdir,
+        ))
+    except OWError as exc:  # one line, as the `ow` command prints them
+        raise SystemExit(f"error: {exc}") from None
 
 
 if __name__ == "__main__":

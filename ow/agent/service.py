@@ -29,9 +29,9 @@ from ow.core import bus as bus_mod
 from ow.core import claims, defaults, subjects
 from ow.core import events as ev
 from ow.core.config import Config
-from ow.core.errors import ConflictError, OWError
+from ow.core.errors import ConfigError, ConflictError, OWError
 from ow.core.ids import new_id
-from ow.core.state import JobState, apply, fold_all
+from ow.core.state import JobState, apply, fold_all, fold_worker
 
 __all__ = ["Agent"]
 
@@ -96,6 +96,11 @@ class Agent:
             return self.bus
 
         self.blobs = store_for(self.config, get_bus)
+        try:
+            await self._refuse_a_terminated_id()
+        except BaseException:
+            await self.bus.close()
+            raise
         reason = "stopped"
         try:
             await self._register()
@@ -109,6 +114,21 @@ class Agent:
         finally:
             with anyio.CancelScope(shield=True):
                 await self._leave(reason)
+
+    async def _refuse_a_terminated_id(self) -> None:
+        """A terminated worker stays terminated in the fold: under its id this agent's
+        registration would be rejected and every run it took requeued by the scheduler."""
+        assert self.bus is not None
+        history, _ = await self.bus.history(subjects.worker_subject(self.bus.org, self.worker_id))
+        state = None
+        for d in history:
+            state = fold_worker(state, d.event)
+        if state is not None and state.status == "terminated":
+            raise ConfigError(
+                f"worker id {self.worker_id!r} was terminated ({state.reason or 'no reason'}, "
+                f"{state.terminated_at:%Y-%m-%d %H:%M:%S} UTC) and a terminated worker stays "
+                "terminated: start this agent with another --worker-id, or none (one is made up)"
+            )
 
     async def _register(self) -> None:
         assert self.bus is not None

@@ -229,3 +229,17 @@ async def test_redelivered_dispatch_of_a_running_job_is_dropped(nats_server, org
 
             await eventually(drained, timeout=10)
         assert (await ow.jobs.retrieve(job.id)).status == "in_progress"
+
+
+async def test_an_agent_refuses_the_id_of_a_terminated_worker(nats_server, org, tmp_path):
+    """Its registration would be rejected by the fold and its runs requeued: a clear error."""
+    from ow.agent import Agent, Hardware
+    from ow.core.config import from_env
+    from ow.core.errors import ConfigError
+
+    async with running_agents(nats_server.url, org, 1, tmp_path) as (agent,):
+        wid = agent.worker_id
+    config = from_env({}, url=nats_server.url, org=org)
+    again = Agent(config, Hardware(image="*"), worker_id=wid, workdir=tmp_path / "again")
+    with pytest.raises(ConfigError, match=f"worker id '{wid}' was terminated \\(stopped"):
+        await again.run()
