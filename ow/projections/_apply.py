@@ -90,7 +90,8 @@ def _read_records(msgs: list[Msg]) -> _Records | None:
         return None
     lists = table.column("r").combine_chunks()
     flat = lists.flatten()
-    if lists.null_count or (len(flat) and not _regular(flat, "MetricLogged")):
+    if lists.null_count or (len(flat) and not (_regular(flat, "MetricLogged")
+                                               and _with_data(flat))):
         return None
     return _Records(flat.field("run_id"), flat.field("job_id"), flat.field("ts"),
                     flat.field("data") if len(flat) else None, _lengths(lists))
@@ -114,9 +115,7 @@ def _read_batches(msgs: list[Msg]) -> _Records | None:
         return None
     if not len(flat):
         return _Records(None, None, None, None, _lengths(lists))
-    if (flat.type.get_field_index("data") < 0 or flat.field("dt").null_count
-            or not pa.types.is_struct(flat.type.field("data").type)
-            or flat.field("data").null_count):
+    if flat.field("dt").null_count or not _with_data(flat):
         return None
     sizes = _lengths(lists)
     of = pa.array(np.repeat(np.arange(len(msgs)), sizes))  # each record's message
@@ -160,18 +159,19 @@ def _lengths(lists: Any) -> Any:
     return pc.list_value_length(lists).to_numpy(zero_copy_only=False)
 
 
-def _regular(records: Any, kind: str) -> bool:
-    """Every record (an Arrow struct array) a `kind` v1 with a run id (a MetricLogged's
-    with data)."""
+def _with_data(records: Any) -> bool:
+    """Every record (an Arrow struct array) has `data`, an object."""
     import pyarrow as pa
+
+    return (records.type.get_field_index("data") >= 0
+            and pa.types.is_struct(records.type.field("data").type)
+            and not records.field("data").null_count)
+
+
+def _regular(records: Any, kind: str) -> bool:
+    """Every record (an Arrow struct array) a `kind` v1 with a run id."""
     import pyarrow.compute as pc
 
-    if kind == "MetricLogged" and (
-        records.type.get_field_index("data") < 0
-        or not pa.types.is_struct(records.type.field("data").type)
-        or records.field("data").null_count
-    ):
-        return False
     return not (
         records.null_count or records.field("run_id").null_count
         or records.field("type").null_count
