@@ -385,7 +385,7 @@ def decode_message(data: bytes) -> list[Event]:
         try:
             return [decode(data)]
         except msgspec.ValidationError:
-            if _tag_decoder.decode(data).type != "MetricBatch":
+            if not is_metric_batch(data):
                 raise
     batch = _batch_decoder.decode(data)
     if batch.v != 1:
