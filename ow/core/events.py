@@ -47,7 +47,6 @@ __all__ = [
     "WorkerRegistered",
     "WorkerTerminated",
     "decode",
-    "decode_many",
     "decode_message",
     "encode",
     "encode_metrics",
@@ -370,17 +369,11 @@ def decode_each(datas: list[bytes]) -> list[Event] | None:
     return events
 
 
-def decode_many(data: bytes) -> list[Event]:
-    """Decode a JSON array of events (a batched metrics message as written before
-    `MetricBatch`)."""
-    return list(_many_decoder.decode(data))
-
-
 def decode_message(data: bytes) -> list[Event]:
     """The events of one stored message: a single event, a `MetricBatch` expanded into its
     records, or a JSON array of events (raises msgspec errors)."""
-    if data[:1] == b"[":
-        return decode_many(data)
+    if data[:1] == b"[":  # a metrics message as written before `MetricBatch`
+        return list(_many_decoder.decode(data))
     if not data.startswith(METRIC_BATCH_PREFIX):
         try:
             return [decode(data)]

@@ -89,10 +89,10 @@ def test_the_tag_is_the_class_name_and_the_envelope_is_shared(cls):
     assert set(cls.__struct_fields__) >= ENVELOPE
 
 
-def test_decode_many_reads_a_batch():
+def test_decode_message_reads_an_array_of_events():
     batch = [ev.MetricLogged(run_id="run-1", data={"step": i, "loss": 1 / (i + 1)})
              for i in range(3)]
-    assert ev.decode_many(msgspec.json.encode(batch)) == batch
+    assert ev.decode_message(msgspec.json.encode(batch)) == batch
 
 
 def test_unknown_fields_are_ignored_so_old_readers_survive_new_writers():
