@@ -4,7 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo lint bench clean
+.PHONY: setup sysdeps test demo lint bench clean
+
+# Debian packages the tests use: bubblewrap (job sandboxes), chromium + chromium-driver (the
+# dashboard's browser tests). Installed when missing and we are root (as in CI); otherwise the
+# tests that need them say so and skip.
+SYSDEPS := bwrap:bubblewrap chromium:chromium chromedriver:chromium-driver
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "ow needs Python >= 3.11"'
@@ -15,7 +20,15 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
-test: setup
+sysdeps:
+	@missing=""; for d in $(SYSDEPS); do command -v $${d%%:*} >/dev/null || missing="$$missing $${d#*:}"; done; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ]; then \
+		echo "installing Debian packages:$$missing"; \
+		(apt-get install -y -q $$missing >/dev/null 2>&1 || \
+		 { apt-get update -q >/dev/null && apt-get install -y -q $$missing >/dev/null; }); \
+	elif [ -n "$$missing" ]; then echo "missing (not root, not installed):$$missing"; fi
+
+test: setup sysdeps
 	$(BIN)/python -m pytest -q -p no:randomly
 
 demo: setup
