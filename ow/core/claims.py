@@ -11,13 +11,15 @@ Imports: msgspec and `ow.core` (bus, events, subjects).
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from ow.core import events as ev
 from ow.core import subjects
-from ow.core.bus import Bus, KvEntry
+
+if TYPE_CHECKING:  # annotations only: `import ow` does not load nats
+    from ow.core.bus import Bus, KvEntry
 
 __all__ = ["Claim", "current", "finish", "release", "take"]
 

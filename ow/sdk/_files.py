@@ -27,7 +27,6 @@ import anyio
 
 from ow.core import events as ev
 from ow.core import subjects
-from ow.core.blobs import CHUNK_BYTES, NatsObjectStore
 from ow.core.errors import ConfigError, NotFoundError, OWError, Problem, ValidationError
 from ow.core.files import store_file
 from ow.core.ids import encode_token
@@ -73,6 +72,8 @@ _FIELDS = tuple(f.name for f in fields(FileObject))
 
 def _scan(path: Path, purpose: str, label: str) -> tuple[str, int, list[Problem]]:
     """Read a file once: its sha256, its size, and (for datasets) every validation problem."""
+    from ow.core.blobs import CHUNK_BYTES  # blobs imports the bus (nats): not at `import ow`
+
     h = hashlib.sha256()
     size = 0
     with open(path, "rb") as f:
@@ -116,6 +117,8 @@ def _real_path(file: Any) -> Path | None:
 
 def _spool(content: Any) -> Path:
     """Copy bytes or a readable object to a temporary file in 1 MiB chunks; return its path."""
+    from ow.core.blobs import CHUNK_BYTES
+
     fd, tmp = tempfile.mkstemp(prefix="ow-upload-")
     with os.fdopen(fd, "wb") as out:
         if isinstance(content, bytes | bytearray | memoryview):
@@ -221,6 +224,8 @@ class AsyncFiles:
         if obj.store == blobs.name:
             return blobs
         if obj.store == "nats":
+            from ow.core.blobs import NatsObjectStore
+
             return NatsObjectStore(self.client.bus)
         raise ConfigError(
             f"file {obj.id} is stored in {obj.store!r} but this client uses {blobs.name!r}: "

@@ -20,7 +20,6 @@ import anyio
 
 from ow.core import claims, defaults, ids, subjects
 from ow.core import events as ev
-from ow.core.bus import READ_RANGE_ERRORS
 from ow.core.errors import (
     ConflictError,
     JobCanceledError,
@@ -59,6 +58,8 @@ class JobFold:
             return list(self.jobs.values())
 
     async def _read(self, bus: Any, filt: str, last: int) -> None:
+        from ow.core.bus import READ_RANGE_ERRORS  # the bus imports nats: not at `import ow`
+
         try:
             async for part in bus.read_range(subjects.EVENTS_STREAM, filt, self.seen + 1, last):
                 for seq, subject, data, _ in part:
