@@ -23,6 +23,7 @@ from _pg import postgres  # noqa: E402
 
 from ow import AsyncOpenWeights  # noqa: E402
 from ow.core import bus as bus_mod  # noqa: E402
+from ow.core import codec  # noqa: E402
 from ow.core import events as ev  # noqa: E402
 from ow.core.server import NatsServer  # noqa: E402
 
@@ -47,7 +48,7 @@ async def publish_async_each(url: str) -> float:
     futures = []
     for step in range(N_ASYNC):
         e = ev.MetricLogged(run_id="run-each", data={"step": step, "loss": 1.0})
-        futures.append(await bus.publish_raw("ow.mx.bench.run-each", ev.encode(e), wait=False))
+        futures.append(await bus.publish_raw("ow.mx.bench.run-each", codec.encode(e), wait=False))
     for f in futures:
         await f
     rate = N_ASYNC / (time.perf_counter() - t)

@@ -26,7 +26,7 @@ from ow.agent import policy
 from ow.agent.policy import Hardware
 from ow.agent.runner import Execution, child_env, kill_group
 from ow.core import bus as bus_mod
-from ow.core import claims, defaults, subjects
+from ow.core import claims, codec, defaults, subjects
 from ow.core import events as ev
 from ow.core.config import Config
 from ow.core.errors import ConfigError, ConflictError, OWError
@@ -225,7 +225,7 @@ class Agent:
     async def _offer(self, msg: Any) -> None:
         """Consider one dispatched job event: claim and run it, give it back, or drop it."""
         assert self.bus is not None
-        event = self.bus._decode(msg.data, msg.metadata.sequence.stream, msg.subject)
+        event = codec.decode_or_skip(msg.data, msg.metadata.sequence.stream, msg.subject)
         if not event or not isinstance(event[0], _DISPATCHING):
             await msg.ack()
             return

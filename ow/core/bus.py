@@ -22,7 +22,7 @@ import nats.errors
 import nats.js.errors
 from nats.js import api
 
-from ow.core import defaults, subjects, wire
+from ow.core import codec, defaults, subjects, wire
 from ow.core import events as ev
 from ow.core.errors import (
     BusUnavailableError,
@@ -306,7 +306,7 @@ class Bus:
             headers["Nats-Expected-Last-Subject-Sequence"] = str(expected_seq)
             headers["Nats-Expected-Last-Subject-Sequence-Subject"] = subjects.aggregate_of(subject)
         ack = await self.retrying(
-            "publish", subject, self.js.publish, subject, ev.encode(event), headers=headers
+            "publish", subject, self.js.publish, subject, codec.encode(event), headers=headers
         )
         return ack.seq
 
@@ -318,7 +318,7 @@ class Bus:
                 event = self.stamp(event)
                 futures.append(
                     await self.js.publish_async(
-                        subjects.subject_of(event), ev.encode(event),
+                        subjects.subject_of(event), codec.encode(event),
                         headers={"Nats-Msg-Id": event.event_id},
                     )
                 )
@@ -408,7 +408,7 @@ class Bus:
                     if raw:
                         yield seq, msg.subject, msg.data
                     else:
-                        for event in self._decode(msg.data, seq, msg.subject):
+                        for event in codec.decode_or_skip(msg.data, seq, msg.subject):
                             yield Delivery(seq, msg.subject, event)
                     if stop_at is not None and seq >= stop_at:
                         return
@@ -501,14 +501,6 @@ class Bus:
                 if self.nc.is_closed:
                     raise BusUnavailableError("the NATS connection is closed")
                 await anyio.sleep(0.05)
-
-    @staticmethod
-    def _decode(data: bytes, seq: int, subject: str) -> list[ev.Event]:
-        try:
-            return ev.decode_message(data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            log.warning("skipping undecodable message seq=%s subject=%s: %s", seq, subject, exc)
-            return []
 
     # --- key/value -----------------------------------------------------------------
 

@@ -44,8 +44,8 @@ from typing import Any
 
 import msgspec
 
+from ow.core import codec, subjects
 from ow.core import events as ev
-from ow.core import subjects
 from ow.core.errors import ConfigError, OWError
 from ow.core.ids import encode_token, uuid7
 
@@ -332,7 +332,7 @@ def ensure_worker_token(state: TenancyState, org: str, now: datetime) -> bool:
 def _queue(state: TenancyState, org: str, event: ev.Event, now: datetime) -> None:
     """Keep an event for the bus (published by `ow` once the org's server answers)."""
     event = msgspec.structs.replace(event, event_id=uuid7(), ts=now, org=org, actor="cli")
-    state.outbox.append([org, ev.encode(event).decode()])
+    state.outbox.append([org, codec.encode(event).decode()])
 
 
 def ensure_default(state: TenancyState, now: datetime) -> None:

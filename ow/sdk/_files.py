@@ -25,8 +25,8 @@ from typing import Any
 
 import anyio
 
+from ow.core import codec, subjects
 from ow.core import events as ev
-from ow.core import subjects
 from ow.core.errors import ConfigError, NotFoundError, OWError, Problem, ValidationError
 from ow.core.files import store_file
 from ow.core.ids import encode_token
@@ -190,7 +190,7 @@ class AsyncFiles:
         subject = subjects.aggregate_subject(bus.org, "file", file_id)
         raw = await bus.last_raw(subjects.EVENTS_STREAM, subject)
         if raw is not None:
-            event = ev.decode(raw)
+            event = codec.decode(raw)
             if not isinstance(event, ev.FileUploaded):  # a later event on the subject
                 history, _ = await bus.history(subject)
                 event = next(

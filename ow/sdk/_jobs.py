@@ -18,7 +18,7 @@ from typing import Any
 
 import anyio
 
-from ow.core import claims, defaults, ids, subjects
+from ow.core import claims, codec, defaults, ids, subjects
 from ow.core import events as ev
 from ow.core.errors import (
     ConflictError,
@@ -63,7 +63,7 @@ class JobFold:
         try:
             async for part in bus.read_range(subjects.EVENTS_STREAM, filt, self.seen + 1, last):
                 for seq, subject, data, _ in part:
-                    for event in bus._decode(data, seq, subject):  # skips (and logs) bad ones
+                    for event in codec.decode_or_skip(data, seq, subject):  # logs, skips bad ones
                         self._apply(event)
                     self.seen = seq
         except READ_RANGE_ERRORS as exc:
