@@ -11,11 +11,13 @@ Imports: anyio, `ow.core`, `ow.agent`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
 import socket
 import tempfile
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,7 @@ from ow.agent import policy
 from ow.agent.policy import Hardware
 from ow.agent.runner import Execution, child_env, kill_group
 from ow.core import bus as bus_mod
-from ow.core import claims, codec, defaults, subjects
+from ow.core import claims, codec, commands, defaults, subjects
 from ow.core import events as ev
 from ow.core.config import Config
 from ow.core.errors import ConfigError, ConflictError, OWError
@@ -278,15 +280,23 @@ class Agent:
             run_id=run_id, job_id=state.job_id, gen=state.gen, worker_id=self.worker_id,
             claim_rev=rev,
         )
-        for _ in range(5):
-            try:
-                seq = await self.bus.publish(started, expected_seq=last)
-                return state, seq, run_id, claim, rev
-            except ConflictError:
-                fresh, last = await self._history(state.job_id)
-                if fresh is None or fresh.status != "pending" or fresh.gen != state.gen:
-                    break
-                state = fresh
+        bus = self.bus
+
+        async def act(
+            decision: commands.Decision, fresh: JobState | None
+        ) -> tuple[JobState, int] | None:
+            if not isinstance(decision, commands.Publish) or fresh is None:
+                return None  # no longer pending at this generation: give the claim back
+            return fresh, await bus.publish(started, expected_seq=decision.expected_seq)
+
+        with contextlib.suppress(ConflictError):  # lost every race: give the claim back
+            won = await commands.cas(
+                partial(self._history, state.job_id), partial(commands.start_run, started=started),
+                act, first=(state, last),
+                key=subjects.job_subject(bus.org, state.job_id),
+            )
+            if won is not None:
+                return won[0], won[1], run_id, claim, rev
         await self.bus.kv_delete(
             subjects.CLAIMS_BUCKET, subjects.claim_key(self.bus.org, state.job_id), last=rev
         )

@@ -28,6 +28,7 @@ LEASE_TTL_S = 30.0
 CONNECT_TIMEOUT_S = 2.0
 REQUEST_TIMEOUT_S = 5.0
 RETRY_S = 30.0  # how long idempotent operations wait out an unavailable server
+CAS_ATTEMPTS = 10  # read-decide-publish rounds of a job command before it gives up (commands.cas)
 
 HEARTBEAT_INTERVAL_S = 5.0
 MAX_WORKERS_PER_ORG = 8

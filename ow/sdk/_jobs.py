@@ -13,19 +13,20 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import anyio
 
-from ow.core import claims, codec, defaults, ids, subjects
+from ow.core import claims, codec, commands, defaults, ids, subjects
 from ow.core import events as ev
 from ow.core.errors import (
     ConflictError,
     JobCanceledError,
     JobFailedError,
     NotFoundError,
-    OWError,
     ValidationError,
     WaitTimeoutError,
 )
@@ -207,59 +208,49 @@ class AsyncJobsResource:
 
     async def submit(self, spec: ev.JobSubmitted) -> Job:
         """Publish a job spec once; an existing job is returned, a failed/canceled one reset."""
-        bus = await self.client.bus()
-        for _ in range(10):
-            state, last = await self._read(spec.job_id)
-            try:
-                if state is None:
-                    await bus.publish(spec, expected_seq=0)
-                elif state.status in ("failed", "canceled"):
-                    await self._reset(state, last, "resubmitted")
-                else:
-                    return Job(state, self.client)
-            except ConflictError:
-                continue  # someone else wrote first: read again
-        return await self.retrieve(spec.job_id)
-
-    async def _reset(self, state: JobState, last: int, reason: str) -> None:
-        bus = await self.client.bus()
-        found = await claims.current(bus, state.job_id)
-        if found is not None:
-            key = subjects.claim_key(bus.org, state.job_id)
-            if not await bus.kv_delete(subjects.CLAIMS_BUCKET, key, last=found[1]):
-                raise ConflictError(key, found[1], "the claim moved while resetting")
-        await bus.publish(ev.JobReset(job_id=state.job_id, reason=reason), expected_seq=last)
+        try:
+            return await self._command(spec.job_id, partial(commands.submit, spec=spec))
+        except ConflictError:  # others keep writing it: it exists, as it is now
+            return await self.retrieve(spec.job_id)
 
     async def restart(self, job_id: str) -> Job:
         """Run a finished job again (a new generation); earlier runs are kept."""
-        for _ in range(10):
-            state, last = await self._read(job_id)
-            if state is None:
-                raise NotFoundError("job", job_id)
-            if state.status not in TERMINAL:
-                return Job(state, self.client)
-            try:
-                await self._reset(state, last, "restart")
-            except ConflictError:
-                continue
-            return await self.retrieve(job_id)
-        raise OWError(f"could not restart {job_id}: it keeps changing")
+        return await self._command(job_id, partial(commands.restart, job_id=job_id))
 
     async def cancel(self, job_id: str) -> Job:
         """Ask for cancellation: a pending job is canceled at once, a running one is killed."""
+        return await self._command(job_id, partial(commands.cancel, job_id=job_id))
+
+    async def _command(
+        self, job_id: str, decide: Callable[[JobState | None, int], commands.Decision]
+    ) -> Job:
+        """Carry out one job command's decision, read again and decided again on a lost race."""
         bus = await self.client.bus()
-        for _ in range(10):
-            state, last = await self._read(job_id)
-            if state is None:
-                raise NotFoundError("job", job_id)
-            if state.status in TERMINAL or state.cancel_requested:
-                return Job(state, self.client)
-            try:
-                await bus.publish(ev.JobCancelRequested(job_id=job_id), expected_seq=last)
-            except ConflictError:
-                continue
+
+        async def act(decision: commands.Decision, _: JobState | None) -> Job:
+            match decision:
+                case commands.Existing(state):
+                    return Job(state, self.client)
+                case commands.Missing():
+                    raise NotFoundError("job", job_id, f"no such job in org {self.client.org!r}")
+                case commands.Reset(event, seq):
+                    await self._release_claim(job_id)
+                    await bus.publish(event, expected_seq=seq)
+                case commands.Publish(event, seq):
+                    await bus.publish(event, expected_seq=seq)
             return await self.retrieve(job_id)
-        raise OWError(f"could not cancel {job_id}: it keeps changing")
+
+        return await commands.cas(
+            partial(self._read, job_id), decide, act, key=subjects.job_subject(bus.org, job_id)
+        )
+
+    async def _release_claim(self, job_id: str) -> None:
+        bus = await self.client.bus()
+        found = await claims.current(bus, job_id)
+        if found is not None:
+            key = subjects.claim_key(bus.org, job_id)
+            if not await bus.kv_delete(subjects.CLAIMS_BUCKET, key, last=found[1]):
+                raise ConflictError(key, found[1], "the claim moved while resetting")
 
     async def wait(self, job_id: str, timeout: float | None = None) -> Job:  # noqa: ASYNC109
         """Wait for the job's terminal event (a subscription, not a polling loop)."""
