@@ -137,13 +137,15 @@ async def exec_job(command: str, mounts: list[str], vram: float) -> int:
 async def deploy_model(model: str) -> None:
     """`ow deploy`: keep an OpenAI-compatible API for `model` up until Ctrl-C."""
     from ow.cli import _app, render
-    from ow.core.errors import OWError
+    from ow.core.errors import UnsupportedError
 
     async with _app.client() as c:
         try:
             deploy = c.api.deploy
         except AttributeError as exc:
-            raise OWError("`ow deploy` needs the SDK's api.deploy, which this build lacks") from exc
+            raise UnsupportedError(
+                "`ow deploy` needs the SDK's api.deploy, which this build lacks"
+            ) from exc
         async with deploy(model) as api:
             render.console().print(f"serving {model} at {getattr(api, 'base_url', api)} (Ctrl-C)")
             await anyio.sleep_forever()

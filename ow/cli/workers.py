@@ -19,10 +19,10 @@ _COLUMNS = ("worker_id", "status", "provider", "hardware", "vram_gb", "run_id", 
 
 def ssh_command(worker: dict[str, Any]) -> str:
     """The ssh command for a RunPod worker (RunPod's ssh proxy, user = the pod id)."""
-    from ow.core.errors import OWError
+    from ow.core.errors import UnsupportedError
 
     if worker["provider"] != "runpod" or not worker["pod_id"]:
-        raise OWError(
+        raise UnsupportedError(
             f"worker {worker['worker_id']} is a {worker['provider'] or 'local'} worker, not a "
             "RunPod pod: it runs on this machine (or wherever its agent was started), no ssh"
         )

@@ -25,6 +25,7 @@ from nats.js import api
 from ow.core import codec, defaults, subjects, wire
 from ow.core import events as ev
 from ow.core.errors import (
+    BusError,
     BusUnavailableError,
     ConflictError,
     NotFoundError,
@@ -77,7 +78,7 @@ def mapped(what: str, key: str = "") -> Iterator[None]:
     except nats.js.errors.APIError as exc:
         if exc.err_code in _WRONG_LAST_SEQ:
             raise ConflictError(key, None, str(exc.description or "")) from exc
-        raise OWError(f"{what} failed: {exc.description} (code {exc.err_code})") from exc
+        raise BusError(f"{what} failed: {exc.description} (code {exc.err_code})") from exc
     except (
         nats.errors.NoServersError, nats.errors.ConnectionClosedError,
         nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError,

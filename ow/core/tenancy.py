@@ -46,7 +46,7 @@ import msgspec
 
 from ow.core import codec, subjects
 from ow.core import events as ev
-from ow.core.errors import ConfigError, OWError
+from ow.core.errors import ConfigError, OWError, TokenError
 from ow.core.ids import encode_token, uuid7
 
 __all__ = [
@@ -85,10 +85,6 @@ _ORG_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _TOKEN = re.compile(r"^ow_([a-z0-9]{12})_([A-Za-z0-9_-]{20,})$")
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-class TokenError(OWError):
-    """A token is malformed, unknown, expired or revoked; the message says which."""
 
 
 class TokenRecord(msgspec.Struct, kw_only=True):

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ow.core.errors import OWError
+from ow.core.errors import ProjectionError, ProjectionLockedError  # re-exported: their old home
 
 __all__ = [
     "STREAMS", "TABLES", "ProjectionError", "ProjectionLockedError", "connect", "mapped", "rows",
@@ -76,23 +76,6 @@ TABLES: dict[str, str] = {
 }
 
 _LOCK = re.compile(r"Conflicting lock is held in (?P<exe>.*?) \(PID (?P<pid>\d+)\)")
-
-
-class ProjectionError(OWError):
-    """DuckDB failed while reading or writing a projection."""
-
-
-class ProjectionLockedError(ProjectionError):
-    """Another process owns the projection file."""
-
-    def __init__(self, path: Path, pid: int | None, exe: str):
-        self.path, self.pid = path, pid
-        who = f"process {pid} ({exe})" if pid else "another process"
-        super().__init__(
-            f"projection {path} is in use by {who}. DuckDB allows one writer per file: stop "
-            f"that process (kill {pid}), or point this one at another file (--db PATH)."
-            if pid else f"projection {path} is locked by {who}; stop it or use --db PATH."
-        )
 
 
 @contextlib.contextmanager

@@ -24,7 +24,7 @@ import anyio
 
 from ow.core import defaults, subjects
 from ow.core import events as ev
-from ow.core.errors import JobFailedError, OWError, ValidationError
+from ow.core.errors import ApiError, JobFailedError, OWError, UnsupportedError, ValidationError
 from ow.core.state import TERMINAL
 from ow.sdk._registry import job_type
 
@@ -69,7 +69,9 @@ class TemporaryApi:
         """Submit (or reuse) the API job and wait until it serves."""
         creator = job_type("api")
         if creator is None:
-            raise OWError("the built-in `api` job type is not available (payloads not installed)")
+            raise UnsupportedError(
+                "the built-in `api` job type is not available (payloads not installed)"
+            )
         params: dict[str, Any] = {
             "model": self.model, "lora_adapters": self.lora_adapters,
             "max_model_len": self.max_model_len, "port": 0,
@@ -156,7 +158,7 @@ def _health(base_url: str) -> None:
     root = base_url.removesuffix("/v1")
     with urllib.request.urlopen(f"{root}/health", timeout=10) as resp:  # noqa: S310 - our server
         if resp.status != 200:
-            raise OWError(f"the API at {base_url} is not healthy (HTTP {resp.status})")
+            raise ApiError(f"the API at {base_url} is not healthy (HTTP {resp.status})")
 
 
 class AsyncApi:

@@ -27,7 +27,7 @@ import anyio
 
 from ow.core import codec, subjects
 from ow.core import events as ev
-from ow.core.errors import ConfigError, NotFoundError, OWError, Problem, ValidationError
+from ow.core.errors import ConfigError, NotFoundError, Problem, ValidationError
 from ow.core.files import store_file
 from ow.core.ids import encode_token
 from ow.core.validate import VALIDATED_PURPOSES, validate
@@ -98,7 +98,9 @@ def _check_local(path: Path) -> None:
     if not path.exists():
         raise NotFoundError("local file", str(path), hint="upload takes the path of a file")
     if not path.is_file():
-        raise OWError(f"{str(path)!r} is not a regular file: upload takes one file at a time")
+        raise ValidationError(
+            f"{str(path)!r} is not a regular file: upload takes one file at a time"
+        )
 
 
 def _real_path(file: Any) -> Path | None:
