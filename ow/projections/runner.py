@@ -318,29 +318,37 @@ def _one_error() -> Iterator[None]:
         raise
 
 
-_pauses = [0]  # catch-ups running in this process (they may overlap)
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
+class _GcPause:
     """No cyclic garbage collection while catching up, one collection after.
 
     A catch-up allocates millions of short-lived, acyclic objects (messages, events, rows);
     the collector's passes over them were a third of the fold's time. Reference counting
     still frees them; cycles wait for the collector's next pass. That pass walks every object
     the catch-up left alive (the folded states: 0.14 s after a 1M-event rebuild), so a
-    rebuild or replay keeps the collector off until its projector has let them go."""
-    if not gc.isenabled() and not _pauses[0]:
-        yield  # someone else turned it off: leave it to them
-        return
-    _pauses[0] += 1
-    gc.disable()
-    try:
-        yield
-    finally:
-        _pauses[0] -= 1
-        if not _pauses[0]:
-            gc.enable()
+    rebuild or replay keeps the collector off until its projector has let them go.
+
+    The collector is one per process, so is this: `depth` counts the catch-ups running in
+    it (they may overlap); the last one out turns the collector back on."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        if not gc.isenabled() and not self.depth:
+            yield  # someone else turned it off: leave it to them
+            return
+        self.depth += 1
+        gc.disable()
+        try:
+            yield
+        finally:
+            self.depth -= 1
+            if not self.depth:
+                gc.enable()
+
+
+_gc_paused = _GcPause()
 
 
 def _check_free(path: Path) -> None:

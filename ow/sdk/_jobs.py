@@ -91,6 +91,10 @@ class Jobs:
     base_image: str = defaults.DEFAULT_IMAGE
     timeout_s: float = 0
 
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        cls.mount = dict(cls.mount)  # its own dict: a subclass's edits reach no other class
+
     def __init__(self, client: Any):
         self.client = client
 
