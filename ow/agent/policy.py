@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from ow.core import defaults
+from ow.core import defaults, hardware
 from ow.core import events as ev
 
 __all__ = ["Hardware", "can_serve", "claim_delay", "nak_delay", "outcome"]
@@ -26,14 +26,13 @@ class Hardware:
 
 
 def can_serve(hw: Hardware, job: ev.JobSubmitted) -> tuple[bool, str]:
-    """Whether this worker may run the job, and if not, why."""
-    if hw.image != "*" and job.image and job.image != hw.image:
-        return False, f"image {job.image!r} != worker image {hw.image!r}"
-    if job.allowed_hardware and hw.name not in job.allowed_hardware:
-        return False, f"hardware {hw.name!r} not in allowed_hardware {job.allowed_hardware}"
-    if job.requires_vram_gb > hw.vram_gb:
-        return False, f"needs {job.requires_vram_gb:g} GB VRAM, worker has {hw.vram_gb:g} GB"
-    return True, ""
+    """Whether this worker may run the job, and if not, why (`ow.core.hardware.mismatch`)."""
+    why = hardware.mismatch(
+        hardware.Offer(hardware=hw.name, vram_gb=hw.vram_gb, image=hw.image),
+        hardware.Need(requires_vram_gb=job.requires_vram_gb,
+                      allowed_hardware=tuple(job.allowed_hardware), image=job.image),
+    )
+    return not why, why
 
 
 def claim_delay(job: ev.JobSubmitted, hw: Hardware, rng: random.Random) -> float:

@@ -14,7 +14,7 @@ starting worker can serve and that has no reservation gets one worker of the che
 hardware that fits, while the org stays within `max_workers` and the provider is not cooling
 down; a job nothing can serve gets a `Notice` and stays pending.
 
-Imports: stdlib, msgspec, `ow.core.defaults` and `ow.scheduler.hardware` (pure).
+Imports: stdlib, msgspec, `ow.core` (defaults, hardware) and `ow.scheduler.hardware` (pure).
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from typing import Any
 import msgspec
 
 from ow.core import defaults
-from ow.scheduler.hardware import Hardware, cheapest, normalize
+from ow.core.hardware import Need, Offer, mismatch
+from ow.scheduler.hardware import Hardware, cheapest
 
 __all__ = [
     "Action",
@@ -170,14 +171,12 @@ def _iso(t: datetime | None) -> str | None:
 
 
 def can_serve(worker: WorkerView, job: JobView) -> bool:
-    """Whether a worker could run the job (the agent's own filter: image, hardware, VRAM)."""
-    if worker.image != "*" and job.image and job.image != worker.image:
-        return False
-    if job.allowed_hardware and normalize(worker.hardware) not in {
-        normalize(a) for a in job.allowed_hardware
-    }:
-        return False
-    return job.requires_vram_gb <= worker.vram_gb
+    """Whether a worker could run the job: the agent's own rule, `ow.core.hardware.mismatch`."""
+    return not mismatch(
+        Offer(hardware=worker.hardware, vram_gb=worker.vram_gb, image=worker.image),
+        Need(requires_vram_gb=job.requires_vram_gb, allowed_hardware=job.allowed_hardware,
+             image=job.image),
+    )
 
 
 def _retire(w: WorkerView, reason: str, evidence: dict[str, Any]) -> list[Action]:
