@@ -129,6 +129,7 @@ class JobRequeued(Event, frozen=True, kw_only=True):
     run_id: str
     reason: str = ""
     evidence: dict[str, Any] = {}
+    worker_gone: bool = False  # the run's worker is terminated: it never runs this job again
 
 
 class JobCompleted(Event, frozen=True, kw_only=True):

@@ -364,6 +364,12 @@ def reconcile(
                     job_id=c.job_id, run_id=c.run_id, reason="claim held by a terminated worker",
                     evidence={**evidence, "rule": "claim_of_terminated_worker"},
                 ))
+        elif w is not None and w.status == "terminated":  # its RunStarted, if any, is rejected
+            out.append(DropClaim(
+                job_id=c.job_id, run_id=c.run_id, rev=c.rev,
+                reason="claim of a terminated worker that holds no run",
+                evidence={**evidence, "rule": "unstarted_claim_of_terminated_worker"},
+            ))
         elif age > limits.claim_grace_s:
             out.append(DropClaim(
                 job_id=c.job_id, run_id=c.run_id, rev=c.rev,

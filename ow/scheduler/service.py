@@ -353,7 +353,10 @@ class Scheduler:
     async def _requeue(self, a: Requeue) -> None:
         if ("requeue", a.run_id) in self._done:
             return
-        released = await claims.release(self.bus, a.job_id, a.run_id, a.reason, a.evidence)
+        # every scheduler requeue retires the run's worker (lost, past its TTL, terminated)
+        released = await claims.release(
+            self.bus, a.job_id, a.run_id, a.reason, a.evidence, worker_gone=True
+        )
         if not released and await claims.current(self.bus, a.job_id) is None:
             job = self.cluster.jobs.get(a.job_id)
             run = job.current_run if job else None
@@ -362,6 +365,7 @@ class Scheduler:
                 await self.bus.publish(ev.JobRequeued(
                     job_id=a.job_id, run_id=a.run_id, reason=a.reason,
                     evidence={**a.evidence, "repaired": "claim already deleted"},
+                    worker_gone=True,
                 ))
                 released = True
         if released:
