@@ -29,7 +29,7 @@ from typing import Any
 import anyio
 import msgspec
 
-from ow.core import claims, subjects
+from ow.core import claims, defaults, subjects
 from ow.core import events as ev
 from ow.core.bus import Bus
 from ow.core.config import Config
@@ -90,6 +90,7 @@ class Scheduler:
         self._done: set[tuple[str, ...]] = set()  # actions already carried out
         self._claims_seen: dict[tuple[str, int], datetime] = {}
         self._last_reconcile: datetime | None = None
+        self.pod_poll_s = defaults.POD_STATUS_POLL_S
 
     async def __aenter__(self) -> Scheduler:
         return self
@@ -169,6 +170,7 @@ class Scheduler:
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._act_loop)
+                tg.start_soon(self._watch_pods)
                 while True:
                     await anyio.sleep(ttl / 3)
                     try:
@@ -190,6 +192,21 @@ class Scheduler:
                 contextlib.suppress(OWError),
             ):
                 await self.bus.kv_delete(subjects.LEASES_BUCKET, key, last=rev)
+
+    async def _watch_pods(self) -> None:
+        """Ask the provider about the pods it recorded: one it reports exited is evidence
+        that its worker is lost now (`plan`'s process_exited rule), not minutes later."""
+        while True:
+            for pod_id, worker_id in self.cluster.recorded_pods(self.provider.name).items():
+                try:
+                    status = await self.provider.status(pod_id)
+                except Exception as exc:  # a provider hiccup: ask again next time
+                    log.warning("status of pod_id=%s: %s", pod_id, exc)
+                    continue
+                if status == "exited":
+                    self.cluster.exited(worker_id, f"{self.provider.name}: pod {pod_id} exited")
+                    self._changed.set()
+            await anyio.sleep(self.pod_poll_s)
 
     async def _act_loop(self) -> None:
         while True:
