@@ -298,9 +298,7 @@ class Scheduler:
         job_id = a.job_ids[0]
         worker_id = new_id("worker")
         key = subjects.lease_key("provision", self.bus.org, job_id)
-        rev = await self.bus.kv_create(
-            subjects.LEASES_BUCKET, key, worker_id.encode(), ttl_s=self.limits.reservation_ttl_s
-        )
+        rev = await self._reserve(key, worker_id)
         if rev is None:
             log.debug("job_id=%s is already being provisioned for", job_id)
             return
@@ -323,6 +321,21 @@ class Scheduler:
             hardware=a.hardware.name, image=a.image, price_per_hour=price,
             job_ids=list(a.job_ids),
         ))
+
+    async def _reserve(self, key: str, worker_id: str) -> int | None:
+        """Reserve a job's provisioning; a reservation left by a worker that is terminated
+        (it died before it took the job) is taken over, CAS on its revision."""
+        ttl = self.limits.reservation_ttl_s
+        rev = await self.bus.kv_create(subjects.LEASES_BUCKET, key, worker_id.encode(), ttl_s=ttl)
+        if rev is not None:
+            return rev
+        entry = await self.bus.kv_get(subjects.LEASES_BUCKET, key)
+        held = self.cluster.workers.get(entry.value.decode()) if entry else None
+        if entry is None or held is None or held.status != "terminated":
+            return None
+        return await self.bus.kv_update(
+            subjects.LEASES_BUCKET, key, worker_id.encode(), entry.revision, ttl_s=ttl
+        )
 
     async def _provider_failed(
         self, err: ProviderError, a: Provision, key: str, rev: int, now: datetime
