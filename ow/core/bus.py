@@ -34,7 +34,7 @@ from ow.core.errors import (
 )
 from ow.core.ids import uuid7
 
-__all__ = ["Bus", "Delivery", "KvEntry", "connect", "mapped"]
+__all__ = ["Bus", "Delivery", "Dispatch", "KvEntry", "Offer", "connect", "mapped"]
 
 log = logging.getLogger(__name__)
 logging.getLogger("nats.js.kv").setLevel(logging.ERROR)  # warns on every keys() call
@@ -526,15 +526,11 @@ class Bus:
         """Create a key if absent: its revision, or None if someone else holds it."""
         store = await self.kv(bucket)
         try:
-            return await store.create(key, value, msg_ttl=ttl_s)
-        except nats.js.errors.KeyWrongLastSequenceError:
+            with mapped("kv create", key):  # a timeout (server restarting) is unavailability
+                return await store.create(key, value, msg_ttl=ttl_s)
+        except ConflictError:
             log.debug("kv create lost: %s", key)
             return None
-        except nats.js.errors.APIError as exc:
-            if exc.err_code in _WRONG_LAST_SEQ:
-                return None
-            with mapped("kv create", key):
-                raise
 
     async def kv_update(
         self, bucket: str, key: str, value: bytes, last: int, ttl_s: float | None = None
@@ -542,11 +538,12 @@ class Bus:
         """Compare-and-set: the new revision, or None if the key moved past `last`."""
         store = await self.kv(bucket)
         try:
-            if ttl_s is None:
-                return await store.update(key, value, last=last)
-            # the public update() takes no TTL; a renewed lease must keep expiring
-            return await store._update(key, value, last=last, msg_ttl=ttl_s)
-        except nats.js.errors.KeyWrongLastSequenceError:
+            with mapped("kv update", key):  # a timeout (server restarting) is unavailability
+                if ttl_s is None:
+                    return await store.update(key, value, last=last)
+                # the public update() takes no TTL; a renewed lease must keep expiring
+                return await store._update(key, value, last=last, msg_ttl=ttl_s)
+        except ConflictError:
             log.debug("kv update lost: %s at %s", key, last)
             return None
 
@@ -554,13 +551,11 @@ class Bus:
         """Delete with CAS: False if the key moved past `last`."""
         store = await self.kv(bucket)
         try:
-            await store.delete(key, last=last)
-        except nats.js.errors.APIError as exc:
-            if exc.err_code in _WRONG_LAST_SEQ:
-                log.debug("kv delete lost: %s at %s", key, last)
-                return False
-            with mapped("kv delete", key):
-                raise
+            with mapped("kv delete", key):  # a timeout (server restarting) is unavailability
+                await store.delete(key, last=last)
+        except ConflictError:
+            log.debug("kv delete lost: %s at %s", key, last)
+            return False
         return True
 
     async def kv_put(self, bucket: str, key: str, value: bytes) -> int:
@@ -616,3 +611,63 @@ class Bus:
             return await self.js.pull_subscribe(
                 "", durable=durable, stream=subjects.EVENTS_STREAM, config=cfg
             )
+
+    async def dispatch(self, org: str) -> Dispatch:
+        """The org's dispatch consumer as typed `Offer`s (see `Dispatch`)."""
+        return Dispatch(self, org, await self.dispatch_subscription(org))
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """One dispatched job event: `take()` acknowledges it (the job needs this event no more),
+    `give_back(delay_s)` hands it back to be offered again (to any agent) after a delay."""
+
+    events: list[ev.Event]  # [] when undecodable
+    seq: int
+    delivered: int  # 1 on the first delivery
+    _msg: Any
+
+    async def take(self) -> None:
+        with contextlib.suppress(nats.errors.Error, TimeoutError):  # redelivered: dropped then
+            await self._msg.ack()
+
+    async def give_back(self, delay_s: float) -> None:
+        with contextlib.suppress(nats.errors.Error, TimeoutError):  # redelivered after ack_wait
+            await self._msg.nak(delay=delay_s)
+
+
+class Dispatch:
+    """A pull loop over the org's dispatch consumer that survives a server restart: a fetch
+    that times out is no offer, and any other failure waits for the connection and pulls
+    through a new subscription of the (durable, unchanged) consumer."""
+
+    def __init__(self, bus: Bus, org: str, sub: Any):
+        self._bus, self._org, self._sub = bus, org, sub
+
+    async def next(self, timeout_s: float = 5.0) -> list[Offer]:
+        """The next offers (at most one), or [] after `timeout_s` or a failure."""
+        try:
+            msgs = await self._sub.fetch(1, timeout=timeout_s)
+        except (nats.errors.TimeoutError, TimeoutError):
+            return []
+        except nats.errors.Error as exc:
+            log.warning("dispatch fetch failed (%s); pulling again", exc)
+            await self._renew()
+            return []
+        return [
+            Offer(codec.decode_or_skip(m.data, m.metadata.sequence.stream, m.subject),
+                  m.metadata.sequence.stream, m.metadata.num_delivered, m)
+            for m in msgs
+        ]
+
+    async def _renew(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._sub.unsubscribe()
+        while True:
+            await self._bus._wait_connected()
+            try:
+                self._sub = await self._bus.dispatch_subscription(self._org)
+                return
+            except (OWError, nats.errors.Error, TimeoutError) as exc:
+                log.warning("dispatch consumer not available yet (%s); retrying", exc)
+                await anyio.sleep(0.5)

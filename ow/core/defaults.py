@@ -44,6 +44,13 @@ WORKER_START_TIMEOUT_S = 900.0  # a provisioned worker that never registers is t
 PROVISION_RESERVATION_TTL_S = 600.0  # KV reservation of a job's provisioning
 CLAIM_GRACE_S = 30.0  # a claim with no RunStarted for this long is repaired
 POD_TTL_CHECK_S = 60.0  # the in-pod TTL watchdog checks this often
+POD_STATUS_POLL_S = 2.0  # the leading scheduler asks its provider about recorded pods this often
+# `ow up` supervision: restart delays double from the first to the cap; a service that ran
+# this long since its last start is healthy again (its next restart waits the first delay)
+RESTART_BACKOFF_FIRST_S = 0.5
+RESTART_BACKOFF_MAX_S = 30.0
+RESTART_HEALTHY_AFTER_S = 60.0
+SUPERVISE_INTERVAL_S = 0.2  # how often `ow up` looks at its children
 
 CLAIM_DELAY_MAX_S = 0.25
 DISPATCH_ACK_WAIT_S = 30.0

@@ -124,6 +124,7 @@ class JobRequeued(Event, frozen=True, kw_only=True):
     run_id: str
     reason: str = ""
     evidence: dict[str, Any] = {}
+    worker_gone: bool = False  # the run's worker is terminated: it never runs this job again
 
 
 class JobCompleted(Event, frozen=True, kw_only=True):
@@ -271,6 +272,24 @@ class SchedulerNoticed(Event, frozen=True, kw_only=True):
     evidence: dict[str, Any] = {}
 
 
+# --- services (what `ow up` supervises) ----------------------------------------------
+
+
+class ServiceRestarted(Event, frozen=True, kw_only=True):
+    """`ow up` restarted a process it supervises (scheduler, agent, read service, server).
+
+    `exit` is the process's exit code (negative: killed by that signal); `worker_id` names the
+    worker an agent process ran as, which is lost at once (its run is requeued).
+    """
+
+    name: str
+    exit: int | None = None
+    reason: str = ""
+    worker_id: str = ""
+    restarts: int = 0  # how many times this service was restarted so far (this one included)
+    backoff_s: float = 0
+
+
 # --- tenancy -------------------------------------------------------------------------
 
 
@@ -317,6 +336,7 @@ AnyEvent = (
     | WorkerDraining
     | WorkerTerminated
     | SchedulerNoticed
+    | ServiceRestarted
     | OrgCreated
     | TokenCreated
     | TokenRevoked

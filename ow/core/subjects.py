@@ -140,6 +140,8 @@ def subject_of(event: object) -> str:
             return worker_subject(org, wid)[:-1] + kind
         case ev.SchedulerNoticed(subject_id=sid):
             return aggregate_subject(org, "scheduler", sid)[:-1] + kind
+        case ev.ServiceRestarted(name=name):
+            return aggregate_subject(org, "service", name)[:-1] + kind
         case ev.OrgCreated(name=name):
             return aggregate_subject(org, "org", name)[:-1] + kind
         case ev.TokenCreated(token_id=tid) | ev.TokenRevoked(token_id=tid):

@@ -4,7 +4,9 @@ Rows are RunPod-like configurations: `1x A100`, `2x H100`, ... plus a CPU row fo
 need no VRAM. Prices are plausible on-demand list prices in USD per hour; a provider may bring
 its own table (the local provider offers only this machine).
 
-Imports: stdlib and msgspec only (pure).
+Labels are normalised by `ow.core.hardware.normalize` (re-exported here).
+
+Imports: stdlib, msgspec and `ow.core.hardware` (pure).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import msgspec
+
+from ow.core.hardware import GPUS, normalize
 
 __all__ = ["CPU", "GPU_TABLE", "Hardware", "cheapest", "find", "normalize"]
 
@@ -29,22 +33,17 @@ class Hardware(msgspec.Struct, frozen=True, kw_only=True):
 
 CPU = Hardware(name="cpu", price_per_hour=0.06)
 
-#: gpu label -> (VRAM per GPU in GB, USD per GPU-hour, RunPod gpu_type_id)
-_GPUS: dict[str, tuple[float, float, str]] = {
-    "A6000": (48, 0.49, "NVIDIA RTX A6000"),
-    "L40": (48, 0.99, "NVIDIA L40"),
-    "L40S": (48, 0.86, "NVIDIA L40S"),
-    "A100": (80, 1.64, "NVIDIA A100 80GB PCIe"),
-    "A100S": (80, 1.89, "NVIDIA A100-SXM4-80GB"),
-    "H100": (80, 2.69, "NVIDIA H100 80GB HBM3"),
-    "H100N": (94, 2.79, "NVIDIA H100 NVL"),
-    "H200": (141, 3.99, "NVIDIA H200"),
+#: USD per GPU-hour of each GPU of `ow.core.hardware.GPUS` (its VRAM and provider name are there)
+_PRICES: dict[str, float] = {
+    "A6000": 0.49, "L40": 0.99, "L40S": 0.86, "A100": 1.64, "A100S": 1.89,
+    "H100": 2.69, "H100N": 2.79, "H200": 3.99,
 }
 
 
 def _rows() -> tuple[Hardware, ...]:
     rows = [CPU]
-    for gpu, (vram, price, gpu_id) in _GPUS.items():
+    for gpu, price in _PRICES.items():
+        vram, gpu_id = GPUS[gpu]
         for count in (1, 2, 4, 8):
             rows.append(
                 Hardware(
@@ -56,17 +55,6 @@ def _rows() -> tuple[Hardware, ...]:
 
 
 GPU_TABLE: tuple[Hardware, ...] = _rows()
-
-
-def normalize(label: str) -> str:
-    """Canonical form of a hardware label: `" 2X a100 "` -> `"2x A100"`, `"H200"` -> `"1x H200"`."""
-    parts = label.split()
-    if not parts:
-        return ""
-    if len(parts) == 1:
-        return "cpu" if parts[0].lower() == "cpu" else f"1x {parts[0].upper()}"
-    count = parts[0].lower().rstrip("x")
-    return f"{count}x {' '.join(parts[1:]).upper()}"
 
 
 def find(name: str, table: Iterable[Hardware]) -> Hardware | None:

@@ -6,15 +6,16 @@ that the shell (`service.py`) carries out. Nothing here does I/O or reads a cloc
 passed in, so every rule is a table-driven test. Every action carries its evidence (the rule
 and the numbers behind it), which the shell publishes with the event it causes.
 
-Rules (openweights defaults, all in `Limits`): a lost worker (no heartbeat for
-`lost_after_s`) has its run requeued and is terminated; a pod older than `pod_ttl_s` likewise;
-a provisioned worker that never registers within `start_timeout_s` is terminated; an idle
-provisioned worker is terminated after `idle_timeout_s`; each pending job that no idle or
-starting worker can serve and that has no reservation gets one worker of the cheapest
-hardware that fits, while the org stays within `max_workers` and the provider is not cooling
-down; a job nothing can serve gets a `Notice` and stays pending.
+Rules (openweights defaults, all in `Limits`): a worker whose process was seen to exit (by
+its provider, or by the `ow up` that supervised it) is lost at once; a lost worker (no
+heartbeat for `lost_after_s`) has its run requeued and is terminated; a pod older than
+`pod_ttl_s` likewise; a provisioned worker that never registers within `start_timeout_s`
+is terminated; an idle provisioned worker is terminated after `idle_timeout_s`; each
+pending job that no idle or starting worker can serve and that has no reservation gets one
+worker of the cheapest hardware that fits, while the org stays within `max_workers` and the
+provider is not cooling down; a job nothing can serve gets a `Notice` and stays pending.
 
-Imports: stdlib, msgspec, `ow.core.defaults` and `ow.scheduler.hardware` (pure).
+Imports: stdlib, msgspec, `ow.core` (defaults, hardware) and `ow.scheduler.hardware` (pure).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from typing import Any
 import msgspec
 
 from ow.core import defaults
-from ow.scheduler.hardware import Hardware, cheapest, normalize
+from ow.core.hardware import Need, Offer, mismatch
+from ow.scheduler.hardware import Hardware, cheapest
 
 __all__ = [
     "Action",
@@ -89,6 +91,7 @@ class WorkerView(msgspec.Struct, frozen=True, kw_only=True):
     run_id: str = ""
     idle_since: datetime | None = None
     job_ids: tuple[str, ...] = ()  # the jobs it was provisioned for
+    exited: str = ""  # who saw its process exit, and how ("local: pod local-12 exited")
 
 
 class ClaimView(msgspec.Struct, frozen=True, kw_only=True):
@@ -170,14 +173,12 @@ def _iso(t: datetime | None) -> str | None:
 
 
 def can_serve(worker: WorkerView, job: JobView) -> bool:
-    """Whether a worker could run the job (the agent's own filter: image, hardware, VRAM)."""
-    if worker.image != "*" and job.image and job.image != worker.image:
-        return False
-    if job.allowed_hardware and normalize(worker.hardware) not in {
-        normalize(a) for a in job.allowed_hardware
-    }:
-        return False
-    return job.requires_vram_gb <= worker.vram_gb
+    """Whether a worker could run the job: the agent's own rule, `ow.core.hardware.mismatch`."""
+    return not mismatch(
+        Offer(hardware=worker.hardware, vram_gb=worker.vram_gb, image=worker.image),
+        Need(requires_vram_gb=job.requires_vram_gb, allowed_hardware=job.allowed_hardware,
+             image=job.image),
+    )
 
 
 def _retire(w: WorkerView, reason: str, evidence: dict[str, Any]) -> list[Action]:
@@ -190,7 +191,11 @@ def _retire(w: WorkerView, reason: str, evidence: dict[str, Any]) -> list[Action
 
 
 def _health(w: WorkerView, now: datetime, limits: Limits) -> list[Action]:
-    """Lost, past its TTL, or never registered: the actions that retire the worker."""
+    """Exited, lost, past its TTL, or never registered: the actions that retire the worker."""
+    if w.exited:  # its provider or supervisor saw the process end: lost now, not in minutes
+        return _retire(w, "worker process exited", {
+            "rule": "process_exited", "seen": w.exited, "last_ping_at": _iso(w.last_ping),
+        })
     ping_age = _age(now, w.last_ping)
     if w.status != "starting" and ping_age is not None and ping_age > limits.lost_after_s:
         return _retire(w, "worker lost: no heartbeat", {
@@ -365,6 +370,12 @@ def reconcile(
                     job_id=c.job_id, run_id=c.run_id, reason="claim held by a terminated worker",
                     evidence={**evidence, "rule": "claim_of_terminated_worker"},
                 ))
+        elif w is not None and w.status == "terminated":  # its RunStarted, if any, is rejected
+            out.append(DropClaim(
+                job_id=c.job_id, run_id=c.run_id, rev=c.rev,
+                reason="claim of a terminated worker that holds no run",
+                evidence={**evidence, "rule": "unstarted_claim_of_terminated_worker"},
+            ))
         elif age > limits.claim_grace_s:
             out.append(DropClaim(
                 job_id=c.job_id, run_id=c.run_id, rev=c.rev,

@@ -37,6 +37,7 @@ class _WorkerExtra(msgspec.Struct, kw_only=True):
     job_ids: tuple[str, ...] = ()
     idle_since: datetime | None = None
     pod_released: bool = False
+    exited: str = ""  # evidence that its process ended (provider status, ServiceRestarted)
 
 
 class Cluster:
@@ -59,6 +60,9 @@ class Cluster:
         """Fold one event; anything that does not concern the scheduler is ignored."""
         if isinstance(event, ev.SchedulerNoticed):
             self._noticed(event)
+        elif isinstance(event, ev.ServiceRestarted):
+            if event.worker_id:
+                self.exited(event.worker_id, f"ow up: {event.name} exited ({event.reason})")
         elif isinstance(event, ev.WorkerProvisioned | ev.WorkerRegistered | ev.WorkerPinged
                         | ev.WorkerDraining | ev.WorkerTerminated):
             self._worker(event)
@@ -70,6 +74,22 @@ class Cluster:
     def apply_all(self, events: Iterable[ev.Event]) -> None:
         for e in events:
             self.apply(e)
+
+    def exited(self, worker_id: str, seen: str) -> None:
+        """Its process was seen to end (`seen` says by whom): `plan` retires it at once."""
+        w = self.workers.get(worker_id)
+        if w is None or w.status == "terminated":
+            return
+        extra = self.extra.setdefault(worker_id, _WorkerExtra())
+        extra.exited = extra.exited or seen
+
+    def recorded_pods(self, provider: str) -> dict[str, str]:
+        """pod_id -> worker_id of this provider's pods whose worker is not terminated."""
+        return {
+            pod: wid for pod, (owner, wid) in self.pods.items()
+            if owner == provider and wid in self.workers
+            and self.workers[wid].status != "terminated"
+        }
 
     def _noticed(self, e: ev.SchedulerNoticed) -> None:
         self.notices[e.subject_id] = (e.rule, e.message)
@@ -145,6 +165,7 @@ class Cluster:
             pod_released=extra.pod_released, provisioned_at=w.provisioned_at,
             registered_at=w.registered_at, last_ping=w.last_ping, job_id=job_id, run_id=run_id,
             idle_since=extra.idle_since, job_ids=extra.job_ids,
+            exited="" if w.status == "terminated" else extra.exited,
         )
 
     def snapshot(
