@@ -99,6 +99,7 @@ class JobSubmitted(Event, frozen=True, kw_only=True):
     requires_vram_gb: float = 0
     allowed_hardware: list[str] = []
     timeout_s: float = 0
+    gpus: int = 0  # GPUs the job needs on one machine; 0: one GPU (or CPU), as most jobs
 
 
 class JobUpdated(Event, frozen=True, kw_only=True):
