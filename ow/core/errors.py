@@ -9,7 +9,8 @@
     ├── PermissionDeniedError
     ├── JobError
     │   ├── JobFailedError(job_id, run_id, error)
-    │   └── JobCanceledError(job_id)
+    │   ├── JobCanceledError(job_id)
+    │   └── UnschedulableError(job_id, reason)
     └── WaitTimeoutError (also a TimeoutError)
 
 Imports: stdlib and msgspec only.
@@ -30,6 +31,7 @@ __all__ = [
     "OWError",
     "PermissionDeniedError",
     "Problem",
+    "UnschedulableError",
     "ValidationError",
     "WaitTimeoutError",
 ]
@@ -109,6 +111,15 @@ class JobCanceledError(JobError):
     def __init__(self, job_id: str):
         self.job_id = job_id
         super().__init__(f"job {job_id} was canceled")
+
+
+class UnschedulableError(JobError):
+    """Nothing here can ever run the job as asked (the scheduler's notice says what to do).
+    The job stays pending: cancel it, or change what it asks for and submit again."""
+
+    def __init__(self, job_id: str, reason: str):
+        self.job_id, self.reason = job_id, reason
+        super().__init__(f"job {job_id} cannot run here: {reason}")
 
 
 class WaitTimeoutError(OWError, TimeoutError):

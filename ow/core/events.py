@@ -268,6 +268,10 @@ class WorkerTerminated(Event, frozen=True, kw_only=True):
     evidence: dict[str, Any] = {}
 
 
+#: the rule of a `SchedulerNoticed` about a job nothing here can ever run (readers give up on it)
+NOTICE_UNSCHEDULABLE = "no_hardware"
+
+
 class SchedulerNoticed(Event, frozen=True, kw_only=True):
     """A scheduler decision that changes no state but explains one (why a job waits)."""
 

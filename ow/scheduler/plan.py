@@ -16,7 +16,8 @@ stays within `max_workers`, skipping hardware types that are cooling down after 
 failures (`cooldown_for`: a ladder, longer after each failure in a row); a job nothing can
 serve gets a `Notice` that says what to do, and stays pending.
 
-Imports: stdlib, msgspec, `ow.core.defaults` and `ow.scheduler.hardware` (pure).
+Imports: stdlib, msgspec, `ow.core.defaults`, `ow.core.events` (a rule name) and
+`ow.scheduler.hardware` (pure).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 import msgspec
 
 from ow.core import defaults
+from ow.core.events import NOTICE_UNSCHEDULABLE
 from ow.scheduler.hardware import Hardware, cheapest, largest_single, normalize
 
 __all__ = [
@@ -168,7 +170,7 @@ LIVE = ("starting", "active", "draining")
 #: the cooldown key of a failure that concerns the whole provider (quota, credentials)
 ALL_HARDWARE = "*"
 #: the notice rule of a job that nothing here can ever run (readers may give up on it)
-UNSCHEDULABLE = "no_hardware"
+UNSCHEDULABLE = NOTICE_UNSCHEDULABLE
 
 
 # --- rules ---------------------------------------------------------------------------
