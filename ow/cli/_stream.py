@@ -125,9 +125,13 @@ def _say(console: Any) -> Callable[[Any], None]:
     return say
 
 
-async def _interrupted(scope: anyio.CancelScope, box: dict[str, Any]) -> None:
-    """On SIGINT, note it and cancel `scope` (the command then cancels its job)."""
+async def _interrupted(
+    scope: anyio.CancelScope, box: dict[str, Any], *, task_status: Any = anyio.TASK_STATUS_IGNORED
+) -> None:
+    """On SIGINT, note it and cancel `scope` (the command then cancels its job). Start it
+    with `tg.start` before submitting: a Ctrl-C from then on is caught."""
     with anyio.open_signal_receiver(signal.SIGINT) as signals:
+        task_status.started()
         async for _ in signals:
             box["interrupted"] = True
             scope.cancel()
@@ -176,18 +180,20 @@ async def exec_job(command: str, mounts: list[str], vram: float, detach: bool = 
 
     err = render.console(stderr=True)
     async with _app.client() as c:
-        job = await Exec(c).create(command=command, nonce=uuid7())  # exec always runs anew
         if detach:
+            job = await Exec(c).create(command=command, nonce=uuid7())
             print(job.id)
             return 0
-        err.print(f"[bright_black]job {job.id}[/]")
         bus = await c.bus()
         done = anyio.Event()
-        box: dict[str, Any] = {"state": job._state, "interrupted": False}
-        state = None
+        box: dict[str, Any] = {"state": None, "interrupted": False}
+        state, job_id = None, ""
         with anyio.CancelScope() as scope:
             async with anyio.create_task_group() as outer:
-                outer.start_soon(_interrupted, scope, box)
+                await outer.start(_interrupted, scope, box)
+                job = await Exec(c).create(command=command, nonce=uuid7())  # always runs anew
+                job_id, box["state"] = job.id, job._state
+                err.print(f"[bright_black]job {job.id}[/]")
                 async with anyio.create_task_group() as logs:
                     async def on_run(run_id: str) -> None:
                         logs.start_soon(write_log, bus, run_id, True, done)
@@ -201,11 +207,11 @@ async def exec_job(command: str, mounts: list[str], vram: float, detach: bool = 
                     done.set()
                 outer.cancel_scope.cancel()
         if box["interrupted"] or state is None:
-            return await _cancel(c, job.id, err)
+            return await _cancel(c, job_id, err) if job_id else INTERRUPTED
     last = state.runs[-1] if state.runs else None
     if state.status == "completed":
         return last.exit_code or 0 if last else 0
-    render.error(f"job {job.id} {state.status}: {state.error}")
+    render.error(f"job {job_id} {state.status}: {state.error}")
     return (last.exit_code if last and last.exit_code else 1)
 
 
@@ -221,7 +227,7 @@ async def deploy_model(model: str, vram: float | None = None) -> int:
         box: dict[str, Any] = {"interrupted": False}
         with anyio.CancelScope() as scope:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(_interrupted, scope, box)
+                await tg.start(_interrupted, scope, box)
                 async with api:
                     out.print(f"serving {model} at {api.base_url} (Ctrl-C stops it)")
                     await anyio.sleep_forever()

@@ -132,3 +132,30 @@ async def test_ow_exec_prints_the_reason_and_ctrl_c_cancels(nats_server, bus, tm
     assert f"canceled job {job_id}" in text
     assert code == 130
     assert (await job_state(bus, job_id)).status == "canceled"
+
+
+async def test_api_deploy_fails_fast_with_the_reason_and_cancels(nats_server, bus, tmp_path):
+    import payloads.jobs  # noqa: F401  (registers the built-in `api` job type)
+    from ow import AsyncOpenWeights
+
+    async with (
+        cpu_stack(nats_server.url, bus.org, tmp_path),
+        AsyncOpenWeights(url=nats_server.url, org=bus.org, env={}) as c,
+    ):
+        api = c.api.deploy("Qwen/Qwen3-4B")  # about 12 GB: nothing here has it
+        with anyio.fail_after(20), pytest.raises(UnschedulableError) as err:
+            async with api:
+                raise AssertionError("it must not serve")
+    assert err.value.reason.startswith("needs 12 GB VRAM; the largest worker here has 0 GB")
+    assert (await job_state(bus, api.job_id)).status == "canceled"  # nothing left behind
+
+
+async def test_ow_deploy_fails_fast_with_the_reason(nats_server, bus, tmp_path):
+    env = env_of(nats_server.url, bus.org, tmp_path)
+    async with cpu_stack(nats_server.url, bus.org, tmp_path):
+        with anyio.fail_after(30):
+            done = await anyio.run_process([OW, "deploy", "Qwen/Qwen3-4B"], env=env, check=False)
+    err = " ".join(done.stderr.decode().split())
+    assert done.returncode == 1, err
+    assert "cannot run here: needs 12 GB VRAM; the largest worker here has 0 GB" in err
+    assert "Traceback" not in err
