@@ -149,8 +149,7 @@ async def _cancel(c: Any, job_id: str, console: Any) -> int:
                 await c.jobs.wait(job_id, unschedulable_after=None)
         except OWError:
             pass  # canceled (the expected JobCanceledError), or it ended otherwise
-        state, _ = await c.jobs._read(job_id)
-    status = state.status if state is not None else "unknown"
+        status = (await c.jobs.retrieve(job_id)).status
     if status == "canceled":
         console.print(f"canceled job {job_id}")
     else:
@@ -192,17 +191,25 @@ async def exec_job(command: str, mounts: list[str], vram: float, detach: bool = 
             async with anyio.create_task_group() as outer:
                 await outer.start(_interrupted, scope, box)
                 job = await Exec(c).create(command=command, nonce=uuid7())  # always runs anew
-                job_id, box["state"] = job.id, job._state
+                job_id = job.id
                 err.print(f"[bright_black]job {job.id}[/]")
+                folded = anyio.Event()  # the watch judges notices against the job's state
+
+                def on_state(s: JobState) -> None:
+                    box["state"] = s
+                    folded.set()
+
+                async def watch() -> None:
+                    await folded.wait()
+                    await _pending.watch(bus, job_id, lambda: box["state"], _say(err))
+
                 async with anyio.create_task_group() as logs:
                     async def on_run(run_id: str) -> None:
                         logs.start_soon(write_log, bus, run_id, True, done)
 
                     async with anyio.create_task_group() as side:
-                        side.start_soon(_pending.watch, bus, job.id, lambda: box["state"],
-                                        _say(err))
-                        state = await follow_job(bus, job.id, on_run,
-                                                 lambda s: box.update(state=s))
+                        side.start_soon(watch)
+                        state = await follow_job(bus, job.id, on_run, on_state)
                         side.cancel_scope.cancel()
                     done.set()
                 outer.cancel_scope.cancel()
