@@ -27,8 +27,8 @@ def env(nats_server, org, tmp_path):
             "COLUMNS": "300"}
 
 
-async def read_until(stream, want: bytes, seen: bytearray, timeout: float = 30) -> None:
-    with anyio.fail_after(timeout):
+async def read_until(stream, want: bytes, seen: bytearray, limit_s: float = 30) -> None:
+    with anyio.fail_after(limit_s):
         async for chunk in stream:
             seen += chunk
             if want in seen:
@@ -53,7 +53,7 @@ async def test_ctrl_c_on_exec_cancels_the_running_job(bus, env, nats_server, tmp
         proc = await anyio.open_process([OW, "exec", "echo started; exec sleep 120"], env=env)
         out, err = bytearray(), bytearray()
         await read_until(proc.stdout, b"started", out)
-        await read_until(proc.stderr, b"job ", err, timeout=5)
+        await read_until(proc.stderr, b"job ", err, limit_s=5)
         code = await interrupt(proc, err)
         job_id = job_of(err.decode())
         state = await job_state(bus, job_id)
