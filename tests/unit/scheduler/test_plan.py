@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ow.scheduler.hardware import GPU_TABLE
+from ow.core import events as ev
+from ow.scheduler.hardware import GPU_TABLE, requested_gpus
 from ow.scheduler.plan import (
     ClaimView,
     DropClaim,
@@ -22,6 +23,7 @@ from ow.scheduler.plan import (
     plan,
     reconcile,
 )
+from ow.scheduler.view import Cluster
 
 NOW = datetime(2025, 1, 1, 12, tzinfo=UTC)
 L = Limits()
@@ -318,3 +320,37 @@ def test_multi_gpu_only_when_asked(vram, allowed, gpus):
         else:
             assert isinstance(a, Notice)
             assert a.rule == "no_hardware"
+
+
+@pytest.mark.parametrize(
+    ("gpus", "params", "want"),
+    [
+        (0, {}, 0),
+        (2, {}, 2),
+        (0, {"gpus": 4}, 4),
+        (0, {"validated_params": {"num_gpus": 2}}, 2),
+        (3, {"gpus": 4}, 3),  # the field wins
+        (0, {"validated_params": {"gpus": True}}, 0),  # not a count
+        (0, {"validated_params": {"gpus": "2"}}, 0),
+    ],
+)
+def test_requested_gpus(gpus, params, want):
+    assert requested_gpus(gpus, params) == want
+
+
+def test_the_cluster_passes_the_gpu_count_and_the_cooldown_ladder_to_the_plan():
+    c = Cluster()
+    c.apply(ev.JobSubmitted(job_id="j1", requires_vram_gb=24, params={"gpus": 2}, ts=NOW))
+    until = (NOW + timedelta(seconds=240)).isoformat()
+    c.apply(ev.SchedulerNoticed(subject_id="j1", rule="provider_error", evidence={
+        "cooldown_key": "2x A6000", "failures": 2, "cooldown_until": until}))
+    v = c.snapshot({}, GPU_TABLE)
+    assert v.pending[0].gpus == 2
+    assert v.cooldowns == {"2x A6000": NOW + timedelta(seconds=240)}
+    assert c.failures == {"2x A6000": 2}
+    (p,) = plan(v, NOW, L)
+    assert isinstance(p, Provision)
+    assert p.hardware.name == "2x L40S"  # 2x A6000 rests: the next cheapest pair
+    c.apply(ev.WorkerProvisioned(worker_id="w1", provider="runpod", pod_id="p1",
+                                 hardware="2x A6000", job_ids=["j1"]))
+    assert c.failures == {}  # it started: the ladder starts again from the bottom
