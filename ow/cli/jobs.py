@@ -51,8 +51,13 @@ def register(app: typer.Typer) -> None:
         from ow.projections import views
 
         async def go() -> dict[str, Any]:
+            from ow.sdk._pending import reason_of
+
             async with _app.projection() as p:
-                return await views.job_detail(p, job_id)
+                detail = await views.job_detail(p, job_id)
+                if detail["status"] == "pending":  # why it waits: the scheduler's notice
+                    detail["pending_reason"] = await reason_of(p.bus, detail["job_id"])
+                return detail
 
         job = run(go)
         if json:
@@ -61,6 +66,8 @@ def register(app: typer.Typer) -> None:
             f"[bold]{job['job_id']}[/] {job['type']} [bold]{job['status']}[/] gen {job['gen']}"
             f" model={job['model'] or '-'} image={job['image'] or '-'}"
             + (f"\n[red]{job['error']}[/]" if job["error"] else "")
+            + (f"\n[yellow]waiting: {job['pending_reason']}[/]"
+               if job.get("pending_reason") else "")
         )
         render.table(job["runs_detail"], ("run_id", "gen", "status", "worker_id", "exit_code",
                                           "started_at", "finished_at"), title="runs")
@@ -99,16 +106,23 @@ def register(app: typer.Typer) -> None:
     def exec_(
         command: str,
         mount: list[str] = _MOUNT_OPTION,
-        vram: float = typer.Option(0, "--vram", help="GPU memory needed (GB)"),
+        vram: float = typer.Option(0, "--vram", "--requires-vram-gb", help="GPU memory (GB)"),
+        detach: bool = typer.Option(False, "--detach", "-d", help="print the job id and return"),
     ) -> None:
-        """Run a shell command as a custom job, stream its output, exit with its exit code."""
+        """Run a shell command as a custom job, stream its output, exit with its exit code.
+
+        Ctrl-C cancels the job (exit 130); with --detach it runs on."""
         from ow.cli._stream import exec_job
 
-        raise typer.Exit(run(exec_job, command, mount, vram))
+        raise typer.Exit(run(exec_job, command, mount, vram, detach))
 
     @app.command()
-    def deploy(model: str) -> None:
-        """Serve a model behind an OpenAI-compatible API until Ctrl-C."""
+    def deploy(
+        model: str,
+        vram: float = typer.Option(None, "--vram", "--requires-vram-gb",
+                                   help="GPU memory (GB); 0 runs on a CPU"),
+    ) -> None:
+        """Serve a model behind an OpenAI-compatible API until Ctrl-C (which cancels its job)."""
         from ow.cli._stream import deploy_model
 
-        run(deploy_model, model)
+        raise typer.Exit(run(deploy_model, model, vram))

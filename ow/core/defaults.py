@@ -38,6 +38,10 @@ POD_TTL_S = 24 * 3600.0
 API_JOB_TIMEOUT_S = 3600.0
 MAX_CONSECUTIVE_FAILURES = 5
 PROVIDER_COOLDOWN_S = 60.0
+PROVIDER_COOLDOWN_MAX_S = 3600.0  # the top of the per-hardware cooldown ladder
+#: `job.wait()` raises UnschedulableError once "nothing here can run it" stood this long
+#: (time to start a fitting worker by hand, e.g. `python -m ow.agent` on a GPU machine)
+UNSCHEDULABLE_GRACE_S = 30.0
 SCHEDULER_TICK_S = 5.0
 SCHEDULER_DEBOUNCE_S = 0.2  # plan at most this often while events stream in
 WORKER_START_TIMEOUT_S = 900.0  # a provisioned worker that never registers is terminated

@@ -22,7 +22,8 @@
     │   └── ProjectionLockedError(path, pid, exe)
     ├── JobError
     │   ├── JobFailedError(job_id, run_id, error)
-    │   └── JobCanceledError(job_id)
+    │   ├── JobCanceledError(job_id)
+    │   └── UnschedulableError(job_id, reason)
     └── WaitTimeoutError (also a TimeoutError)
 
 Every class lives here (the modules that raise some re-export them: `tenancy.TokenError`,
@@ -60,6 +61,7 @@ __all__ = [
     "SecretError",
     "StoreError",
     "TokenError",
+    "UnschedulableError",
     "UnsupportedError",
     "ValidationError",
     "WaitTimeoutError",
@@ -224,6 +226,15 @@ class JobCanceledError(JobError):
     def __init__(self, job_id: str):
         self.job_id = job_id
         super().__init__(f"job {job_id} was canceled")
+
+
+class UnschedulableError(JobError):
+    """Nothing here can ever run the job as asked (the scheduler's notice says what to do).
+    The job stays pending: cancel it, or change what it asks for and submit again."""
+
+    def __init__(self, job_id: str, reason: str):
+        self.job_id, self.reason = job_id, reason
+        super().__init__(f"job {job_id} cannot run here: {reason}")
 
 
 class WaitTimeoutError(OWError, TimeoutError):

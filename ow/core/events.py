@@ -94,6 +94,7 @@ class JobSubmitted(Event, frozen=True, kw_only=True):
     requires_vram_gb: float = 0
     allowed_hardware: list[str] = []
     timeout_s: float = 0
+    gpus: int = 0  # GPUs the job needs on one machine; 0: one GPU (or CPU), as most jobs
 
 
 class JobUpdated(Event, frozen=True, kw_only=True):
@@ -261,6 +262,10 @@ class WorkerTerminated(Event, frozen=True, kw_only=True):
     worker_id: str
     reason: str = ""
     evidence: dict[str, Any] = {}
+
+
+#: the rule of a `SchedulerNoticed` about a job nothing here can ever run (readers give up on it)
+NOTICE_UNSCHEDULABLE = "no_hardware"
 
 
 class SchedulerNoticed(Event, frozen=True, kw_only=True):

@@ -4,6 +4,10 @@ Rows are RunPod-like configurations: `1x A100`, `2x H100`, ... plus a CPU row fo
 need no VRAM. Prices are plausible on-demand list prices in USD per hour; a provider may bring
 its own table (the local provider offers only this machine).
 
+`cheapest` prefers one GPU: training (unsloth) and most inference run on a single device, so a
+job gets several GPUs only when it asks for them (`allowed_hardware` naming `2x ...`, or
+`gpus > 1`, see `requested_gpus`), never because two small GPUs are cheaper than one big one.
+
 Labels are normalised by `ow.core.hardware.normalize` (re-exported here).
 
 Imports: stdlib, msgspec and `ow.core.hardware` (pure).
@@ -11,13 +15,17 @@ Imports: stdlib, msgspec and `ow.core.hardware` (pure).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import msgspec
 
 from ow.core.hardware import GPUS, normalize
 
-__all__ = ["CPU", "GPU_TABLE", "Hardware", "cheapest", "find", "normalize"]
+__all__ = [
+    "CPU", "GPU_TABLE", "Hardware", "cheapest", "find", "largest_single", "normalize",
+    "requested_gpus",
+]
 
 
 class Hardware(msgspec.Struct, frozen=True, kw_only=True):
@@ -63,18 +71,43 @@ def find(name: str, table: Iterable[Hardware]) -> Hardware | None:
     return next((h for h in table if normalize(h.name) == want), None)
 
 
+def requested_gpus(gpus: int, params: Mapping[str, Any]) -> int:
+    """How many GPUs a job asks for: its `gpus` field, else a `gpus`/`num_gpus` param (0: any)."""
+    if gpus:
+        return gpus
+    inner = params.get("validated_params")
+    for source in (params, inner if isinstance(inner, Mapping) else {}):
+        for key in ("gpus", "num_gpus"):
+            value = source.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
+    return 0
+
+
+def largest_single(table: Iterable[Hardware]) -> Hardware | None:
+    """The single-GPU row with the most VRAM (the ceiling of a job that asks for one GPU)."""
+    singles = [h for h in table if h.count == 1]
+    return max(singles, key=lambda h: (h.vram_gb, -h.price_per_hour), default=None)
+
+
 def cheapest(
-    req_vram_gb: float, allowed_hardware: Sequence[str], table: Iterable[Hardware]
+    req_vram_gb: float, allowed_hardware: Sequence[str], table: Iterable[Hardware],
+    gpus: int = 0,
 ) -> Hardware | None:
     """The cheapest row with at least `req_vram_gb` that `allowed_hardware` permits (if given).
 
-    Ties break on less VRAM, then the label, so the choice is deterministic.
+    Without `allowed_hardware` or `gpus > 1` only CPU and single-GPU rows are candidates; with
+    `gpus > 1`, rows of at least that many GPUs. Ties break on less VRAM, then the label, so
+    the choice is deterministic.
     """
     allowed = {normalize(a) for a in allowed_hardware if a.strip()}
-    fits = [
-        h for h in table
-        if h.vram_gb >= req_vram_gb and (not allowed or normalize(h.name) in allowed)
-    ]
+
+    def permitted(h: Hardware) -> bool:
+        if allowed:
+            return normalize(h.name) in allowed and (gpus <= 1 or h.count >= gpus)
+        return h.count >= gpus if gpus > 1 else h.count <= 1
+
+    fits = [h for h in table if h.vram_gb >= req_vram_gb and permitted(h)]
     if not fits:
         return None
     return min(fits, key=lambda h: (h.price_per_hour, h.vram_gb, h.name))

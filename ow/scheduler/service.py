@@ -36,6 +36,7 @@ from ow.core.config import Config
 from ow.core.errors import OWError
 from ow.core.ids import decode_token, encode_token, new_id
 from ow.scheduler.plan import (
+    ALL_HARDWARE,
     Action,
     ClaimView,
     DropClaim,
@@ -44,10 +45,11 @@ from ow.scheduler.plan import (
     Provision,
     Requeue,
     Terminate,
+    cooldown_for,
     plan,
     reconcile,
 )
-from ow.scheduler.providers import PodNotRecordedError, Provider, ProviderError
+from ow.scheduler.providers import PodNotRecordedError, Provider, ProviderError, QuotaError
 from ow.scheduler.view import PROVIDER_ERROR, Cluster
 
 __all__ = ["Scheduler", "limits_from"]
@@ -340,14 +342,18 @@ class Scheduler:
     async def _provider_failed(
         self, err: ProviderError, a: Provision, key: str, rev: int, now: datetime
     ) -> None:
-        until = now + timedelta(seconds=self.limits.provider_cooldown_s)
-        self.cluster.cooldown_until = max(until, self.cluster.cooldown_until or until)
-        log.warning("provider %s failed: %s; cooling down until %s", err.provider, err, until)
+        cool_key = ALL_HARDWARE if isinstance(err, QuotaError) else a.hardware.name
+        failures = self.cluster.failures.get(cool_key, 0) + 1
+        cooldown_s = cooldown_for(failures, self.limits)
+        until = now + timedelta(seconds=cooldown_s)
+        self.cluster.cool_down(cool_key, until, failures)
+        log.warning("provider %s failed: %s; %s cools down until %s (failure %d in a row)",
+                    err.provider, err, cool_key, until, failures)
         await self.bus.kv_delete(subjects.LEASES_BUCKET, key, last=rev)
         await self._notice(a.job_ids[0], PROVIDER_ERROR, err.message, {
             "rule": PROVIDER_ERROR, "provider": err.provider, "kind": err.kind,
-            "hardware": a.hardware.name, "job_ids": list(a.job_ids),
-            "cooldown_s": self.limits.provider_cooldown_s, "cooldown_until": until.isoformat(),
+            "hardware": a.hardware.name, "job_ids": list(a.job_ids), "cooldown_key": cool_key,
+            "failures": failures, "cooldown_s": cooldown_s, "cooldown_until": until.isoformat(),
         })
 
     async def _terminate(self, a: Terminate) -> None:

@@ -256,30 +256,68 @@ class AsyncJobsResource:
             if not await bus.kv_delete(subjects.CLAIMS_BUCKET, key, last=found[1]):
                 raise ConflictError(key, found[1], "the claim moved while resetting")
 
-    async def wait(self, job_id: str, timeout: float | None = None) -> Job:  # noqa: ASYNC109
-        """Wait for the job's terminal event (a subscription, not a polling loop)."""
+    async def wait(
+        self,
+        job_id: str,
+        timeout: float | None = None,  # noqa: ASYNC109
+        unschedulable_after: float | None = defaults.UNSCHEDULABLE_GRACE_S,
+    ) -> Job:
+        """Wait for the job's terminal event (a subscription, not a polling loop).
+
+        While it waits, each reason the scheduler gives for a pending job is logged once (a
+        warning on `ow.sdk`, so it shows on stderr). If the reason is that nothing here can
+        ever run the job, and it stands `unschedulable_after` seconds (default 30 s: time to
+        start a fitting worker by hand), UnschedulableError is raised; the job stays pending.
+        `unschedulable_after=None` waits on regardless.
+        """
+        from ow.core.errors import UnschedulableError
+        from ow.sdk import _pending
+
         bus = await self.client.bus()
         state, last = await self._read(job_id)
         if state is None:
             raise NotFoundError("job", job_id)
+        box: dict[str, Any] = {"state": state, "stuck": None}
+
+        def say(n: ev.SchedulerNoticed) -> None:
+            log.warning("job %s is pending: %s", job_id, n.message)
+
+        async def give_up(scope: anyio.CancelScope) -> None:
+            box["stuck"] = await _pending.watch(
+                bus, job_id, lambda: box["state"], say, unschedulable_after
+            )
+            scope.cancel()
+
         try:
             with anyio.fail_after(timeout):
                 if state.status not in TERMINAL:
                     subject = subjects.job_subject(bus.org, job_id)
-                    async for d in bus.subscribe(subject, start_seq=last + 1):
-                        state, _ = apply(state, d.event)
-                        if state.status in TERMINAL:
-                            break
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(give_up, tg.cancel_scope)
+                        async for d in bus.subscribe(subject, start_seq=last + 1):
+                            state, _ = apply(state, d.event)
+                            box["state"] = state
+                            if state.status in TERMINAL:
+                                break
+                        tg.cancel_scope.cancel()
         except TimeoutError as exc:
             raise WaitTimeoutError(
                 f"job {job_id} still {state.status} after {timeout}s; it goes on running"
             ) from exc
+        if box["stuck"] is not None and state.status not in TERMINAL:
+            raise UnschedulableError(job_id, box["stuck"].message)
         job = Job(state, self.client)
         if state.status == "failed":
             raise JobFailedError(job_id, job.runs[-1].id if job.runs else "", state.error)
         if state.status == "canceled":
             raise JobCanceledError(job_id)
         return job
+
+    async def pending_reason(self, job_id: str) -> str | None:
+        """Why the pending job is not running yet (the scheduler's standing notice), or None."""
+        from ow.sdk import _pending
+
+        return await _pending.reason_of(await self.client.bus(), job_id)
 
     async def list(
         self, status: str | None = None, type: str | None = None, limit: int | None = None

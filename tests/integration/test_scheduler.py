@@ -98,7 +98,8 @@ async def test_a_worker_without_heartbeats_is_reaped_and_its_job_requeued(nats_s
 async def test_a_provider_error_becomes_a_notice_and_a_cooldown(nats_server, bus):
     fake = FakeRunPod()
     fake.fail_next(NO_CAPACITY, times=5)
-    await bus.publish(ev.JobSubmitted(job_id="j1", requires_vram_gb=80, image="img"))
+    await bus.publish(ev.JobSubmitted(job_id="j1", requires_vram_gb=80, image="img",
+                                      allowed_hardware=["1x A100"]))  # one type: it cools down
     async with scheduler(nats_server.url, bus.org, fake) as s:
         (n,) = await eventually(lambda: notices(bus, "provider_error"))
         assert n.message == NO_CAPACITY
