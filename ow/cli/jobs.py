@@ -30,17 +30,14 @@ def register(app: typer.Typer) -> None:
     def ls(
         status: str = typer.Option(None, help="pending | in_progress | completed | failed | …"),
         type: str = typer.Option(None, "--type", help="job type"),
+        prefix: str = typer.Option(None, "--prefix", help="job ids starting with this"),
         limit: int = typer.Option(100, help="at most this many"),
+        offset: int = typer.Option(0, help="skip this many (paging)"),
         json: bool = typer.Option(False, "--json", help="print JSON"),
     ) -> None:
-        """List jobs, newest first (from the projection, caught up first)."""
-        from ow.projections import views
-
-        async def go() -> list[dict[str, Any]]:
-            async with _app.projection() as p:
-                return await views.list_jobs(p, status, type, limit)
-
-        rows = run(go)
+        """List jobs, newest first (from the read service, or a private fold without one)."""
+        rows = run(_app.ask, "list_jobs", status=status, type=type, prefix=prefix,
+                   limit=limit, offset=offset)
         render.json_out(rows) if json else render.table(rows, _LS_COLUMNS)
 
     @app.command()
@@ -48,13 +45,7 @@ def register(app: typer.Typer) -> None:
         job_id: str, json: bool = typer.Option(False, "--json", help="print JSON")
     ) -> None:
         """A job, its runs and its last events."""
-        from ow.projections import views
-
-        async def go() -> dict[str, Any]:
-            async with _app.projection() as p:
-                return await views.job_detail(p, job_id)
-
-        job = run(go)
+        job = run(_app.ask, "job_detail", job_id=job_id)
         if json:
             return render.json_out(job)
         render.console().print(

@@ -3,6 +3,7 @@
     OWError
     ├── ConfigError
     ├── BusUnavailableError
+    │   └── NoServiceError (nothing answers a request subject)
     ├── ValidationError(problems)
     ├── NotFoundError(kind, id)
     ├── ConflictError(key, expected_rev)
@@ -26,6 +27,7 @@ __all__ = [
     "JobCanceledError",
     "JobError",
     "JobFailedError",
+    "NoServiceError",
     "NotFoundError",
     "OWError",
     "PermissionDeniedError",
@@ -45,6 +47,10 @@ class ConfigError(OWError):
 
 class BusUnavailableError(OWError):
     """No usable NATS server at the configured URL."""
+
+
+class NoServiceError(BusUnavailableError):
+    """NATS is up but no service answers the request's subject ("no responders")."""
 
 
 class Problem(msgspec.Struct, frozen=True):

@@ -79,6 +79,7 @@ class Projector:
         self.last_time_ns: dict[str, int] = {}
         self._catching_up = 0  # catch-ups running now (they may overlap)
         self._threads = 1  # DuckDB's thread count before the first of them
+        self._advanced = anyio.Event()  # set (and replaced) after every committed batch
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -130,6 +131,16 @@ class Projector:
     def position(self, stream: str) -> int:
         return self._open().position(stream)
 
+    def positions(self) -> dict[str, int]:
+        """The stream sequence each stream is committed up to."""
+        return {s: self.position(s) for s in self.streams}
+
+    async def wait_for(self, at_least: dict[str, int]) -> None:
+        """Return once every stream named is folded up to its sequence (no polling: woken
+        by each committed batch). The caller bounds the wait (`anyio.fail_after`)."""
+        while any(self.position(s) < seq for s, seq in at_least.items() if s in self.streams):
+            await self._advanced.wait()
+
     async def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
         """Rows of a read query as dicts (runs in a worker thread)."""
         if "_reader" not in self._streams:  # its own cursor: queries never wait on a fold
@@ -143,6 +154,31 @@ class Projector:
         async with self._lock:
             return await anyio.to_thread.run_sync(run)
 
+    async def snapshot(self, out: Path) -> None:
+        """Write a consistent copy of the projection into the DuckDB file `out` (replaced
+        atomically), through this process's own connection: one statement, one snapshot of
+        every table, taken while the folds go on."""
+        tmp = out.with_name(out.name + f".{os.getpid()}.tmp")
+        _remove(tmp)
+        cursor = self._open().con.cursor()
+
+        def copy() -> None:
+            alias = f"snap_{abs(hash(str(tmp)))}"
+            with _db.mapped(f"exporting to {out}", self.path or ":memory:"):
+                source = cursor.execute("SELECT current_database()").fetchall()[0][0]
+                cursor.execute(f"ATTACH '{_quoted(tmp)}' AS {alias}")
+                try:
+                    cursor.execute(f'COPY FROM DATABASE "{source}" TO {alias}')
+                finally:
+                    cursor.execute(f"DETACH {alias}")
+            os.replace(tmp, out)
+
+        try:
+            await anyio.to_thread.run_sync(copy)
+        finally:
+            cursor.close()
+            _remove(tmp)
+
     # --- folding -------------------------------------------------------------------
 
     async def catch_up(
@@ -151,8 +187,10 @@ class Projector:
         progress: Progress | None = None,
         stop_at: dict[str, int] | None = None,
         until_ns: int | None = None,
+        streams: tuple[str, ...] | None = None,
     ) -> int:
-        """Fold every stream up to the end it has now; returns how many messages applied.
+        """Fold every stream (or those of `streams`) up to the end it has now; returns how
+        many messages applied.
 
         Streams are folded concurrently (the control plane's fold in Python overlaps the
         metrics' load inside DuckDB)."""
@@ -170,7 +208,7 @@ class Projector:
 
         with _one_error(), _gc_paused(), self._threads_per_stream():
             async with anyio.create_task_group() as tg:
-                for stream in self.streams:
+                for stream in streams or self.streams:
                     tg.start_soon(one, stream)
         return sum(counts.values())
 
@@ -249,6 +287,8 @@ class Projector:
         with _db.mapped(f"applying {stream} up to {batch[-1].seq}", self.path or ""):
             await anyio.to_thread.run_sync(folder.write, stream, batch, prepared)
         self.last_time_ns[stream] = batch[-1].time_ns
+        advanced, self._advanced = self._advanced, anyio.Event()
+        advanced.set()
 
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         """Catch up, report started, then follow every stream live until cancelled."""
@@ -347,6 +387,10 @@ def _check_free(path: Path) -> None:
     """Raise ProjectionLockedError if another process has the file open."""
     if path.exists():
         _db.connect(path).close()
+
+
+def _quoted(path: Path) -> str:
+    return str(path).replace("'", "''")
 
 
 def _remove(path: Path) -> None:
