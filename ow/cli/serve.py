@@ -35,12 +35,14 @@ def state_file(home: Path) -> Path:
 
 async def serve(
     *, url: str, home: Path, web_port: int | None = defaults.WEB_PORT, host: str = "127.0.0.1",
-    announce: Any = print, task_status: Any = anyio.TASK_STATUS_IGNORED,
+    orgs: tuple[str, ...] = (), announce: Any = print,
+    task_status: Any = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run the read service (and the dashboard unless `web_port` is None) until cancelled."""
+    """Run the read service (and the dashboard unless `web_port` is None) until cancelled.
+    On an open stack (no tenancy.json) it follows the default org and those of `orgs`."""
     from ow.projections.service import ReadService
 
-    svc = ReadService(home, url)
+    svc = ReadService(home, url, orgs=orgs)
     state = state_file(home)
     try:
         async with anyio.create_task_group() as tg:
@@ -85,10 +87,10 @@ def register(app: Any) -> None:
         from ow.cli import _app
 
         cfg = _app.settings.config
-        _run(cfg.url, cfg.home_path, None if no_web else web_port)
+        _run(cfg.url, cfg.home_path, None if no_web else web_port, (cfg.org,))
 
 
-def _run(url: str, home: Path, web_port: int | None) -> None:
+def _run(url: str, home: Path, web_port: int | None, orgs: tuple[str, ...]) -> None:
     import signal
 
     home.mkdir(parents=True, exist_ok=True)
@@ -96,7 +98,7 @@ def _run(url: str, home: Path, web_port: int | None) -> None:
     async def until_signal() -> None:
         async with anyio.create_task_group() as tg:
             with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                tg.start_soon(lambda: serve(url=url, home=home, web_port=web_port,
+                tg.start_soon(lambda: serve(url=url, home=home, web_port=web_port, orgs=orgs,
                                             announce=lambda s: print(s, flush=True)))
                 async for _ in signals:
                     tg.cancel_scope.cancel()
@@ -117,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = from_env()
-    _run(cfg.url, cfg.home_path, None if args.no_web else args.web_port)
+    _run(cfg.url, cfg.home_path, None if args.no_web else args.web_port, (cfg.org,))
 
 
 if __name__ == "__main__":

@@ -122,8 +122,10 @@ class Reader:
         private: str | Path | None = None,
         notice: Callable[[str], None] | None = None,
         timeout: float = defaults.QUERY_TIMEOUT_S,
+        fallback: bool = True,
     ):
         self.bus = bus
+        self.fallback = fallback  # False: `NoServiceError` reaches the caller
         self.private = private
         self.notice = notice or log.info
         self.timeout = timeout
@@ -150,6 +152,8 @@ class Reader:
                 subjects.query_subject(self.bus.org, name), _enc.encode(ask), self.timeout
             )
         except NoServiceError:
+            if not self.fallback:
+                raise
             return await self._private(name, raw)
         self.served = True
         if reply.code:

@@ -80,6 +80,9 @@ class Projector:
         self._catching_up = 0  # catch-ups running now (they may overlap)
         self._threads = 1  # DuckDB's thread count before the first of them
         self._advanced = anyio.Event()  # set (and replaced) after every committed batch
+        #: the position each stream committed, kept here: reading it from the file would
+        #: use a connection that a fold in a worker thread may be busy with
+        self._committed: dict[str, int] = {}
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -96,6 +99,7 @@ class Projector:
                 for t in ("jobs", "workers")
             )
             self._folder = Folder(con, fresh=empty)
+            self._committed = {s: self._folder.position(s) for s in _db.STREAMS}
         return self._folder
 
     def _stream_folder(self, stream: str) -> Folder:
@@ -129,7 +133,8 @@ class Projector:
     # --- reading -------------------------------------------------------------------
 
     def position(self, stream: str) -> int:
-        return self._open().position(stream)
+        self._open()
+        return self._committed.get(stream, 0)
 
     def positions(self) -> dict[str, int]:
         """The stream sequence each stream is committed up to."""
@@ -287,6 +292,7 @@ class Projector:
         with _db.mapped(f"applying {stream} up to {batch[-1].seq}", self.path or ""):
             await anyio.to_thread.run_sync(folder.write, stream, batch, prepared)
         self.last_time_ns[stream] = batch[-1].time_ns
+        self._committed[stream] = batch[-1].seq
         advanced, self._advanced = self._advanced, anyio.Event()
         advanced.set()
 

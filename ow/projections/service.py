@@ -61,11 +61,12 @@ def service_path(home: Path, org: str) -> Path:
     return Path(home) / "projections" / "service" / f"{encode_token(org)}.duckdb"
 
 
-def orgs_of(home: Path) -> dict[str, str]:
-    """{org: control token} of every org the service follows ("" on an open stack)."""
+def orgs_of(home: Path, extra: tuple[str, ...] = ()) -> dict[str, str]:
+    """{org: control token} of every org the service follows ("" on an open stack, whose
+    orgs are the default one and any named in `extra`)."""
     state = tenancy.load(home)
     if not state.enabled:
-        return {defaults.DEFAULT_ORG: ""}
+        return {org: "" for org in (defaults.DEFAULT_ORG, *extra)}
     return {org: tenancy.control_token(state, org) for org in state.orgs}
 
 
@@ -87,8 +88,10 @@ class ReadService:
         *,
         read_wait_s: float = defaults.READ_WAIT_S,
         orgs_tick_s: float = defaults.ORGS_TICK_S,
+        orgs: tuple[str, ...] = (),
     ):
         self.home = Path(home).expanduser()
+        self.extra_orgs = tuple(orgs)  # followed too on an open stack (no tenancy.json)
         self.url = url
         self.read_wait_s = read_wait_s
         self.orgs_tick_s = orgs_tick_s
@@ -107,7 +110,7 @@ class ReadService:
 
     async def _ready(self, org: str) -> _Org:
         while org not in self.orgs:
-            if org not in orgs_of(self.home):
+            if org not in orgs_of(self.home, self.extra_orgs):
                 raise OWError(f"org {org!r} does not exist here; `ow org create {org}` adds it")
             changed = self._changed
             await changed.wait()
@@ -130,7 +133,7 @@ class ReadService:
 
     def _add_new(self, tg: Any) -> list[_Org]:
         try:
-            known = orgs_of(self.home)
+            known = orgs_of(self.home, self.extra_orgs)
         except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
             log.warning("cannot read the orgs in %s (%s); trying again", self.home, exc)
             return []
