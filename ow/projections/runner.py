@@ -298,6 +298,8 @@ class Projector:
 
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         """Catch up, report started, then follow every stream live until cancelled."""
+        log.info("projection %s of org %s: resuming after %s", self.path or ":memory:",
+                 self.bus.org, {s: self.position(s) for s in self.streams})
         await self.catch_up()
         async with anyio.create_task_group() as tg:
             for stream in self.streams:
