@@ -8,6 +8,7 @@ all of them on Ctrl-C. `ow up --detach` runs the same in the background (its pid
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import secrets
@@ -89,6 +90,7 @@ def serve(port: int = defaults.DEFAULT_PORT, home: str | None = None, quiet: boo
             {**env, **tenancy.env(config.org, worker=True)},
             logs / "agent.log",
         ),
+        _child(["ow.cli.serve"], env, logs / "serve.log"),  # the read service (+ dashboard)
     ]
     assert server.proc is not None
     children += tenancy.start(server, env, logs)
@@ -98,6 +100,8 @@ def serve(port: int = defaults.DEFAULT_PORT, home: str | None = None, quiet: boo
     if not quiet:
         print(f"ow is up: NATS at {server.url} (org {config.org!r}, data in {root})")
         print(f"logs in {logs}; Ctrl-C stops everything")
+        if importlib.util.find_spec("ow.web") is not None:
+            print(f"dashboard: http://127.0.0.1:{defaults.WEB_PORT}")
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -112,7 +112,8 @@ async def test_fallback_without_a_service_says_so_once_and_answers_alike(bus, se
     first = await private.ask("job_detail", {"job_id": "j1"})
     await private.ask("list_jobs")
     assert not private.served
-    assert len(notices) == 1 and "no read service" in notices[0]
+    assert len(notices) == 1
+    assert "no read service" in notices[0]
     async with served():
         answer = await Reader(bus).ask("job_detail", {"job_id": "j1"})
     assert answer.result == first.result  # the same values and types on both paths
@@ -134,3 +135,13 @@ async def test_two_private_readers_do_not_lock_each_other(bus):
     assert results == [["j1"]] * 6
     for r in readers:
         r.close()
+
+
+@pytest.mark.parametrize("scope", ["read", "submit", "worker", "admin"])
+def test_every_scope_may_ask_its_own_orgs_queries_only(scope):
+    from ow.core import tenancy
+
+    allow = tenancy.permissions(scope, "acme", "tid1")["publish"]["allow"]
+    assert subjects.query_filter("acme") in allow or ">" in allow
+    if scope != "admin":
+        assert not any(a.startswith("ow.q.") and "acme" not in a for a in allow)

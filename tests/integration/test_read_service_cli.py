@@ -145,7 +145,8 @@ async def test_killed_service_resumes_and_equals_a_fresh_rebuild(bus, ow, servic
     await service()
     log = (tmp_path / "serve.log").read_text()
     resumed = [ln for ln in log.splitlines() if f"org {bus.org}: resuming after" in ln]
-    assert len(resumed) == 2 and "'OW_EVENTS': 0" in resumed[0]
+    assert len(resumed) == 2
+    assert "'OW_EVENTS': 0" in resumed[0]
     assert "'OW_EVENTS': 0" not in resumed[1]  # from its committed position, not from 1
     assert {j["job_id"] for j in await reader.result("list_jobs")} == {"j1", "j2"}
     report = await reader.result("audit")
