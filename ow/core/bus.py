@@ -685,6 +685,7 @@ class Bus:
             svc = await nats.micro.add_service(self.nc, name=name, version="1.0.0")
             for ep, subject in endpoints.items():
                 await svc.add_endpoint(name=ep, subject=subject, handler=endpoint(ep))
+            await self.nc.flush()  # the server knows every endpoint before `started`
         try:
             async with anyio.create_task_group() as tg, receive:
                 task_status.started()

@@ -57,6 +57,10 @@ def default_path(org: str) -> Path:
     return home_dir() / "projections" / f"{encode_token(org)}.duckdb"
 
 
+#: read queries one projector runs at once, each on its own cursor
+READERS = 4
+
+
 class Projector:
     """Folds an org's streams into one DuckDB file it owns."""
 
@@ -75,7 +79,8 @@ class Projector:
         self.batch = batch
         self._folder: Folder | None = None
         self._streams: dict[str, Folder] = {}  # one cursor (own transactions) per stream
-        self._lock = anyio.Lock()
+        self._readers_free = anyio.Semaphore(READERS)
+        self._cursors: list[Any] = []  # idle read cursors
         self.last_time_ns: dict[str, int] = {}
         self._catching_up = 0  # catch-ups running now (they may overlap)
         self._threads = 1  # DuckDB's thread count before the first of them
@@ -116,10 +121,11 @@ class Projector:
         """Close the file. Idempotent."""
         if self._folder is not None:
             folder, self._folder = self._folder, None
-            for f in self._streams.values():
+            for c in [*(f.con for f in self._streams.values()), *self._cursors]:
                 with contextlib.suppress(Exception):
-                    f.con.close()
+                    c.close()
             self._streams.clear()
+            self._cursors.clear()
             with contextlib.suppress(Exception):
                 folder.con.close()
 
@@ -147,17 +153,18 @@ class Projector:
             await self._advanced.wait()
 
     async def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-        """Rows of a read query as dicts (runs in a worker thread)."""
-        if "_reader" not in self._streams:  # its own cursor: queries never wait on a fold
-            self._streams["_reader"] = Folder(self._open().con.cursor())
-        reader = self._streams["_reader"].con
+        """Rows of a read query as dicts (in a worker thread, on a cursor of its own: queries
+        never wait on a fold, and up to `READERS` run at once)."""
+        async with self._readers_free:
+            cursor = self._cursors.pop() if self._cursors else self._open().con.cursor()
+            try:
+                def run() -> list[dict[str, Any]]:
+                    with _db.mapped("query", self.path or ":memory:"):
+                        return _db.rows(cursor, sql, params)
 
-        def run() -> list[dict[str, Any]]:
-            with _db.mapped("query", self.path or ":memory:"):
-                return _db.rows(reader, sql, params)
-
-        async with self._lock:
-            return await anyio.to_thread.run_sync(run)
+                return await anyio.to_thread.run_sync(run)
+            finally:
+                self._cursors.append(cursor)
 
     async def snapshot(self, out: Path) -> None:
         """Write a consistent copy of the projection into the DuckDB file `out` (replaced
