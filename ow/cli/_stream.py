@@ -95,20 +95,19 @@ async def follow_job(
 async def show_logs(job_or_run: str, follow: bool) -> None:
     """`ow logs`: the live chunks of a run; the saved log file once they are gone."""
     from ow.cli import _app
-    from ow.projections import views
 
-    async with _app.projection() as p:
-        r = await views.resolve_run(p, job_or_run)
+    async with _app.connected(provision=False) as bus, _app.reader(bus) as reader:
+        r = await reader.result("resolve_run", {"job_or_run": job_or_run})
         live = follow and r["status"] == "in_progress"
         done = anyio.Event()
         async with anyio.create_task_group() as tg:
             if live:
                 async def watch() -> None:
-                    await follow_job(p.bus, r["job_id"])
+                    await follow_job(bus, r["job_id"])
                     done.set()
 
                 tg.start_soon(watch)
-            written = await write_log(p.bus, r["run_id"], live, done if live else None)
+            written = await write_log(bus, r["run_id"], live, done if live else None)
             tg.cancel_scope.cancel()
     if not written and r["log_file"]:
         async with _app.client() as c:

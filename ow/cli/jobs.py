@@ -30,17 +30,14 @@ def register(app: typer.Typer) -> None:
     def ls(
         status: str = typer.Option(None, help="pending | in_progress | completed | failed | …"),
         type: str = typer.Option(None, "--type", help="job type"),
+        prefix: str = typer.Option(None, "--prefix", help="job ids starting with this"),
         limit: int = typer.Option(100, help="at most this many"),
+        offset: int = typer.Option(0, help="skip this many (paging)"),
         json: bool = typer.Option(False, "--json", help="print JSON"),
     ) -> None:
-        """List jobs, newest first (from the projection, caught up first)."""
-        from ow.projections import views
-
-        async def go() -> list[dict[str, Any]]:
-            async with _app.projection() as p:
-                return await views.list_jobs(p, status, type, limit)
-
-        rows = run(go)
+        """List jobs, newest first (from the read service, or a private fold without one)."""
+        rows = run(_app.ask, "list_jobs", status=status, type=type, prefix=prefix,
+                   limit=limit, offset=offset)
         render.json_out(rows) if json else render.table(rows, _LS_COLUMNS)
 
     @app.command()
@@ -48,16 +45,14 @@ def register(app: typer.Typer) -> None:
         job_id: str, json: bool = typer.Option(False, "--json", help="print JSON")
     ) -> None:
         """A job, its runs and its last events."""
-        from ow.projections import views
-
         async def go() -> dict[str, Any]:
             from ow.sdk._pending import reason_of
 
-            async with _app.projection() as p:
-                detail = await views.job_detail(p, job_id)
-                if detail["status"] == "pending":  # why it waits: the scheduler's notice
-                    detail["pending_reason"] = await reason_of(p.bus, detail["job_id"])
-                return detail
+            detail = await _app.ask("job_detail", job_id=job_id)
+            if detail["status"] == "pending":  # why it waits: the scheduler's notice
+                async with _app.connected() as bus:
+                    detail["pending_reason"] = await reason_of(bus, detail["job_id"])
+            return detail
 
         job = run(go)
         if json:

@@ -15,6 +15,7 @@ second `ow up` on that home says where the running one is and touches nothing (a
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import secrets
@@ -127,6 +128,7 @@ def _serve(config: Any, root: Path, port: int, quiet: bool) -> None:
         Child("scheduler", ["ow.scheduler", "--provider", "local"], env, logs / "scheduler.log"),
         Child("agent", _agent_argv, {**env, **tenancy.env(config.org, worker=True)},
               logs / "agent.log"),
+        Child("serve", ["ow.cli.serve"], env, logs / "serve.log"),  # read service + dashboard
     ]
     for child in children:
         services.add(child)
@@ -135,6 +137,8 @@ def _serve(config: Any, root: Path, port: int, quiet: bool) -> None:
     say = (lambda _line: None) if quiet else print
     say(f"ow is up: NATS at {server.url} (org {config.org!r}, data in {root})")
     say(f"logs in {logs}; Ctrl-C stops everything")
+    if importlib.util.find_spec("ow.web") is not None:
+        say(f"dashboard: http://127.0.0.1:{defaults.WEB_PORT}")
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

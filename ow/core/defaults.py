@@ -70,3 +70,10 @@ RUN_LOG_BATCH = 512
 RUN_LOG_FLUSH_S = 0.2
 
 DEFAULT_REQUIRES_VRAM_GB = 24.0
+
+# the read service (`ow serve`, ow/projections/service.py)
+WEB_PORT = 8421  # its dashboard (0: a free port)
+QUERY_TIMEOUT_S = 10.0  # a client waits this long for an answer
+READ_WAIT_S = 5.0  # the service waits this long to fold up to a requested position
+ORGS_TICK_S = 2.0  # how often the service looks for orgs created since it started
+QUERY_CONCURRENCY = 64  # queries one org's endpoint answers at once

@@ -4,6 +4,7 @@
     ├── ConfigError
     ├── BusError
     │   ├── BusUnavailableError
+    │   │   └── NoServiceError (nothing answers a request subject)
     │   └── WireError
     ├── ValidationError(problems)
     ├── NotFoundError(kind, id)
@@ -19,7 +20,9 @@
     │   ├── QuotaError
     │   └── PodNotRecordedError(provider, pod_id)
     ├── ProjectionError
-    │   └── ProjectionLockedError(path, pid, exe)
+    │   ├── ProjectionLockedError(path, pid, exe)
+    │   ├── QueryError (a query or parameter the read service does not know)
+    │   └── ServiceBehindError (the read service has not folded that far in time)
     ├── JobError
     │   ├── JobFailedError(job_id, run_id, error)
     │   ├── JobCanceledError(job_id)
@@ -49,6 +52,7 @@ __all__ = [
     "JobError",
     "JobFailedError",
     "NoCapacityError",
+    "NoServiceError",
     "NotFoundError",
     "OWError",
     "PermissionDeniedError",
@@ -57,8 +61,10 @@ __all__ = [
     "ProjectionError",
     "ProjectionLockedError",
     "ProviderError",
+    "QueryError",
     "QuotaError",
     "SecretError",
+    "ServiceBehindError",
     "StoreError",
     "TokenError",
     "UnschedulableError",
@@ -87,6 +93,10 @@ class BusUnavailableError(BusError):
 
 class WireError(BusError):
     """The server refused the bulk reader's connection or broke the protocol (`wire.py`)."""
+
+
+class NoServiceError(BusUnavailableError):
+    """NATS is up but no service answers the request's subject ("no responders")."""
 
 
 class Problem(msgspec.Struct, frozen=True):
@@ -210,6 +220,14 @@ class ProjectionLockedError(ProjectionError):
             f"that process (kill {pid}), or point this one at another file (--db PATH)."
             if pid else f"projection {path} is locked by {who}; stop it or use --db PATH."
         )
+
+
+class QueryError(ProjectionError):
+    """A query named something that is not a query, or a parameter it does not take."""
+
+
+class ServiceBehindError(ProjectionError):
+    """The read service has not folded up to the positions asked for in time."""
 
 
 class JobError(OWError):

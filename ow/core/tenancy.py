@@ -252,6 +252,7 @@ def permissions(scope: str, org: str, token_id: str) -> dict[str, Any]:
     if scope == "admin":
         return {"publish": {"allow": [">"]}, "subscribe": {"allow": [">"]}}
     allow = list(_JS_READ)
+    allow.append(subjects.query_filter(org))  # the read service's queries (every scope)
     deny: list[str] = []
     if scope == "read":
         deny += ["ow.ev.>", "ow.mx.>", "ow.log.>", "ow.hb.>", "$KV.>", "$O.>"]

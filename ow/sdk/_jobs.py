@@ -6,7 +6,8 @@ subject sequence of 0 — a compare-and-set on the job's subject — so any numb
 concurrent submitters store one `JobSubmitted`. A failed or canceled job submitted again
 is reset (a new generation).
 
-Imports: `ow.core`, pydantic (user params models) and sibling sdk modules.
+Imports: `ow.core`, `ow.projections.client` (lazily: asking the read service), pydantic
+(user params models) and sibling sdk modules.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import msgspec
 
 from ow.core import claims, codec, commands, defaults, ids, subjects
 from ow.core import events as ev
@@ -26,6 +28,7 @@ from ow.core.errors import (
     ConflictError,
     JobCanceledError,
     JobFailedError,
+    NoServiceError,
     NotFoundError,
     ValidationError,
     WaitTimeoutError,
@@ -38,17 +41,33 @@ __all__ = ["AsyncJobsResource", "Jobs"]
 log = logging.getLogger(__name__)
 
 _RESERVED = ("requires_vram_gb", "allowed_hardware", "timeout_s")
+_state_dec = msgspec.json.Decoder(JobState)
 
 
 class JobFold:
-    """Every job of an org folded from the log, kept between calls: each call folds only
-    the events since the last (a bulk read first, nats-py's ordered consumer if that fails).
-    The projection (`ow ls`) is the store for queries at scale; this serves `jobs.list`."""
+    """The SDK's job lists: asked of the read service (`job_states`, `find_jobs`, at least
+    as far as the log is now), or, with no service answering, every job of the org folded
+    from the log and kept between calls: each call folds only the events since the last (a
+    bulk read first, nats-py's ordered consumer if that fails)."""
 
     def __init__(self) -> None:
         self.jobs: dict[str, JobState] = {}
         self.seen = 0  # the last stream sequence folded
         self._lock = anyio.Lock()
+        self._noticed = False
+
+    async def served(self, bus: Any, query: str, params: dict[str, Any]) -> list[JobState] | None:
+        """The read service's answer to a job query, or None if no service answers."""
+        from ow.projections.client import FALLBACK_NOTICE, Reader
+
+        try:
+            states = await Reader(bus, fallback=False).result(query, params)
+        except NoServiceError:
+            if not self._noticed:
+                self._noticed = True
+                log.info(FALLBACK_NOTICE.format(org=bus.org))
+            return None
+        return [_state_dec.decode(s) for s in states]
 
     async def states(self, bus: Any) -> list[JobState]:
         filt = subjects.events_filter(bus.org, "job")
@@ -323,9 +342,14 @@ class AsyncJobsResource:
         self, status: str | None = None, type: str | None = None, limit: int | None = None
     ) -> list[Job]:
         """Jobs of the org, newest first, optionally filtered by status and type."""
-        states = await self._all()
+        bus = await self.client.bus()
+        fold = self.client._job_fold
+        served = await fold.served(bus, "job_states", {"status": status, "type": type,
+                                                       "limit": limit})
+        if served is not None:
+            return [Job(s, self.client) for s in served]
         out = [
-            Job(s, self.client) for s in states
+            Job(s, self.client) for s in await self._all()
             if (status is None or s.status == status) and (type is None or s.spec.job_type == type)
         ]
         out.sort(key=lambda j: j.created_at or ev.now(), reverse=True)
@@ -333,6 +357,11 @@ class AsyncJobsResource:
 
     async def find(self, **params: Any) -> list[Job]:
         """Jobs whose validated params contain all the given key/values."""
+        served = await self.client._job_fold.served(
+            await self.client.bus(), "find_jobs", {"params": params}
+        )
+        if served is not None:
+            return [Job(s, self.client) for s in served]
         return [
             j for j in await self.list()
             if all(j.params.get("validated_params", {}).get(k) == v for k, v in params.items())
