@@ -164,7 +164,8 @@ async def workers(request: Request) -> JSONResponse:
     """Workers: hardware, status, heartbeat age, current run, hourly price, cost so far."""
     p, org, _ = await _projector(request)
     rows = await queries.workers(p, datetime.now(UTC))
-    return _json({"workers": rows, "position": p.position(subjects.EVENTS_STREAM), "org": org})
+    pos = await queries.position(p, subjects.EVENTS_STREAM)
+    return _json({"workers": rows, "position": pos, "org": org})
 
 
 async def anomalies(request: Request) -> JSONResponse:

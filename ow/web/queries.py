@@ -22,7 +22,8 @@ from ow.projections import Projector, views
 from ow.web import present
 
 __all__ = [
-    "anomalies", "at_least", "costs", "events", "job", "jobs", "metric_points", "run", "workers",
+    "anomalies", "at_least", "costs", "events", "job", "jobs", "metric_points", "position", "run",
+    "workers",
 ]
 
 _JOBS = (
@@ -33,20 +34,29 @@ _JOBS = (
 )
 
 
+async def position(p: Projector, stream: str) -> int:
+    """The sequence of `stream` the projection has folded, read through the query cursor
+    (`Projector.position` uses the folding connection: DuckDB refuses it mid-fold)."""
+    rows = await p.query("SELECT seq FROM positions WHERE stream = ?", [stream])
+    return int(rows[0]["seq"]) if rows else 0
+
+
 async def at_least(p: Projector, stream: str, seq: int, timeout_s: float = 3.0) -> int:
     """Wait until the projection has folded `seq` of `stream` (read-your-writes); returns the
     position reached (possibly short of `seq` after the timeout: the caller shows what is)."""
+    reached = await position(p, stream)
     with anyio.move_on_after(timeout_s):
         # the projector has no change hook to await (yet): a short poll, only while behind
-        while p.position(stream) < seq:  # noqa: ASYNC110
+        while reached < seq:
             await anyio.sleep(0.01)
-    return p.position(stream)
+            reached = await position(p, stream)
+    return reached
 
 
 async def jobs(
     p: Projector, status: str | None, type: str | None, prefix: str, limit: int, offset: int
 ) -> dict[str, Any]:
-    pos = p.position(subjects.EVENTS_STREAM)
+    pos = await position(p, subjects.EVENTS_STREAM)
     rows = await p.query(_JOBS, [status, status, type, type, prefix, limit, offset])
     total = rows[0]["total"] if rows else 0
     for r in rows:
@@ -55,7 +65,7 @@ async def jobs(
 
 
 async def job(p: Projector, job_id: str) -> dict[str, Any]:
-    pos = p.position(subjects.EVENTS_STREAM)
+    pos = await position(p, subjects.EVENTS_STREAM)
     detail = await views.job_detail(p, job_id, last_events=0)
     detail.pop("events", None)
     rows = await p.query(
@@ -84,7 +94,7 @@ async def run(p: Projector, run_id: str) -> dict[str, Any]:
 
 async def metric_points(p: Projector, run_id: str) -> dict[str, Any]:
     """The plot points of a run's records up to the metrics position, and that position."""
-    pos = p.position(subjects.METRICS_STREAM)
+    pos = await position(p, subjects.METRICS_STREAM)
     rows = await p.query(
         "SELECT seq, idx, step, key, value, raw FROM metrics WHERE run_id = ? AND seq <= ? "
         "ORDER BY seq, idx", [run_id, pos],
@@ -141,7 +151,7 @@ async def costs(p: Projector, now: datetime) -> dict[str, Any]:
 
 
 async def events(p: Projector, limit: int, before: int | None) -> dict[str, Any]:
-    pos = p.position(subjects.EVENTS_STREAM)
+    pos = await position(p, subjects.EVENTS_STREAM)
     rows = await p.query(
         "SELECT * FROM (SELECT seq, json FROM events WHERE seq <= ? AND (? IS NULL OR seq < ?) "
         "ORDER BY seq DESC LIMIT ?) ORDER BY seq", [pos, before, before, limit],

@@ -22,6 +22,11 @@ import pytest
 from ow.core import bus as bus_mod
 from ow.core.server import NatsServer
 from ow.projections import Projector
+from tests.integration.agents import (
+    ShellJob,  # noqa: F401 - registers `shell`
+    client,
+    running_agents,
+)
 from tests.integration.test_tenancy import tenants  # noqa: F401 - a fixture, reused
 
 CHROMIUM = "/usr/bin/chromium"
@@ -61,6 +66,8 @@ class Dashboard:
     app: Any
     buses: dict[str, bus_mod.Bus]
     projectors: dict[str, Projector] = field(default_factory=dict)
+    stop_server: Any = None  # async (): the HTTP server goes away (the projectors stay)
+    start_server: Any = None  # async (): it comes back on the same port
 
 
 @asynccontextmanager
@@ -87,8 +94,27 @@ async def running_dashboard(
             return projectors[org]
 
         app = create_app(projector_for=projector_for, bus_for=bus_for, home=home)
-        actual = await tg.start(serve_app, app, "127.0.0.1", port)
-        yield Dashboard(f"http://127.0.0.1:{actual}", app, buses, projectors)
+        serving: list[tuple[anyio.CancelScope, anyio.Event]] = []
+
+        async def serve(*, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+            scope, done = anyio.CancelScope(), anyio.Event()
+            serving.append((scope, done))
+            with scope:
+                await serve_app(app, "127.0.0.1", port, task_status=task_status)
+            done.set()
+
+        port = await tg.start(serve)
+
+        async def stop_server() -> None:
+            scope, done = serving.pop()
+            scope.cancel()
+            await done.wait()
+
+        async def start_server() -> None:
+            await tg.start(serve)
+
+        yield Dashboard(f"http://127.0.0.1:{port}", app, buses, projectors,
+                        stop_server, start_server)
         tg.cancel_scope.cancel()
 
 
@@ -117,3 +143,37 @@ async def screenshot(page: Any, tmp_path: Path, name: str, docs: bool = False) -
         DOCS.mkdir(exist_ok=True)
         shutil.copy(out, DOCS / "dashboard-run.png")
     return out
+
+
+TICKING = "echo started; i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done"
+
+
+@asynccontextmanager
+async def running_job(url: str, d: Dashboard, tmp_path: Path, tag: str) -> AsyncIterator[Any]:
+    """A real job (a shell loop printing a line every 0.2 s) on a real in-process agent of
+    `default`; yields (job, run_id, client) once the dashboard shows it running."""
+    import httpx
+
+    from tests.integration.conftest import eventually
+
+    c = client(url, "default")
+    async with running_agents(url, "default", 1, tmp_path) as _agents, httpx.AsyncClient(
+        base_url=d.url
+    ) as http:
+        job = await c.shell.create(command=TICKING, tag=tag)
+
+        async def running() -> str | None:
+            body = (await http.get(f"/api/orgs/default/jobs/{job.id}")).json()
+            return body["run_id"] if body["status"] == "in_progress" else None
+
+        run_id = await eventually(running, timeout=20)
+        yield job, run_id, c
+        await c.jobs.cancel(job.id)
+    await c.close()
+
+
+def run_client(url: str, job_id: str, run_id: str) -> Any:
+    """The SDK as the job itself sees it (OW_RUN_ID / OW_JOB_ID set): `ow.run.log` works."""
+    from ow import AsyncOpenWeights
+
+    return AsyncOpenWeights(url=url, org="default", env={}, run_id=run_id, job_id=job_id)

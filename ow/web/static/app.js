@@ -22,7 +22,7 @@ function h(tag, attrs, ...children) {
     if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
     else el.setAttribute(k, v === true ? "" : v);
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined) continue;
     el.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -208,6 +208,9 @@ async function jobPage() {
 
 const COLORS = ["#2f6fde", "#d9534f", "#2a9d5b", "#e49b0f", "#8e44ad", "#16a2b8", "#7f8c8d", "#c0392b"];
 
+const STEP_INCRS = [1, 2, 5].flatMap((m) => [1, 10, 100, 1e3, 1e4, 1e5, 1e6].map((e) => m * e))
+  .sort((a, b) => a - b);  // steps are whole numbers: no ticks between them
+
 function plotter(el, shown) {
   const byStep = new Map();
   const names = [];
@@ -232,7 +235,7 @@ function plotter(el, shown) {
         label: n, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: true,
         show: visible.includes(n), points: { show: true, size: 4 },
       }))],
-      axes: [{ label: "step" }, {}],
+      axes: [{ label: "step", incrs: STEP_INCRS }, {}],
     }, data(), el);
     window.owPlot = plot;
   }
