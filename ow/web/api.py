@@ -163,8 +163,8 @@ async def events_stream(request: Request) -> Response:
 async def workers(request: Request) -> JSONResponse:
     """Workers: hardware, status, heartbeat age, current run, hourly price, cost so far."""
     p, org, _ = await _projector(request)
+    pos = await queries.position(p, subjects.EVENTS_STREAM)  # before: the stream goes on from it
     rows = await queries.workers(p, datetime.now(UTC))
-    pos = await queries.position(p, subjects.EVENTS_STREAM)
     return _json({"workers": rows, "position": pos, "org": org})
 
 
