@@ -137,3 +137,45 @@ def client_for(t, org: str):
     from ow import AsyncOpenWeights
 
     return AsyncOpenWeights(url=t.url, org=org, token=t.control(org), env={})
+
+
+async def first_frame(http: httpx.AsyncClient, path: str, **kw) -> dict[str, str]:
+    """The first SSE message of a stream (its id, event and data lines)."""
+    frame: dict[str, str] = {}
+    async with http.stream("GET", path, **kw) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        async for line in r.aiter_lines():
+            if not line and "id" in frame:
+                return frame
+            key, _, value = line.partition(": ")
+            if key in ("id", "event", "data"):
+                frame[key] = value
+    return frame
+
+
+async def test_streams_resume_after_last_event_id_else_after(bus, home, tmp_path):
+    import json
+
+    from .conftest import run_client, running_job
+
+    async with running_dashboard({"default": bus}, home) as d, running_job(
+        bus.url, d, tmp_path, "resume"
+    ) as (job, run_id, _c), httpx.AsyncClient(base_url=d.url, timeout=10) as http:
+        me = run_client(bus.url, job.id, run_id)
+        for step in range(3):  # one message each: three stream sequences
+            await me.run.log({"step": step, "loss": float(step)})
+            await me.run.flush()
+        await me.close()
+        path = f"/api/orgs/default/runs/{run_id}/metrics/stream"
+        first = await first_frame(http, path)
+        seq = int(first["id"])
+        assert json.loads(first["data"])["points"][0]["step"] == 0
+        frame = await first_frame(http, path, params={"after": seq})
+        assert json.loads(frame["data"])["points"][0]["step"] == 1
+        # the browser's reconnect: Last-Event-ID wins over the page's first `after`
+        frame = await first_frame(http, path, params={"after": seq},
+                                  headers={"Last-Event-ID": str(int(frame["id"]))})
+        assert json.loads(frame["data"])["points"][0]["step"] == 2
+        r = await http.get(path, headers={"Last-Event-ID": "x1"})
+        assert r.status_code == 400
+        assert "Last-Event-ID" in r.json()["error"]
