@@ -211,44 +211,66 @@ const COLORS = ["#2f6fde", "#d9534f", "#2a9d5b", "#e49b0f", "#8e44ad", "#16a2b8"
 const STEP_INCRS = [1, 2, 5].flatMap((m) => [1, 10, 100, 1e3, 1e4, 1e5, 1e6].map((e) => m * e))
   .sort((a, b) => a - b);  // steps are whole numbers: no ticks between them
 
+// The run's points by step, kept as uPlot's column arrays: a record at a new, larger step
+// (the usual case) is an append, so a live update costs a redraw, not a rebuild.
 function plotter(el, shown) {
-  const byStep = new Map();
-  const names = [];
-  let plot = null, received = 0, pending = false;
-  const counts = () => Object.fromEntries(names.map((n) => [n, [...byStep.values()].filter((v) => n in v).length]));
-  function data() {
-    const xs = [...byStep.keys()].sort((a, b) => a - b);
-    return [xs, ...names.map((n) => xs.map((x) => byStep.get(x)[n] ?? null))];
+  const xs = [], cols = new Map(), index = new Map(), counts = {};
+  let plot = null, received = 0, pending = false, newSeries = true;
+  function slot(step) {
+    let i = index.get(step);
+    if (i !== undefined) return i;
+    if (!xs.length || step > xs[xs.length - 1]) {
+      i = xs.length;
+      xs.push(step);
+      for (const col of cols.values()) col.push(null);
+      index.set(step, i);
+      return i;
+    }
+    i = xs.findIndex((x) => x > step);  // an earlier step, late: insert it in order
+    xs.splice(i, 0, step);
+    for (const col of cols.values()) col.splice(i, 0, null);
+    index.clear();
+    xs.forEach((x, j) => index.set(x, j));
+    return i;
+  }
+  function put(step, name, value) {
+    const i = slot(step);
+    let col = cols.get(name);
+    if (!col) {
+      col = new Array(xs.length).fill(null);
+      cols.set(name, col);
+      newSeries = true;
+    }
+    if (col[i] === null) counts[name] = (counts[name] || 0) + 1;
+    col[i] = value;
   }
   function draw() {
     pending = false;
-    el.dataset.points = JSON.stringify(counts());
+    el.dataset.points = JSON.stringify(counts);
     el.dataset.records = received;
+    const names = [...cols.keys()];
     if (!names.length) { el.textContent = "no numeric metrics yet"; return; }
-    if (plot && plot.series.length - 1 === names.length) { plot.setData(data()); return; }
+    const data = [xs, ...names.map((n) => cols.get(n))];
+    if (plot && !newSeries) { plot.setData(data); return; }
     if (plot) plot.destroy();
+    newSeries = false;
     el.textContent = "";
     const visible = shown.length ? shown : names.slice(0, 1);
     plot = new uPlot({
       width: Math.max(300, el.clientWidth - 16), height: 320, scales: { x: { time: false } },
       series: [{ label: "step" }, ...names.map((n, i) => ({
         label: n, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: true,
-        show: visible.includes(n), points: { show: true, size: 4 },
+        show: visible.includes(n),
       }))],
       axes: [{ label: "step", incrs: STEP_INCRS }, {}],
-    }, data(), el);
+    }, data, el);
     window.owPlot = plot;
   }
   return {
     add(points, records) {
       received += records;
       for (const p of points) {
-        const at = byStep.get(p.step) || {};
-        for (const [k, v] of Object.entries(p.values)) {
-          if (!names.includes(k)) names.push(k);
-          at[k] = v;
-        }
-        byStep.set(p.step, at);
+        for (const [k, v] of Object.entries(p.values)) put(p.step, k, v);
       }
       if (!pending) { pending = true; requestAnimationFrame(draw); }
     },
