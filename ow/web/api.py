@@ -149,13 +149,16 @@ async def events(request: Request) -> JSONResponse:
 
 
 async def events_stream(request: Request) -> Response:
-    """SSE: the org's events live; `aggregate` (job, worker, file) or `job_id` narrows them."""
+    """SSE: the org's events live; `aggregate` (job, worker, file) or `job_id` narrows them.
+
+    With `job_id`: the job's events and the scheduler's notices about it."""
     web = web_of(request)
     after = sse.start_after(request)
     aggregate = choice_param(request, "aggregate", ("job", "worker", "file"))
     org, _ = await web.org(request)
     job_id = request.query_params.get("job_id")
-    filt = (subjects.job_subject(org, job_id) if job_id
+    # a job's own events and the scheduler's notices about it (`scheduler.<job_id>`)
+    filt = (subjects.aggregate_subject(org, "*", job_id) if job_id
             else subjects.events_filter(org, aggregate))
     return sse.respond(sse.events(await web.bus_for(org), filt, after), web.closing)
 

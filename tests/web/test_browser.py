@@ -141,3 +141,29 @@ async def test_reconnecting_shown_and_the_plot_resumes_without_gap_or_duplicate(
         assert got["records"] == 14
         await screenshot(page, tmp_path, "run-resumed")
         await me.close()
+
+
+async def test_job_page_shows_a_decisions_evidence_live(bus, home, tmp_path):
+    from ow.core import events as ev
+    from tests.integration.agents import client
+
+    c = client(bus.url, "default")
+    job = await c.shell.create(command="true", tag="evidence")
+    async with running_dashboard({"default": bus}, home) as d, browser_page(tmp_path) as page:
+        await page.goto(f"{d.url}/o/default/jobs/{job.id}")
+        await page.wait_for_selector("#timeline >> text=JobSubmitted")
+        await page.wait_for_selector("#conn.live")
+        # what the scheduler publishes when no worker can take the job (scheduler/service.py)
+        await bus.publish(ev.SchedulerNoticed(
+            subject_id=job.id, rule="no_hardware_fits", message="needs 80 GB of VRAM",
+            evidence={"requires_vram_gb": 80, "largest_gb": 24},
+        ))
+        item = page.locator("#timeline li", has_text="SchedulerNoticed")
+        await item.wait_for()
+        text = await item.inner_text()
+        assert "no_hardware_fits" in text
+        assert "needs 80 GB of VRAM" in text
+        assert "requires_vram_gb" in text
+        assert "largest_gb" in text
+        await screenshot(page, tmp_path, "job-evidence")
+    await c.close()
