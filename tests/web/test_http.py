@@ -156,6 +156,8 @@ async def first_frame(http: httpx.AsyncClient, path: str, **kw) -> dict[str, str
 async def test_streams_resume_after_last_event_id_else_after(bus, home, tmp_path):
     import json
 
+    from ow.core.subjects import metric_subject
+
     from .conftest import run_client, running_job
 
     async with running_dashboard({"default": bus}, home) as d, running_job(
@@ -165,6 +167,9 @@ async def test_streams_resume_after_last_event_id_else_after(bus, home, tmp_path
         for step in range(3):  # one message each: three stream sequences
             await me.run.log({"step": step, "loss": float(step)})
             await me.run.flush()
+        await bus.publish_raw(metric_subject("default", run_id), b"{not json")
+        await me.run.log({"step": 3, "loss": 3.0})
+        await me.run.flush()
         await me.close()
         path = f"/api/orgs/default/runs/{run_id}/metrics/stream"
         first = await first_frame(http, path)
@@ -176,6 +181,35 @@ async def test_streams_resume_after_last_event_id_else_after(bus, home, tmp_path
         frame = await first_frame(http, path, params={"after": seq},
                                   headers={"Last-Event-ID": str(int(frame["id"]))})
         assert json.loads(frame["data"])["points"][0]["step"] == 2
+        # a malformed message is skipped (logged); the stream goes on past it
+        frame = await first_frame(http, path, params={"after": frame["id"]})
+        assert json.loads(frame["data"])["points"][0]["step"] == 3
         r = await http.get(path, headers={"Last-Event-ID": "x1"})
         assert r.status_code == 400
         assert "Last-Event-ID" in r.json()["error"]
+
+
+async def test_login_keeps_the_token_in_an_httponly_strict_cookie(tenants):
+    t = tenants
+    a = await admin_bus(t, "orga")
+    async with running_dashboard({"orga": a}, t.home) as d, httpx.AsyncClient(
+        base_url=d.url
+    ) as http:
+        r = await http.get("/o/orga/jobs")
+        assert r.status_code == 303
+        assert r.headers["location"].startswith("/login")
+        token = t.tokens[("orga", "read")]
+        r = await http.post("/login", data={"token": token, "next": "//evil.example/x"})
+        assert r.status_code == 303
+        assert r.headers["location"] == "/o/orga/jobs"  # never a redirect off the site
+        cookie = r.headers["set-cookie"].lower()
+        assert "httponly" in cookie
+        assert "samesite=strict" in cookie
+        assert (await http.get("/api/orgs/orga/jobs")).status_code == 200
+        assert (await http.get("/api/me")).json()["orgs"] == {"orga": "read"}
+        r = await http.post("/login", data={"token": token[:-3] + "xyz"})
+        assert r.status_code == 401
+        assert token[-10:] not in r.text  # the secret is never echoed
+        await http.post("/logout")
+        assert (await http.get("/api/orgs/orga/jobs")).status_code == 401
+    await a.close()

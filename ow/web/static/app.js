@@ -189,13 +189,13 @@ async function jobPage() {
         h("h2", {}, "Params"), json(d.params)),
         h("div", {}, h("h2", {}, "Outputs"), json(d.outputs))),
       h("h2", {}, "Runs"),
-      table([["gen", (r) => r.gen, "num"], ["run", (r) => runLink(r.run_id), "mono"],
+      h("div", { id: "runs" }, table([["gen", (r) => r.gen, "num"], ["run", (r) => runLink(r.run_id), "mono"],
         ["status", (r) => badge(r.status)], ["worker", (r) => r.worker_id || "", "mono"],
         ["exit", (r) => r.exit_code ?? "", "num"], ["started", (r) => when(r.started_at)],
         ["finished", (r) => when(r.finished_at)],
         ["log", (r) => (r.log_file ? fileLink(r.log_file, "download") : "")],
         ["artifacts", (r) => Object.entries(r.artifacts || {}).map(([path, fid]) => [fileLink(fid, path), " "])],
-      ], d.runs_detail, "no runs yet"),
+      ], d.runs_detail, "no runs yet")),
       h("h2", {}, "Events"),
       h("ol", { class: "timeline", id: "timeline" }, d.events.map(eventItem)));
     if (position === null) {
