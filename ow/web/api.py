@@ -20,8 +20,8 @@ from starlette.responses import JSONResponse, Response
 from ow.core import subjects
 from ow.core.ids import encode_token
 from ow.web import present, queries, sse
-from ow.web.auth import AuthError
 from ow.web.context import choice_param, int_param, web_of
+from ow.web.errors import AuthError
 
 __all__ = ["ROUTES"]
 

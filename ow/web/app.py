@@ -29,8 +29,9 @@ from ow.core.bus import Bus
 from ow.core.errors import NotFoundError, OWError
 from ow.projections import Projector
 from ow.web import api, pages
-from ow.web.auth import Auth, AuthError
-from ow.web.context import BadParameter, Web
+from ow.web.auth import Auth
+from ow.web.context import Web
+from ow.web.errors import AuthError, BadParameter
 
 __all__ = ["create_app", "serve_app"]
 

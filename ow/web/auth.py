@@ -7,7 +7,7 @@ HttpOnly session cookie (set by the login form, one token per org) or an
 against the current state file: a token revoked or expired since login stops working at once.
 bcrypt runs once per token (in a worker thread); later requests compare a SHA-256 of it.
 
-Imports: stdlib, anyio and `ow.core`.
+Imports: stdlib, anyio, `ow.core` and `ow.web.errors`.
 """
 
 from __future__ import annotations
@@ -21,19 +21,12 @@ from pathlib import Path
 import anyio
 
 from ow.core import tenancy as tn
+from ow.web.errors import AuthError
 
-__all__ = ["COOKIE", "HINT", "Auth", "AuthError", "Viewer"]
+__all__ = ["COOKIE", "HINT", "Auth", "Viewer", "cookie_tokens", "cookie_value"]
 
 COOKIE = "ow_session"
 HINT = "log in with an ow_ token: `ow token create --org ORG --scope read` prints one"
-
-
-class AuthError(Exception):
-    """No valid token (401) or no token for the org asked (403); the message says what to do."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ from ow.core import tenancy as tn
 from ow.core.bus import Bus
 from ow.projections import Projector
 from ow.web.auth import COOKIE, Auth, Viewer, cookie_tokens
-from ow.web.sse import BadParameter
+from ow.web.errors import BadParameter
 
-__all__ = ["BadParameter", "Web", "choice_param", "int_param", "web_of"]
+__all__ = ["Web", "choice_param", "int_param", "web_of"]
 
 
 @dataclass

@@ -18,8 +18,9 @@ from urllib.parse import parse_qs, quote
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from ow.web.auth import COOKIE, AuthError, cookie_tokens, cookie_value
+from ow.web.auth import COOKIE, cookie_tokens, cookie_value
 from ow.web.context import web_of
+from ow.web.errors import AuthError
 
 __all__ = ["ROUTES"]
 

@@ -26,6 +26,7 @@ from ow.core import events as ev
 from ow.core import subjects
 from ow.core.bus import Bus
 from ow.web import present
+from ow.web.errors import BadParameter
 
 __all__ = ["KEEPALIVE_S", "events", "logs", "metrics", "respond", "start_after"]
 
@@ -35,10 +36,6 @@ KEEPALIVE_S = 10.0
 RETRY_MS = 1000
 #: (seq, SSE event name, JSON-able data)
 Item = tuple[int, str, Any]
-
-
-class BadParameter(ValueError):
-    """A malformed query parameter or header (400); the message names it."""
 
 
 def start_after(request: Request) -> int:
@@ -64,9 +61,13 @@ def respond(items: AsyncIterator[Item], closing: anyio.Event) -> StreamingRespon
         send, receive = anyio.create_memory_object_stream[Item](100)
 
         async def pump() -> None:
-            async with send, contextlib.aclosing(items):
-                async for item in items:
-                    await send.send(item)
+            try:
+                async with send:
+                    async for item in items:
+                        await send.send(item)
+            finally:  # the stream's consumer is unsubscribed even when the page went away
+                with anyio.CancelScope(shield=True):
+                    await items.aclose()
 
         yield f"retry: {RETRY_MS}\n\n".encode()
         async with anyio.create_task_group() as tg:
@@ -95,33 +96,39 @@ async def _cancel_on(closing: anyio.Event, scope: anyio.CancelScope) -> None:
 
 async def metrics(bus: Bus, org: str, run_id: str, after: int) -> AsyncIterator[Item]:
     """The plot points of each metrics message of a run (a batch of records)."""
-    async for seq, _subject, data in bus.subscribe(
-        subjects.metric_subject(org, run_id), stream=subjects.METRICS_STREAM,
-        start_seq=after + 1, raw=True,
-    ):
-        try:
-            records = [e.data for e in ev.decode_message(bytes(data))
-                       if isinstance(e, ev.MetricLogged)]
-        except Exception as exc:  # a bad message must not end the stream  # noqa: BLE001
-            log.warning("metrics message seq=%s of run_id=%s skipped: %s", seq, run_id, exc)
-            continue
-        points = [p for r in records if (p := present.point(r)) is not None]
-        latest: dict[str, Any] = {}
-        for r in records:
-            latest.update(r)
-        yield seq, "points", {"points": points, "latest": latest, "records": len(records)}
+    messages = bus.subscribe(subjects.metric_subject(org, run_id),
+                             stream=subjects.METRICS_STREAM, start_seq=after + 1, raw=True)
+    async with contextlib.aclosing(messages):
+        async for seq, _subject, data in messages:
+            try:
+                records = [e.data for e in ev.decode_message(bytes(data))
+                           if isinstance(e, ev.MetricLogged)]
+            except Exception as exc:  # a bad message must not end the stream  # noqa: BLE001
+                log.warning("metrics message seq=%s of run_id=%s skipped: %s", seq, run_id, exc)
+                continue
+            yield seq, "points", _points(records)
+
+
+def _points(records: list[dict[str, Any]]) -> dict[str, Any]:
+    latest: dict[str, Any] = {}
+    for r in records:
+        latest.update(r)
+    points = [p for r in records if (p := present.point(r)) is not None]
+    return {"points": points, "latest": latest, "records": len(records)}
 
 
 async def logs(bus: Bus, org: str, run_id: str, after: int) -> AsyncIterator[Item]:
     """A run's output chunks as text, from the first one kept (or after `after`)."""
-    async for seq, _subject, data in bus.subscribe(
-        subjects.log_subject(org, run_id), stream=subjects.LOGS_STREAM,
-        start_seq=after + 1, raw=True,
-    ):
-        yield seq, "log", bytes(data).decode(errors="replace")
+    chunks = bus.subscribe(subjects.log_subject(org, run_id), stream=subjects.LOGS_STREAM,
+                           start_seq=after + 1, raw=True)
+    async with contextlib.aclosing(chunks):
+        async for seq, _subject, data in chunks:
+            yield seq, "log", bytes(data).decode(errors="replace")
 
 
 async def events(bus: Bus, filt: str, after: int) -> AsyncIterator[Item]:
     """Control-plane events under a subject filter, as timeline rows."""
-    async for d in bus.subscribe(filt, stream=subjects.EVENTS_STREAM, start_seq=after + 1):
-        yield d.seq, "event", present.event_row(d.seq, msgspec.to_builtins(d.event))
+    deliveries = bus.subscribe(filt, stream=subjects.EVENTS_STREAM, start_seq=after + 1)
+    async with contextlib.aclosing(deliveries):
+        async for d in deliveries:
+            yield d.seq, "event", present.event_row(d.seq, msgspec.to_builtins(d.event))

@@ -172,3 +172,16 @@ async def test_job_page_shows_a_decisions_evidence_live(bus, home, tmp_path):
         assert "largest_gb" in text
         await screenshot(page, tmp_path, "job-evidence")
     await c.close()
+
+
+async def test_leaving_a_page_unsubscribes_its_streams(bus, home, tmp_path):
+    async with running_dashboard({"default": bus}, home) as d, running_job(
+        bus.url, d, tmp_path, "leave"
+    ) as (_job, run_id, _c), browser_page(tmp_path) as page:
+        before = len(bus.nc._subs)  # nats-py's own table: what this connection subscribes to
+        await page.goto(f"{d.url}/o/default/runs/{run_id}")
+        await page.wait_for_selector("#conn.live")
+        await page.wait_for_selector("#log >> text=tick 1")
+        assert len(bus.nc._subs) == before + 2  # the metrics and the log stream
+        await page.goto("about:blank")
+        await eventually(lambda: len(bus.nc._subs) == before)
