@@ -31,6 +31,7 @@ class Web:
     auth: Auth
     closing: anyio.Event = field(default_factory=anyio.Event)
     _clients: dict[str, Any] = field(default_factory=dict)
+    _lock: anyio.Lock = field(default_factory=anyio.Lock)
 
     async def viewer(self, request: Request) -> Viewer:
         tokens = cookie_tokens(request.cookies.get(COOKIE))
@@ -47,13 +48,14 @@ class Web:
 
     async def client(self, org: str) -> Any:
         """The org's SDK client with the operator's control token (one per org, kept)."""
-        if org not in self._clients:
-            from ow.sdk import AsyncOpenWeights
+        async with self._lock:  # two first requests at once make one client
+            if org not in self._clients:
+                from ow.sdk import AsyncOpenWeights
 
-            bus = await self.bus_for(org)
-            token = tn.control_token(self.auth.state(), org) or None
-            self._clients[org] = AsyncOpenWeights(url=bus.url, org=org, token=token)
-        return self._clients[org]
+                bus = await self.bus_for(org)
+                token = tn.control_token(self.auth.state(), org) or None
+                self._clients[org] = AsyncOpenWeights(url=bus.url, org=org, token=token)
+            return self._clients[org]
 
     async def aclose(self) -> None:
         self.closing.set()

@@ -149,7 +149,9 @@ TICKING = "echo started; i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2
 
 
 @asynccontextmanager
-async def running_job(url: str, d: Dashboard, tmp_path: Path, tag: str) -> AsyncIterator[Any]:
+async def running_job(
+    url: str, d: Dashboard, tmp_path: Path, tag: str, **agent: Any
+) -> AsyncIterator[Any]:
     """A real job (a shell loop printing a line every 0.2 s) on a real in-process agent of
     `default`; yields (job, run_id, client) once the dashboard shows it running."""
     import httpx
@@ -157,7 +159,7 @@ async def running_job(url: str, d: Dashboard, tmp_path: Path, tag: str) -> Async
     from tests.integration.conftest import eventually
 
     c = client(url, "default")
-    async with running_agents(url, "default", 1, tmp_path) as _agents, httpx.AsyncClient(
+    async with running_agents(url, "default", 1, tmp_path, **agent) as _agents, httpx.AsyncClient(
         base_url=d.url
     ) as http:
         job = await c.shell.create(command=TICKING, tag=tag)
