@@ -32,8 +32,8 @@ from pathlib import Path
 import anyio
 
 from ow.core import bus as bus_mod
+from ow.core import codec, subjects
 from ow.core import events as ev
-from ow.core import subjects
 from ow.core.ids import uuid7
 from ow.core.server import NatsServer
 from ow.projections.client import Reader
@@ -65,7 +65,7 @@ async def _publish(bus, jobs: int, metric_rows: int) -> None:
         rid = f"run-{m % max(1, jobs):06d}"
         await_list = _records(bus, rid, m * PER_MSG)
         futures.append(await bus.publish_raw(subjects.metric_subject(ORG, rid),
-                                             ev.encode_metrics(await_list, uuid7()), wait=False))
+                                             codec.encode_metrics(await_list, uuid7()), wait=False))
         if len(futures) >= 1000:
             for f in futures:
                 await f
@@ -120,7 +120,7 @@ async def _load(url: str) -> tuple[list[float], int]:
                                                  data={"step": step + s, "loss": 1.0}))
                        for s in range(10)]
             await bus.publish_raw(subjects.metric_subject(ORG, f"live-{j}"),
-                                  ev.encode_metrics(records, uuid7()))
+                                  codec.encode_metrics(records, uuid7()))
             step += 10
             logged[0] += 10
             await anyio.sleep(0.02)  # ~500 records/s per job, as a training loop logs

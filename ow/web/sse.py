@@ -22,8 +22,8 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
+from ow.core import codec, subjects
 from ow.core import events as ev
-from ow.core import subjects
 from ow.core.bus import Bus
 from ow.web import present
 from ow.web.errors import BadParameter
@@ -101,9 +101,9 @@ async def metrics(bus: Bus, org: str, run_id: str, after: int) -> AsyncIterator[
     async with contextlib.aclosing(messages):
         async for seq, _subject, data in messages:
             try:
-                records = [e.data for e in ev.decode_message(bytes(data))
+                records = [e.data for e in codec.decode_message(bytes(data))
                            if isinstance(e, ev.MetricLogged)]
-            except Exception as exc:  # a bad message must not end the stream  # noqa: BLE001
+            except msgspec.MsgspecError as exc:  # a bad message must not end the stream
                 log.warning("metrics message seq=%s of run_id=%s skipped: %s", seq, run_id, exc)
                 continue
             yield seq, "points", _points(records)
