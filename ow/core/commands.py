@@ -130,4 +130,6 @@ async def cas(
             return await act(decide(state, last), state)
         except ConflictError as exc:
             log.debug("lost a race on %s (%s): reading again", key, exc)
-    raise ConflictError(key, None, f"lost {attempts} races in a row: it keeps changing, retry")
+    raise ConflictError(
+        key, None, f"(lost {attempts} races in a row: it keeps changing; try again)"
+    )
