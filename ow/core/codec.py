@@ -105,7 +105,7 @@ def decode_each(datas: list[bytes]) -> list[Event] | None:
         return None
     # one value per message: a message holding two would need another holding none,
     # which is not JSON
-    if len(events) != len(datas) or not all(_current(e) for e in events):
+    if len(events) != len(datas) or any(e.v != CURRENT.get(type(e).__name__, 1) for e in events):
         return None
     return events
 

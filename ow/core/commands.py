@@ -14,11 +14,13 @@ the spec is published fenced on that last sequence, so a poison event never burn
 `start_run` publishes the agent's `RunStarted` while the job is still pending at the claimed
 generation, else `Missing` (the claim is given back).
 
-Imports: stdlib, msgspec and `ow.core` (events, state, errors, defaults); no I/O of its own.
+Imports: stdlib, msgspec and `ow.core` (events, state, errors, defaults); no I/O of its own
+(`cas` awaits the reads and acts it is given).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -41,6 +43,8 @@ __all__ = [
     "start_run",
     "submit",
 ]
+
+log = logging.getLogger(__name__)
 
 
 class Publish(msgspec.Struct, frozen=True):
@@ -124,6 +128,8 @@ async def cas(
         first = None
         try:
             return await act(decide(state, last), state)
-        except ConflictError:
-            continue
-    raise ConflictError(key, None, f"lost {attempts} races in a row: it keeps changing, retry")
+        except ConflictError as exc:
+            log.debug("lost a race on %s (%s): reading again", key, exc)
+    raise ConflictError(
+        key, None, f"(lost {attempts} races in a row: it keeps changing; try again)"
+    )

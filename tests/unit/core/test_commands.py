@@ -5,6 +5,8 @@ from __future__ import annotations
 import anyio
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ow.core import commands, defaults
 from ow.core import events as ev
@@ -122,8 +124,27 @@ def test_cas_uses_the_read_it_is_given_first():
 
 def test_cas_gives_up_after_cas_attempts_with_a_conflict_that_says_so():
     s = Subject(defaults.CAS_ATTEMPTS)
-    said = f"lost {defaults.CAS_ATTEMPTS} races in a row.*retry"
+    said = f"lost {defaults.CAS_ATTEMPTS} races in a row: it keeps changing; try again"
     with pytest.raises(ConflictError, match=said) as info:
         anyio.run(lambda: commands.cas(s.read, decide, s.act, key="subj"))
     assert info.value.key == "subj"
     assert s.writes == []
+
+
+states = st.none() | st.builds(
+    job, st.sampled_from(["pending", "in_progress", "completed", "failed", "canceled"]),
+    gen=st.integers(0, 3), cancel_requested=st.booleans(),
+)
+
+
+@given(state=states, last=st.integers(0, 10**6))
+def test_every_write_is_fenced_on_the_sequence_read(state, last):
+    decisions = [commands.submit(state, last, SPEC), commands.restart(state, last, "custom-1"),
+                 commands.cancel(state, last, "custom-1"),
+                 commands.start_run(state, last, STARTED)]
+    for d in decisions:
+        if isinstance(d, commands.Publish | commands.Reset):
+            assert d.expected_seq == last
+    assert not isinstance(decisions[0], commands.Missing)  # a submit always has a job after
+    if state is None:  # nothing to restart, cancel or start
+        assert all(isinstance(d, commands.Missing) for d in decisions[1:])
