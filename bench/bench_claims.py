@@ -116,12 +116,14 @@ async def ow_claims(url: str) -> tuple[float, int, float | None]:
     return N / elapsed, sum(c - 1 for c in started.values()) + (N - len(started)), cpu
 
 
-def pg_claims() -> tuple[float, int, float | None] | None:
-    import psycopg
+def pg_claims() -> tuple[float, int, float | None] | str:
+    """(claims/s, duplicates, CPU ms/claim), or why PostgreSQL is unavailable here."""
+    with postgres() as pg:
+        if pg.dsn is None:
+            return pg.row()
+        import psycopg
 
-    with postgres() as dsn:
-        if dsn is None:
-            return None
+        dsn = pg.dsn
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("create table jobs (id text primary key, status text, worker int)")
             with conn.cursor() as cur:
@@ -168,12 +170,13 @@ async def main() -> None:
           f"(ow: {AGENTS} agents in {PROCS} processes; PG: {AGENTS} connections); {cores} cores")
     print(f"{'method':<40}{'claims/s':>12}{'duplicates':>12}{'vs PG':>10}{'CPU ms/claim':>14}")
     print(f"{'ow dispatch consumer + KV create fence':<40}{ow_rate:>12,.0f}{ow_dups:>12}"
-          f"{(f'{ow_rate / pg[0]:.2f}x' if pg else '-'):>10}{_ms(ow_cpu):>14}")
-    if pg:
+          f"{(f'{ow_rate / pg[0]:.2f}x' if not isinstance(pg, str) else '-'):>10}"
+          f"{_ms(ow_cpu):>14}")
+    if not isinstance(pg, str):
         print(f"{'PostgreSQL FOR UPDATE SKIP LOCKED':<40}{pg[0]:>12,.0f}{pg[1]:>12}{'1.00x':>10}"
               f"{_ms(pg[2]):>14}")
     else:
-        print(f"{'PostgreSQL FOR UPDATE SKIP LOCKED':<40}{'unavailable':>12}")
+        print(f"{'PostgreSQL FOR UPDATE SKIP LOCKED':<40}  PostgreSQL {pg}")
     print("target: ow claims/s >= PostgreSQL SKIP LOCKED, 0 duplicates")
     print("CPU ms/claim: the whole machine's busy CPU during the run per claim (server and "
           f"clients); {cores} cores cap a method at {cores} * 1000 / (CPU ms/claim) claims/s")

@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _cpu import busy_s, used_s  # noqa: E402
 
 from ow.core import bus as bus_mod
+from ow.core import codec, subjects
 from ow.core import events as ev
-from ow.core import subjects
 from ow.core.ids import uuid7
 from ow.core.server import NatsServer
 from ow.projections import Projector, rebuild, views
@@ -68,8 +68,8 @@ async def _publish(bus) -> int:
             run_id=rid, job_id=f"job-{m:06d}", ts=t + timedelta(microseconds=s * 37),
             data={"step": s, "loss": 1.0 / (s + 1), "lr": 1e-4, "tokens": s * 512}))
             for s in range(PER_MSG)]
-        body = ev.encode_metrics(records, uuid7()) if FORM == "batch" else b"[" + b",".join(
-            map(ev.encode, records)) + b"]"
+        body = codec.encode_metrics(records, uuid7()) if FORM == "batch" else b"[" + b",".join(
+            map(codec.encode, records)) + b"]"
         futures.append(await bus.publish_raw(subjects.metric_subject(ORG, rid), body, wait=False))
         if len(futures) >= 1000:
             for f in futures:

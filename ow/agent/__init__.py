@@ -11,7 +11,8 @@ __all__ = ["Agent", "Hardware", "can_serve", "claim_delay", "detect", "run_agent
 
 
 async def run_agent(config, *, worker_id=None, image=None, vram_gb=None, workdir=None):
-    """Run one agent until SIGTERM/SIGINT (then requeue its job and deregister)."""
+    """Run one agent until SIGTERM/SIGINT (then requeue its job and deregister); returns
+    why it was terminated if someone else terminated it ("" otherwise)."""
     import dataclasses
 
     from ow.core.lifecycle import run_until_signalled
@@ -19,4 +20,6 @@ async def run_agent(config, *, worker_id=None, image=None, vram_gb=None, workdir
     hw = detect(image or config.image)
     if vram_gb is not None:
         hw = dataclasses.replace(hw, vram_gb=vram_gb)
-    await run_until_signalled(Agent(config, hw, worker_id=worker_id, workdir=workdir))
+    agent = Agent(config, hw, worker_id=worker_id, workdir=workdir)
+    await run_until_signalled(agent)
+    return agent.terminated

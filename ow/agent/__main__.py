@@ -22,12 +22,15 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s agent %(levelname)s %(message)s")
     config = from_env()
     try:
-        anyio.run(lambda: run_agent(
+        terminated = anyio.run(lambda: run_agent(
             config, worker_id=args.worker_id, image=args.image, vram_gb=args.vram_gb,
             workdir=args.workdir,
         ))
     except OWError as exc:  # one line, as the `ow` command prints them
         raise SystemExit(f"error: {exc}") from None
+    if terminated:  # a terminated worker never works again: exit, and say so
+        raise SystemExit(f"error: this worker was terminated ({terminated}); it stopped its job "
+                         "and takes no more work")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Hardware detection: GPU names, count and VRAM via nvidia-smi, else a CPU-only worker.
 
-Imports: stdlib and `ow.agent.policy`.
+Imports: stdlib, `ow.core.hardware` and `ow.agent.policy`.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 from ow.agent.policy import Hardware
+from ow.core.hardware import normalize
 
 __all__ = ["detect", "cached_models"]
 
@@ -51,6 +52,6 @@ def detect(image: str) -> Hardware:
         return Hardware(name="cpu", image=image, cached_models=cached_models())
     (name, count), = Counter(n for n, _ in gpus).most_common(1)
     return Hardware(
-        name=f"{count}x {name}", gpus=tuple(n for n, _ in gpus),
+        name=normalize(f"{count}x {name}"), gpus=tuple(n for n, _ in gpus),
         vram_gb=round(sum(m for _, m in gpus), 1), image=image, cached_models=cached_models(),
     )

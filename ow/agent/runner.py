@@ -28,7 +28,7 @@ import msgspec
 from anyio.abc import Process
 
 from ow.agent.policy import outcome
-from ow.core import claims, defaults, subjects
+from ow.core import claims, codec, defaults, subjects
 from ow.core import events as ev
 from ow.core.bus import Bus
 from ow.core.state import JobState, apply
@@ -220,7 +220,7 @@ class Execution:
         if not raw:
             return {}
         try:
-            records = ev.decode_message(raw)
+            records = codec.decode_message(raw)
         except msgspec.MsgspecError:
             return {}
         last = records[-1] if records else None

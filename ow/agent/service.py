@@ -11,22 +11,23 @@ Imports: anyio, `ow.core`, `ow.agent`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
 import socket
 import tempfile
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import anyio
-import nats.errors
 
 from ow.agent import policy
 from ow.agent.policy import Hardware
 from ow.agent.runner import Execution, child_env, kill_group
 from ow.core import bus as bus_mod
-from ow.core import claims, defaults, subjects
+from ow.core import claims, commands, defaults, subjects
 from ow.core import events as ev
 from ow.core.config import Config
 from ow.core.errors import ConfigError, ConflictError, OWError
@@ -66,6 +67,7 @@ class Agent:
         self.failures = 0
         self._stopping = False
         self._scope: anyio.CancelScope | None = None
+        self.terminated = ""  # why this worker was terminated (by someone else), if it was
 
     async def __aenter__(self) -> Agent:
         return self
@@ -97,7 +99,7 @@ class Agent:
 
         self.blobs = store_for(self.config, get_bus)
         try:
-            await self._refuse_a_terminated_id()
+            seen = await self._refuse_a_terminated_id()
         except BaseException:
             await self.bus.close()
             raise
@@ -109,17 +111,34 @@ class Agent:
             with anyio.CancelScope() as self._scope:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._heartbeat)
+                    tg.start_soon(self._watch_termination, seen + 1)
                     reason = await self._take_jobs()
                     tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
                 await self._leave(reason)
+        if self.terminated:
+            log.error("worker_id=%s was terminated (%s): its job was stopped and it takes no "
+                      "more work", self.worker_id, self.terminated)
 
-    async def _refuse_a_terminated_id(self) -> None:
-        """A terminated worker stays terminated in the fold: under its id this agent's
-        registration would be rejected and every run it took requeued by the scheduler."""
+    async def _watch_termination(self, start_seq: int) -> None:
+        """Stop at once on this worker's own `WorkerTerminated` (a scheduler reaped it, its pod
+        TTL expired, an operator ended it): a terminated worker never runs a job again."""
         assert self.bus is not None
-        history, _ = await self.bus.history(subjects.worker_subject(self.bus.org, self.worker_id))
+        subject = subjects.worker_subject(self.bus.org, self.worker_id)
+        async for d in self.bus.subscribe(subject, start_seq=start_seq):
+            if isinstance(d.event, ev.WorkerTerminated) and not self._stopping:
+                self.terminated = d.event.reason or "no reason given"
+                self.shutdown()
+                return
+
+    async def _refuse_a_terminated_id(self) -> int:
+        """A terminated worker stays terminated in the fold: under its id this agent's
+        registration would be rejected and every run it took requeued by the scheduler.
+        Returns the last sequence of the worker's subject (where its watch starts)."""
+        assert self.bus is not None
+        subject = subjects.worker_subject(self.bus.org, self.worker_id)
+        history, last = await self.bus.history(subject)
         state = None
         for d in history:
             state = fold_worker(state, d.event)
@@ -129,6 +148,7 @@ class Agent:
                 f"{state.terminated_at:%Y-%m-%d %H:%M:%S} UTC) and a terminated worker stays "
                 "terminated: start this agent with another --worker-id, or none (one is made up)"
             )
+        return last
 
     async def _register(self) -> None:
         assert self.bus is not None
@@ -172,11 +192,15 @@ class Agent:
                 self.current = None
                 if run.proc is not None:
                     await kill_group(run.proc)
-                await claims.release(
-                    self.bus, run.job_id, run.run_id, f"worker {reason}",
-                    {"rule": "agent shutdown releases its claim"}, rev=run.claim_rev,
+                if not self.terminated:  # else whoever terminated it requeues (worker_gone)
+                    await claims.release(
+                        self.bus, run.job_id, run.run_id, f"worker {reason}",
+                        {"rule": "agent shutdown releases its claim"}, rev=run.claim_rev,
+                    )
+            if not self.terminated:
+                await self.bus.publish(
+                    ev.WorkerTerminated(worker_id=self.worker_id, reason=reason)
                 )
-            await self.bus.publish(ev.WorkerTerminated(worker_id=self.worker_id, reason=reason))
         except OWError as exc:
             log.warning("worker_id=%s could not deregister cleanly: %s", self.worker_id, exc)
 
@@ -195,22 +219,14 @@ class Agent:
     async def _take_jobs(self) -> str:
         """The dispatch loop; returns why it stopped."""
         assert self.bus is not None
-        sub = await self.bus.dispatch_subscription(self.bus.org)
+        dispatch = await self.bus.dispatch(self.bus.org)
         while not self._stopping:
-            try:
-                msgs = await sub.fetch(1, timeout=5)
-            except (nats.errors.TimeoutError, TimeoutError):
-                continue
-            except nats.errors.Error as exc:
-                log.warning("dispatch fetch failed (%s); retrying", exc)
-                await anyio.sleep(0.5)
-                continue
-            for msg in msgs:
+            for offered in await dispatch.next(timeout_s=5):
                 try:
-                    await self._offer(msg)
+                    await self._offer(offered)
                 except OWError as exc:
-                    log.warning("dispatch of seq=%s failed: %s", msg.metadata.sequence.stream, exc)
-                    await msg.nak(delay=policy.nak_delay(msg.metadata.num_delivered))
+                    log.warning("dispatch of seq=%s failed: %s", offered.seq, exc)
+                    await offered.give_back(policy.nak_delay(offered.delivered))
             if self.failures >= self.max_failures:
                 assert self.bus is not None
                 await self.bus.publish(
@@ -222,34 +238,36 @@ class Agent:
                 return "drained"
         return "stopped"
 
-    async def _offer(self, msg: Any) -> None:
+    async def _offer(self, offered: bus_mod.Offer) -> None:
         """Consider one dispatched job event: claim and run it, give it back, or drop it."""
-        assert self.bus is not None
-        event = self.bus._decode(msg.data, msg.metadata.sequence.stream, msg.subject)
-        if not event or not isinstance(event[0], _DISPATCHING):
-            await msg.ack()
-            return
-        first = msg.metadata.num_delivered == 1
-        state, last = await self._read(event[0], msg.metadata.sequence.stream, fresh=first)
-        if state is None or state.status != "pending":
-            await msg.ack()
-            return
-        ok, why = policy.can_serve(self.hw, state.spec)
-        delay = policy.claim_delay(state.spec, self.hw, self.rng)
-        if not ok or (delay and msg.metadata.num_delivered == 1):
-            log.debug("job_id=%s not taken: %s", state.job_id, why or "yielding to cached")
-            await msg.nak(delay=delay or policy.nak_delay(msg.metadata.num_delivered))
-            return
-        started = await self._claim(state, last)
-        if started is None:  # someone holds the claim: drop the message once the job moved on
-            state, _ = await self._history(state.job_id)
-            if state is None or state.status != "pending":
-                await msg.ack()
-            else:
-                await msg.nak(delay=policy.nak_delay(msg.metadata.num_delivered))
-            return
-        await msg.ack()
-        await self._execute(*started)
+        event = offered.events[0] if offered.events else None
+        state, last = None, 0
+        if isinstance(event, _DISPATCHING):
+            state, last = await self._read(event, offered.seq, fresh=offered.delivered == 1)
+        delay = policy.claim_delay(state.spec, self.hw, self.rng) if state else 0.0
+        await self._decided(offered, state, last,
+                            policy.offer(state, self.hw, offered.delivered, claim_delay_s=delay))
+
+    async def _decided(
+        self, offered: bus_mod.Offer, state: JobState | None, last: int,
+        decision: policy.Decision,
+    ) -> None:
+        """Carry out `policy.offer`'s decision about an offered job event."""
+        match decision:
+            case policy.Take() if state is not None:
+                started = await self._claim(state, last)
+                if started is None:  # lost the race: decide again on the job as it is now
+                    fresh, _ = await self._history(state.job_id)
+                    await self._decided(offered, fresh, 0, policy.offer(
+                        fresh, self.hw, offered.delivered, claim_lost=True))
+                    return
+                await offered.take()
+                await self._execute(*started)
+            case policy.GiveBack(delay_s=delay_s, why=why):
+                log.debug("seq=%s given back for %.2fs: %s", offered.seq, delay_s, why)
+                await offered.give_back(delay_s)
+            case _:
+                await offered.take()
 
     async def _read(
         self, event: ev.Event, seq: int, fresh: bool
@@ -278,15 +296,23 @@ class Agent:
             run_id=run_id, job_id=state.job_id, gen=state.gen, worker_id=self.worker_id,
             claim_rev=rev,
         )
-        for _ in range(5):
-            try:
-                seq = await self.bus.publish(started, expected_seq=last)
-                return state, seq, run_id, claim, rev
-            except ConflictError:
-                fresh, last = await self._history(state.job_id)
-                if fresh is None or fresh.status != "pending" or fresh.gen != state.gen:
-                    break
-                state = fresh
+        bus = self.bus
+
+        async def act(
+            decision: commands.Decision, fresh: JobState | None
+        ) -> tuple[JobState, int] | None:
+            if not isinstance(decision, commands.Publish) or fresh is None:
+                return None  # no longer pending at this generation: give the claim back
+            return fresh, await bus.publish(started, expected_seq=decision.expected_seq)
+
+        with contextlib.suppress(ConflictError):  # lost every race: give the claim back
+            won = await commands.cas(
+                partial(self._history, state.job_id), partial(commands.start_run, started=started),
+                act, first=(state, last),
+                key=subjects.job_subject(bus.org, state.job_id),
+            )
+            if won is not None:
+                return won[0], won[1], run_id, claim, rev
         await self.bus.kv_delete(
             subjects.CLAIMS_BUCKET, subjects.claim_key(self.bus.org, state.job_id), last=rev
         )

@@ -18,7 +18,7 @@ __all__ = ["build_app", "main"]
 def build_app() -> Any:
     import typer
 
-    from ow.cli import _app, audit, events, files, jobs, projections, workers
+    from ow.cli import _app, audit, events, files, jobs, projections, serve, workers
 
     app = typer.Typer(
         name="ow", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -35,7 +35,7 @@ def build_app() -> Any:
         _app.settings.url, _app.settings.org, _app.settings.db = url, org, db
         _app.settings.debug = debug
 
-    for module in (jobs, events, files, workers, projections, audit):
+    for module in (jobs, events, files, workers, projections, audit, serve):
         module.register(app)
     try:
         from ow.cli import up

@@ -1,5 +1,5 @@
 """CLI plumbing shared by the command modules: global settings, running a coroutine,
-connecting to the bus, a caught-up projection, the SDK client.
+connecting to the bus, asking the read service (or a private fold), the SDK client.
 
 Imports: anyio, `ow.core`, `ow.projections`, `ow.sdk` (lazily).
 """
@@ -7,6 +7,7 @@ Imports: anyio, `ow.core`, `ow.projections`, `ow.sdk` (lazily).
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,7 +16,7 @@ import anyio
 
 from ow.core.config import Config, from_env
 
-__all__ = ["client", "connected", "projection", "run", "settings"]
+__all__ = ["ask", "client", "connected", "projection", "reader", "run", "settings"]
 
 T = TypeVar("T")
 
@@ -34,14 +35,14 @@ class _Settings:
 settings = _Settings()
 
 
-def run(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+def run(fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
     """Run one coroutine function to completion (Ctrl-C ends it quietly)."""
-    return anyio.run(fn, *args)
+    return anyio.run(functools.partial(fn, *args, **kwargs))
 
 
 @contextlib.asynccontextmanager
-async def connected(org: str | None = None) -> AsyncIterator[Any]:
-    """A provisioned bus for the configured URL and org."""
+async def connected(org: str | None = None, provision: bool = True) -> AsyncIterator[Any]:
+    """A bus for the configured URL and org (provisioned: its streams exist)."""
     from ow.core import bus as bus_mod
 
     cfg = settings.config
@@ -49,7 +50,8 @@ async def connected(org: str | None = None) -> AsyncIterator[Any]:
         cfg.url, org=org or cfg.org, token=cfg.token, actor="cli", name="ow-cli"
     )
     try:
-        await bus.provision(cfg.replicas)
+        if provision:
+            await bus.provision(cfg.replicas)
         yield bus
     finally:
         await bus.close()
@@ -63,6 +65,33 @@ async def projection(progress: Any = None) -> AsyncIterator[Any]:
     async with connected() as bus, Projector(bus, Path(settings.db) if settings.db else None) as p:
         await p.catch_up(progress=progress)
         yield p
+
+
+def _notice(text: str) -> None:
+    from ow.cli import render
+
+    render.console(stderr=True).print(f"[bright_black]{text}[/]")
+
+
+@contextlib.asynccontextmanager
+async def reader(bus: Any = None, private: Any = None) -> AsyncIterator[Any]:
+    """Queries through the read service; with none answering, a private fold of this
+    process (in memory, or the `--db` file), announced in one line on stderr. A reader
+    does not provision: it writes nothing."""
+    from ow.projections.client import Reader
+
+    async with contextlib.AsyncExitStack() as stack:
+        if bus is None:
+            bus = await stack.enter_async_context(connected(provision=False))
+        r = Reader(bus, private=private or settings.db, notice=_notice)
+        stack.callback(r.close)
+        yield r
+
+
+async def ask(name: str, **params: Any) -> Any:
+    """One query's result, reflecting every message stored before the call."""
+    async with reader() as r:
+        return await r.result(name, params)
 
 
 @contextlib.asynccontextmanager

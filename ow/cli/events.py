@@ -1,6 +1,6 @@
 """`ow tail` (one line per event, live) and `ow metrics` (latest values and a sparkline).
 
-Imports: typer, `ow.cli` helpers, `ow.core`, `ow.projections`.
+Imports: typer, `ow.cli` helpers (the read service through them), `ow.core`.
 """
 
 from __future__ import annotations
@@ -79,15 +79,16 @@ def register(app: typer.Typer) -> None:
         key: str = typer.Option("loss", help="metric drawn as a sparkline"),
         json: bool = typer.Option(False, "--json"),
     ) -> None:
-        """Latest value of each metric of a run and a sparkline of `loss`."""
-        from ow.projections import views
-
+        """Latest value of each metric of a run and a sparkline of `loss`; with -f, again
+        after each new record (the records live from the stream, the summary from the
+        read service at least as far as the record)."""
         async def go() -> None:
-            async with _app.projection() as p:
-                summary = await views.metrics_summary(p, run_id, key)
-                _show_metrics(summary, key, json)
+            async with _app.connected(provision=False) as bus, _app.reader(bus) as reader:
+                params = {"run_id": run_id, "key": key}
+                answer = await reader.ask("metrics_summary", params)
+                _show_metrics(answer.result, key, json)
                 if follow:
-                    await _follow_metrics(p, run_id, key, json)
+                    await _follow_metrics(bus, reader, params, answer.positions, json)
 
         run(go)
 
@@ -111,22 +112,17 @@ def _show_metrics(summary: dict[str, Any], key: str, json: bool) -> None:
         render.console().print(f"{key} {render.sparkline(summary[key])} {summary[key][-1]:.4g}")
 
 
-async def _follow_metrics(p: Any, run_id: str, key: str, json: bool) -> None:
-    """Re-render as new records of the run are folded into the projection."""
-    from ow.projections import views
-
-    async for _ in _ticks(p, run_id):
-        _show_metrics(await views.metrics_summary(p, run_id, key), key, json)
-
-
-async def _ticks(p: Any, run_id: str) -> Any:
-    """Yield after each new metrics message of the run (folded into `p` first)."""
+async def _follow_metrics(
+    bus: Any, reader: Any, params: dict[str, Any], positions: dict[str, int], json: bool
+) -> None:
+    """Re-render after each new metrics message of the run, from an answer that includes it."""
     from ow.core import subjects
 
-    start = p.position(subjects.METRICS_STREAM) + 1
-    async for _ in p.bus.subscribe(
-        subjects.metric_subject(p.bus.org, run_id), stream=subjects.METRICS_STREAM,
-        start_seq=start, raw=True,
+    stream = subjects.METRICS_STREAM
+    async for seq, _, _ in bus.subscribe(
+        subjects.metric_subject(bus.org, params["run_id"]), stream=stream,
+        start_seq=positions.get(stream, 0) + 1, raw=True,
     ):
-        await p.catch_up()
-        yield
+        answer = await reader.ask("metrics_summary", params, at_least={stream: seq},
+                                  latest=False)
+        _show_metrics(answer.result, params["key"], json)

@@ -30,17 +30,14 @@ def register(app: typer.Typer) -> None:
     def ls(
         status: str = typer.Option(None, help="pending | in_progress | completed | failed | …"),
         type: str = typer.Option(None, "--type", help="job type"),
+        prefix: str = typer.Option(None, "--prefix", help="job ids starting with this"),
         limit: int = typer.Option(100, help="at most this many"),
+        offset: int = typer.Option(0, help="skip this many (paging)"),
         json: bool = typer.Option(False, "--json", help="print JSON"),
     ) -> None:
-        """List jobs, newest first (from the projection, caught up first)."""
-        from ow.projections import views
-
-        async def go() -> list[dict[str, Any]]:
-            async with _app.projection() as p:
-                return await views.list_jobs(p, status, type, limit)
-
-        rows = run(go)
+        """List jobs, newest first (from the read service, or a private fold without one)."""
+        rows = run(_app.ask, "list_jobs", status=status, type=type, prefix=prefix,
+                   limit=limit, offset=offset)
         render.json_out(rows) if json else render.table(rows, _LS_COLUMNS)
 
     @app.command()
@@ -48,11 +45,14 @@ def register(app: typer.Typer) -> None:
         job_id: str, json: bool = typer.Option(False, "--json", help="print JSON")
     ) -> None:
         """A job, its runs and its last events."""
-        from ow.projections import views
-
         async def go() -> dict[str, Any]:
-            async with _app.projection() as p:
-                return await views.job_detail(p, job_id)
+            from ow.sdk._pending import reason_of
+
+            detail = await _app.ask("job_detail", job_id=job_id)
+            if detail["status"] == "pending":  # why it waits: the scheduler's notice
+                async with _app.connected() as bus:
+                    detail["pending_reason"] = await reason_of(bus, detail["job_id"])
+            return detail
 
         job = run(go)
         if json:
@@ -61,6 +61,8 @@ def register(app: typer.Typer) -> None:
             f"[bold]{job['job_id']}[/] {job['type']} [bold]{job['status']}[/] gen {job['gen']}"
             f" model={job['model'] or '-'} image={job['image'] or '-'}"
             + (f"\n[red]{job['error']}[/]" if job["error"] else "")
+            + (f"\n[yellow]waiting: {job['pending_reason']}[/]"
+               if job.get("pending_reason") else "")
         )
         render.table(job["runs_detail"], ("run_id", "gen", "status", "worker_id", "exit_code",
                                           "started_at", "finished_at"), title="runs")
@@ -99,16 +101,23 @@ def register(app: typer.Typer) -> None:
     def exec_(
         command: str,
         mount: list[str] = _MOUNT_OPTION,
-        vram: float = typer.Option(0, "--vram", help="GPU memory needed (GB)"),
+        vram: float = typer.Option(0, "--vram", "--requires-vram-gb", help="GPU memory (GB)"),
+        detach: bool = typer.Option(False, "--detach", "-d", help="print the job id and return"),
     ) -> None:
-        """Run a shell command as a custom job, stream its output, exit with its exit code."""
+        """Run a shell command as a custom job, stream its output, exit with its exit code.
+
+        Ctrl-C cancels the job (exit 130); with --detach it runs on."""
         from ow.cli._stream import exec_job
 
-        raise typer.Exit(run(exec_job, command, mount, vram))
+        raise typer.Exit(run(exec_job, command, mount, vram, detach))
 
     @app.command()
-    def deploy(model: str) -> None:
-        """Serve a model behind an OpenAI-compatible API until Ctrl-C."""
+    def deploy(
+        model: str,
+        vram: float = typer.Option(None, "--vram", "--requires-vram-gb",
+                                   help="GPU memory (GB); 0 runs on a CPU"),
+    ) -> None:
+        """Serve a model behind an OpenAI-compatible API until Ctrl-C (which cancels its job)."""
         from ow.cli._stream import deploy_model
 
-        run(deploy_model, model)
+        raise typer.Exit(run(deploy_model, model, vram))

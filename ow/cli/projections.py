@@ -1,4 +1,4 @@
-"""`ow replay` and `ow projections rebuild`.
+"""`ow replay`, `ow projections rebuild` and `ow projections export`.
 
 Imports: typer, rich (progress), `ow.cli` helpers, `ow.projections`.
 """
@@ -35,7 +35,7 @@ def progress_bar() -> Iterator[Any]:
 
 
 def register(app: typer.Typer) -> None:
-    group = typer.Typer(help="Projections: rebuild.", no_args_is_help=True)
+    group = typer.Typer(help="Projections: rebuild, export.", no_args_is_help=True)
     app.add_typer(group, name="projections")
 
     @group.command()
@@ -49,6 +49,27 @@ def register(app: typer.Typer) -> None:
                     return await rebuild_(bus, _app.settings.db, progress)
 
         render.console().print(f"rebuilt {run(go)}")
+
+    @group.command()
+    def export(file: str = typer.Argument(..., help="DuckDB file to write")) -> None:
+        """Write a consistent copy of the org's projection into a DuckDB file.
+
+        DuckDB, pandas or any tool may open the copy while `ow serve` goes on folding:
+        the read service writes it with one statement on its own connection (ATTACH +
+        COPY FROM DATABASE, one snapshot of every table) on this machine, and it is moved to
+        FILE. With no service running, this process folds the log privately into the copy.
+        """
+        import shutil
+        from pathlib import Path
+
+        async def go() -> Any:
+            async with _app.reader() as reader:
+                return await reader.result("export")
+
+        made = run(go)
+        Path(file).parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(made["path"], file)
+        render.console().print(f"exported to {file} at {made['positions']}")
 
     @app.command()
     def replay(

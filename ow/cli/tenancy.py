@@ -43,7 +43,7 @@ def _home() -> Path:
 async def _publish(url: str, state: tenancy.TenancyState) -> list[list[str]]:
     """Publish the outbox's events, each into its org; return the entries that went out."""
     from ow.core import bus as bus_mod
-    from ow.core import events as ev
+    from ow.core import codec
 
     sent: list[list[str]] = []
     for org in sorted({o for o, _ in state.outbox}):
@@ -55,7 +55,7 @@ async def _publish(url: str, state: tenancy.TenancyState) -> list[list[str]]:
         async with bus:
             await bus.provision()
             for entry in [e for e in state.outbox if e[0] == org]:
-                await bus.publish(ev.decode(entry[1].encode()))
+                await bus.publish(codec.decode(entry[1].encode()))
                 sent.append(entry)
     return sent
 

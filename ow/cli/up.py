@@ -2,12 +2,20 @@
 
 `ow up` starts, in one command, a nats-server with JetStream (data under the ow home), a
 scheduler with the local provider and one local agent; it prints where it listens and stops
-all of them on Ctrl-C. `ow up --detach` runs the same in the background (its pid and URL in
+all of them on Ctrl-C. It supervises them (`ow.cli._supervise`): a child that exits is
+restarted with backoff, and each restart is a line on its output and a `ServiceRestarted`
+event (an agent's names its worker, which the scheduler treats as lost at once); a dead
+nats-server is started again on its port and store.
+
+One stack per home: `ow up` holds `<home>/up.lock` for its life (`ow.core.locks`). A
+second `ow up` on that home says where the running one is and touches nothing (a different
+`--port` is refused). `ow up --detach` runs the same in the background (its pid and URL in
 `<home>/up.json`) and returns once the server accepts clients; `ow down` stops it.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import secrets
@@ -20,16 +28,23 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ow.core import defaults
+from ow.cli._supervise import Child, Reporter, Services
+from ow.core import defaults, locks
+from ow.core import events as ev
 from ow.core.config import from_env
 from ow.core.errors import BusUnavailableError, ConfigError
-from ow.core.server import NatsServer, pid_alive
+from ow.core.ids import uuid7
+from ow.core.server import NatsServer
 
-__all__ = ["down", "register", "serve", "start_detached"]
+__all__ = ["already_up", "down", "register", "serve", "start_detached"]
 
 
 def _state_file(home: Path) -> Path:
     return home / "up.json"
+
+
+def _lock_file(home: Path) -> Path:
+    return home / "up.lock"
 
 
 def _port_free(port: int) -> bool:
@@ -45,32 +60,61 @@ def _child(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     )
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is not None:
-        return
+def _agent_argv() -> list[str]:
+    # a new id for each start: a worker id that was terminated (the last `ow down`, or the
+    # agent that died before this restart) stays terminated in the fold
+    return ["ow.agent", "--image", "*", "--worker-id",
+            f"local-{socket.gethostname()}-{secrets.token_hex(3)}"]
+
+
+def _running(root: Path) -> dict[str, Any] | None:
+    """What up.json says about the `ow up` that holds this home's lock, if one does."""
+    if locks.holder(_lock_file(root)) is None:
+        return None
     try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(5)
-    except ProcessLookupError:
-        pass
+        return json.loads(_state_file(root).read_text())
+    except (OSError, ValueError):
+        return {"url": "", "pid": locks.holder(_lock_file(root))}
 
 
-def serve(port: int = defaults.DEFAULT_PORT, home: str | None = None, quiet: bool = False) -> None:
-    """Run the embedded default in the foreground until SIGINT/SIGTERM."""
+def already_up(root: Path, port: int | None) -> str | None:
+    """The URL of the `ow up` running on this home, or None; refuses a different `port`
+    (None: any port will do)."""
+    info = _running(root)
+    if info is None:
+        return None
+    url = info.get("url", "")
+    if url and port is not None and port > 0 and url.rsplit(":", 1)[-1] != str(port):
+        raise ConfigError(
+            f"ow is already up at {url} on this home ({root}); it keeps its port — "
+            f"stop it with `ow down` first to move it to port {port}, or use another OW_HOME"
+        )
+    return url or "(a port it is still opening)"
+
+
+def serve(port: int | None = None, home: str | None = None, quiet: bool = False) -> None:
+    """Run the embedded default in the foreground until SIGINT/SIGTERM (`port` None: the
+    default port)."""
     config = from_env(home=home)
     root = config.home_path
     root.mkdir(parents=True, exist_ok=True)
-    if port > 0 and not _port_free(port):
-        raise ConfigError(
-            f"port {port} is taken — is `ow up` already running? Stop it with `ow down`, "
-            "or pick another port with --port"
-        )
+    with locks.hold(_lock_file(root)) as held:
+        if not held:
+            print(f"ow is already up at {already_up(root, port)} (stop it with `ow down`)")
+            return
+        port = defaults.DEFAULT_PORT if port is None else port
+        if port > 0 and not _port_free(port):
+            raise ConfigError(
+                f"port {port} is taken by another program: pick another port with --port"
+            )
+        _serve(config, root, port, quiet)
+
+
+def _serve(config: Any, root: Path, port: int, quiet: bool) -> None:
     from ow.cli.tenancy import Supervisor  # org accounts, per-org schedulers, token expiry
 
-    tenancy = Supervisor(root, config, _child)
+    services = Services(_child)
+    tenancy = Supervisor(root, config, services.spawn_named)
     server = NatsServer(
         root / "nats", port=port, name="ow", sync_interval=config.sync_interval,
         extra_config=tenancy.server_config(),
@@ -79,58 +123,84 @@ def serve(port: int = defaults.DEFAULT_PORT, home: str | None = None, quiet: boo
            **tenancy.env(config.org)}
     logs = root / "logs"
     logs.mkdir(exist_ok=True)
+    reporter = Reporter(lambda: server.url, lambda org: tenancy.env(org).get("OW_TOKEN", ""))
     children = [
-        _child(["ow.scheduler", "--provider", "local"], env, logs / "scheduler.log"),
-        _child(
-            # a new id for each start: a worker id that was terminated (the last `ow down`)
-            # stays terminated in the fold, and would have its runs requeued
-            ["ow.agent", "--image", "*", "--worker-id",
-             f"local-{socket.gethostname()}-{secrets.token_hex(3)}"],
-            {**env, **tenancy.env(config.org, worker=True)},
-            logs / "agent.log",
-        ),
+        Child("scheduler", ["ow.scheduler", "--provider", "local"], env, logs / "scheduler.log"),
+        Child("agent", _agent_argv, {**env, **tenancy.env(config.org, worker=True)},
+              logs / "agent.log"),
+        Child("serve", ["ow.cli.serve"], env, logs / "serve.log"),  # read service + dashboard
     ]
-    assert server.proc is not None
-    children += tenancy.start(server, env, logs)
-    _state_file(root).write_text(
-        json.dumps({"pid": os.getpid(), "url": server.url, "nats_pid": server.proc.pid})
-    )
-    if not quiet:
-        print(f"ow is up: NATS at {server.url} (org {config.org!r}, data in {root})")
-        print(f"logs in {logs}; Ctrl-C stops everything")
+    for child in children:
+        services.add(child)
+    tenancy.start(server, env, logs)
+    _write_state(root, server)
+    say = (lambda _line: None) if quiet else print
+    say(f"ow is up: NATS at {server.url} (org {config.org!r}, data in {root})")
+    say(f"logs in {logs}; Ctrl-C stops everything")
+    if importlib.util.find_spec("ow.web") is not None:
+        say(f"dashboard: http://127.0.0.1:{defaults.WEB_PORT}")
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        while not stop.wait(1.0):
-            children += tenancy.tick()
-            for proc in children:
-                if proc.poll() is not None and not quiet:
-                    print(f"warning: {proc.args[2]} exited with {proc.returncode}; see {logs}")
-                    children.remove(proc)
+        while not stop.wait(defaults.SUPERVISE_INTERVAL_S):
+            if server.proc is not None and server.proc.poll() is not None:
+                _restart_server(server, root, reporter, config.org)
+            tenancy.tick()
+            for restarted in services.check():
+                # always printed: in the foreground on the terminal, detached into up.log
+                print(f"ow up: restarted {restarted.name} ({restarted.reason}; restart "
+                      f"{restarted.restarts}, after {restarted.backoff_s:g}s)", flush=True)
+                reporter.report(restarted)
     finally:
-        for proc in reversed(children):
-            _stop(proc)
+        services.stop_all()
+        reporter.close()
         server.stop()
         _state_file(root).unlink(missing_ok=True)
-        if not quiet:
-            print("ow is down")
+        say("ow is down")
 
 
-def start_detached(port: int = defaults.DEFAULT_PORT, home: str | None = None) -> str:
-    """Start `serve` in the background; return its URL once NATS accepts clients."""
+def _write_state(root: Path, server: NatsServer) -> None:
+    assert server.proc is not None
+    _state_file(root).write_text(
+        json.dumps({"pid": os.getpid(), "url": server.url, "nats_pid": server.proc.pid})
+    )
+
+
+def _restart_server(server: NatsServer, root: Path, reporter: Reporter, org: str) -> None:
+    """The nats-server died: start it again on its port and store (clients reconnect)."""
+    assert server.proc is not None
+    code = server.proc.returncode
+    print(f"ow up: nats-server exited with {code}; restarting it", flush=True)
+    server.start()
+    _write_state(root, server)
+    reporter.report(ev.ServiceRestarted(
+        org=org, name="nats-server", exit=code, reason=f"exited with {code}",
+        event_id=uuid7(), ts=ev.now(),
+    ))
+
+
+def start_detached(port: int | None = None, home: str | None = None) -> str:
+    """Start `serve` in the background; return its URL once NATS accepts clients.
+
+    On a home where `ow up` already runs, return its URL (a different `port` is refused)
+    and touch nothing."""
     config = from_env(home=home)
     root = config.home_path
     root.mkdir(parents=True, exist_ok=True)
-    state = _state_file(root)
-    state.unlink(missing_ok=True)
+    if (url := already_up(root, port)) is not None:
+        return url
     env = {**os.environ, "OW_HOME": str(root)}
-    proc = _child(["ow.cli.up", "--port", str(port)], env, root / "up.log")
+    port_args = [] if port is None else ["--port", str(port)]
+    proc = _child(["ow.cli.up", *port_args], env, root / "up.log")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if state.exists():
-            return json.loads(state.read_text())["url"]
-        if proc.poll() is not None:
+        info = _running(root)
+        if info and info.get("pid") == proc.pid and info.get("url"):
+            return info["url"]
+        if proc.poll() is not None:  # lost a race to another `ow up`, or failed to start
+            if (url := already_up(root, port)) is not None:
+                return url
             raise BusUnavailableError(
                 f"`ow up` exited with {proc.returncode}: see {root / 'up.log'}"
             )
@@ -141,16 +211,15 @@ def start_detached(port: int = defaults.DEFAULT_PORT, home: str | None = None) -
 def down(home: str | None = None) -> bool:
     """Stop a detached `ow up`; False if none was running."""
     root = from_env(home=home).home_path
-    state = _state_file(root)
-    if not state.exists():
+    info = _running(root)
+    if info is None:
         return False
-    pid = json.loads(state.read_text())["pid"]
-    if not pid_alive(pid):
-        state.unlink(missing_ok=True)
-        return False
+    pid = info.get("pid") or locks.holder(_lock_file(root))
+    if not pid:  # it holds the lock but has not said who it is yet
+        raise ConfigError("`ow up` is still starting on this home: try `ow down` again")
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 30
-    while pid_alive(pid) and time.monotonic() < deadline:
+    while locks.holder(_lock_file(root)) is not None and time.monotonic() < deadline:
         time.sleep(0.05)
     return True
 
@@ -162,10 +231,13 @@ def register(app: Any) -> None:
     @app.command()
     def up(
         detach: bool = typer.Option(False, "--detach", "-d", help="run in the background"),
-        port: int = typer.Option(defaults.DEFAULT_PORT, help="NATS client port (-1: random)"),
+        port: int = typer.Option(
+            None, help=f"NATS client port (default {defaults.DEFAULT_PORT}; -1: random)"),
     ) -> None:
         """Start NATS, a scheduler (local provider) and one local agent."""
-        if detach:
+        if (url := already_up(from_env().home_path, port)) is not None:
+            print(f"ow is already up at {url} (stop it with `ow down`)")
+        elif detach:
             print(f"ow is up: NATS at {start_detached(port)} (stop it with `ow down`)")
         else:
             serve(port)
@@ -199,5 +271,8 @@ if __name__ == "__main__":
     import argparse
 
     parser = argparse.ArgumentParser(prog="ow up")
-    parser.add_argument("--port", type=int, default=defaults.DEFAULT_PORT)
-    serve(parser.parse_args().port, quiet=True)
+    parser.add_argument("--port", type=int, default=None)
+    try:
+        serve(parser.parse_args().port, quiet=True)
+    except ConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None

@@ -1,6 +1,6 @@
 """`ow workers` and `ow ssh`.
 
-Imports: typer, `ow.cli` helpers, `ow.projections`.
+Imports: typer, `ow.cli` helpers (the read service through them).
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ _COLUMNS = ("worker_id", "status", "provider", "hardware", "vram_gb", "run_id", 
 
 def ssh_command(worker: dict[str, Any]) -> str:
     """The ssh command for a RunPod worker (RunPod's ssh proxy, user = the pod id)."""
-    from ow.core.errors import OWError
+    from ow.core.errors import UnsupportedError
 
     if worker["provider"] != "runpod" or not worker["pod_id"]:
-        raise OWError(
+        raise UnsupportedError(
             f"worker {worker['worker_id']} is a {worker['provider'] or 'local'} worker, not a "
             "RunPod pod: it runs on this machine (or wherever its agent was started), no ssh"
         )
@@ -36,22 +36,10 @@ def register(app: typer.Typer) -> None:
         json: bool = typer.Option(False, "--json"),
     ) -> None:
         """Workers with their status, hardware, current run and last heartbeat."""
-        from ow.projections import views
-
-        async def go() -> list[dict[str, Any]]:
-            async with _app.projection() as p:
-                return await views.list_workers(p, all)
-
-        rows = run(go)
+        rows = run(_app.ask, "list_workers", include_terminated=all)
         render.json_out(rows) if json else render.table(rows, _COLUMNS)
 
     @app.command()
     def ssh(worker_id: str) -> None:
         """Print the ssh command for a RunPod worker's pod."""
-        from ow.projections import views
-
-        async def go() -> dict[str, Any]:
-            async with _app.projection() as p:
-                return await views.worker(p, worker_id)
-
-        print(ssh_command(run(go)))
+        print(ssh_command(run(_app.ask, "worker", worker_id=worker_id)))

@@ -32,7 +32,13 @@ import anyio
 
 from ow.core import subjects
 from ow.core.bus import mapped
-from ow.core.errors import NotFoundError, OWError
+from ow.core.errors import (
+    ConfigError,
+    NotFoundError,
+    OWError,
+    PermissionDeniedError,
+    StoreError,
+)
 
 __all__ = ["BlobStore", "NatsObjectStore", "S3Store", "store_for"]
 
@@ -133,7 +139,7 @@ class NatsObjectStore:
         except Exception as exc:
             if not type(exc).__module__.startswith("nats"):
                 raise
-            raise OWError(f"NATS object store: {what} {key!r} failed ({exc!r})") from exc
+            raise StoreError(f"NATS object store: {what} {key!r} failed ({exc!r})") from exc
 
     async def put_file(self, key: str, path: Path | str) -> None:
         obj = await self._store()
@@ -175,7 +181,7 @@ class NatsObjectStore:
         with self._mapped("stat", key):
             info = await obj.get_info(key)
         if info.is_link():
-            raise OWError(f"NATS object {key!r} is a link; ow never writes links")
+            raise StoreError(f"NATS object {key!r} is a link; ow never writes links")
         return info
 
     async def _read_chunks(
@@ -202,7 +208,7 @@ class NatsObjectStore:
             seq = int(msg.seq) + 1
         expected = base64.urlsafe_b64decode(str(info.digest).split("=", 1)[1] + "==")
         if size != (info.size or 0) or h.digest() != expected:
-            raise OWError(
+            raise StoreError(
                 f"NATS object {key!r} is corrupt: read {size} bytes, expected {info.size} "
                 "with its recorded SHA-256; upload it again"
             )
@@ -257,23 +263,23 @@ class S3Store:
             if code in _S3_MISSING and key:
                 raise NotFoundError("blob", key) from None
             if code in _S3_REFUSED:
-                raise OWError(
+                raise PermissionDeniedError(
                     f"{self._where} refused the credentials ({code}) during {what}: check "
                     "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and the "
                     "permissions of that key"
                 ) from None
-            raise OWError(f"{self._where}: {what} failed ({code})") from None
+            raise StoreError(f"{self._where}: {what} failed ({code})") from None
         except bx.NoCredentialsError:
-            raise OWError(
+            raise ConfigError(
                 f"no credentials for {self._where}: set AWS_ACCESS_KEY_ID and "
                 "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)"
             ) from None
         except bx.EndpointConnectionError as exc:
-            raise OWError(
+            raise StoreError(
                 f"cannot reach {self._where} ({type(exc).__name__}): check OW_S3_ENDPOINT"
             ) from None
         except bx.BotoCoreError as exc:
-            raise OWError(f"{self._where}: {what} failed ({type(exc).__name__})") from None
+            raise StoreError(f"{self._where}: {what} failed ({type(exc).__name__})") from None
 
     def _make_client(self) -> Any:
         import boto3

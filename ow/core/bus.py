@@ -22,18 +22,21 @@ import nats.errors
 import nats.js.errors
 from nats.js import api
 
-from ow.core import defaults, subjects, wire
+from ow.core import codec, defaults, subjects, wire
 from ow.core import events as ev
 from ow.core.errors import (
+    BusError,
     BusUnavailableError,
     ConflictError,
+    NoServiceError,
     NotFoundError,
     OWError,
     PermissionDeniedError,
 )
 from ow.core.ids import uuid7
 
-__all__ = ["Bus", "Delivery", "KvEntry", "connect", "mapped"]
+__all__ = ["Bus", "Delivery", "Dispatch", "KvEntry", "Offer", "Reply", "ServiceFault",
+           "connect", "mapped"]
 
 log = logging.getLogger(__name__)
 logging.getLogger("nats.js.kv").setLevel(logging.ERROR)  # warns on every keys() call
@@ -61,6 +64,20 @@ class KvEntry:
     revision: int
 
 
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A service's answer: its bytes, or an error code and description (`code` "" if none)."""
+
+    data: bytes
+    code: str = ""
+    error: str = ""
+
+
+#: handle(endpoint name, request bytes) -> reply bytes; raising `ServiceFault` (or any
+#: exception) answers an error instead
+Handler = Any
+
+
 @contextlib.contextmanager
 def mapped(what: str, key: str = "") -> Iterator[None]:
     """Map nats-py errors raised inside into `OWError`s that say what to do."""
@@ -77,7 +94,7 @@ def mapped(what: str, key: str = "") -> Iterator[None]:
     except nats.js.errors.APIError as exc:
         if exc.err_code in _WRONG_LAST_SEQ:
             raise ConflictError(key, None, str(exc.description or "")) from exc
-        raise OWError(f"{what} failed: {exc.description} (code {exc.err_code})") from exc
+        raise BusError(f"{what} failed: {exc.description} (code {exc.err_code})") from exc
     except (
         nats.errors.NoServersError, nats.errors.ConnectionClosedError,
         nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError,
@@ -306,7 +323,7 @@ class Bus:
             headers["Nats-Expected-Last-Subject-Sequence"] = str(expected_seq)
             headers["Nats-Expected-Last-Subject-Sequence-Subject"] = subjects.aggregate_of(subject)
         ack = await self.retrying(
-            "publish", subject, self.js.publish, subject, ev.encode(event), headers=headers
+            "publish", subject, self.js.publish, subject, codec.encode(event), headers=headers
         )
         return ack.seq
 
@@ -318,7 +335,7 @@ class Bus:
                 event = self.stamp(event)
                 futures.append(
                     await self.js.publish_async(
-                        subjects.subject_of(event), ev.encode(event),
+                        subjects.subject_of(event), codec.encode(event),
                         headers={"Nats-Msg-Id": event.event_id},
                     )
                 )
@@ -408,7 +425,7 @@ class Bus:
                     if raw:
                         yield seq, msg.subject, msg.data
                     else:
-                        for event in self._decode(msg.data, seq, msg.subject):
+                        for event in codec.decode_or_skip(msg.data, seq, msg.subject):
                             yield Delivery(seq, msg.subject, event)
                     if stop_at is not None and seq >= stop_at:
                         return
@@ -502,14 +519,6 @@ class Bus:
                     raise BusUnavailableError("the NATS connection is closed")
                 await anyio.sleep(0.05)
 
-    @staticmethod
-    def _decode(data: bytes, seq: int, subject: str) -> list[ev.Event]:
-        try:
-            return ev.decode_message(data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            log.warning("skipping undecodable message seq=%s subject=%s: %s", seq, subject, exc)
-            return []
-
     # --- key/value -----------------------------------------------------------------
 
     async def kv(self, bucket: str) -> Any:
@@ -533,15 +542,11 @@ class Bus:
         """Create a key if absent: its revision, or None if someone else holds it."""
         store = await self.kv(bucket)
         try:
-            return await store.create(key, value, msg_ttl=ttl_s)
-        except nats.js.errors.KeyWrongLastSequenceError:
+            with mapped("kv create", key):  # a timeout (server restarting) is unavailability
+                return await store.create(key, value, msg_ttl=ttl_s)
+        except ConflictError:
             log.debug("kv create lost: %s", key)
             return None
-        except nats.js.errors.APIError as exc:
-            if exc.err_code in _WRONG_LAST_SEQ:
-                return None
-            with mapped("kv create", key):
-                raise
 
     async def kv_update(
         self, bucket: str, key: str, value: bytes, last: int, ttl_s: float | None = None
@@ -549,11 +554,12 @@ class Bus:
         """Compare-and-set: the new revision, or None if the key moved past `last`."""
         store = await self.kv(bucket)
         try:
-            if ttl_s is None:
-                return await store.update(key, value, last=last)
-            # the public update() takes no TTL; a renewed lease must keep expiring
-            return await store._update(key, value, last=last, msg_ttl=ttl_s)
-        except nats.js.errors.KeyWrongLastSequenceError:
+            with mapped("kv update", key):  # a timeout (server restarting) is unavailability
+                if ttl_s is None:
+                    return await store.update(key, value, last=last)
+                # the public update() takes no TTL; a renewed lease must keep expiring
+                return await store._update(key, value, last=last, msg_ttl=ttl_s)
+        except ConflictError:
             log.debug("kv update lost: %s at %s", key, last)
             return None
 
@@ -561,13 +567,11 @@ class Bus:
         """Delete with CAS: False if the key moved past `last`."""
         store = await self.kv(bucket)
         try:
-            await store.delete(key, last=last)
-        except nats.js.errors.APIError as exc:
-            if exc.err_code in _WRONG_LAST_SEQ:
-                log.debug("kv delete lost: %s at %s", key, last)
-                return False
-            with mapped("kv delete", key):
-                raise
+            with mapped("kv delete", key):  # a timeout (server restarting) is unavailability
+                await store.delete(key, last=last)
+        except ConflictError:
+            log.debug("kv delete lost: %s at %s", key, last)
+            return False
         return True
 
     async def kv_put(self, bucket: str, key: str, value: bytes) -> int:
@@ -623,3 +627,153 @@ class Bus:
             return await self.js.pull_subscribe(
                 "", durable=durable, stream=subjects.EVENTS_STREAM, config=cfg
             )
+
+    async def dispatch(self, org: str) -> Dispatch:
+        """The org's dispatch consumer as typed `Offer`s (see `Dispatch`)."""
+        return Dispatch(self, org, await self.dispatch_subscription(org))
+
+
+    # --- services (request/reply) ------------------------------------------------
+    # A `nats.micro` service whose endpoints answer requests, and the request door. Kept
+    # together and apart from the rest: nothing else of the bus depends on it.
+
+    async def serve(
+        self,
+        name: str,
+        endpoints: dict[str, str],
+        handle: Handler,
+        *,
+        concurrency: int = defaults.QUERY_CONCURRENCY,
+        task_status: Any = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Answer requests on `endpoints` ({endpoint name: subject}) until cancelled.
+
+        `await handle(endpoint, data) -> bytes` runs in a task of its own per request (up to
+        `concurrency` at once), so one slow answer does not hold up the others. A handler
+        that raises answers an error: `ServiceFault(code, text)` as given, anything else
+        as code 500 with the exception's text; the service goes on either way."""
+        import nats.micro
+
+        sem = anyio.Semaphore(concurrency)
+        send, receive = anyio.create_memory_object_stream[tuple[str, Any]](10_000)
+
+        def endpoint(ep: str) -> Any:
+            async def on_request(req: Any) -> None:
+                await send.send((ep, req))  # answered by the task group below
+            return on_request
+
+        async def answer(ep: str, req: Any) -> None:
+            async with sem:
+                try:
+                    data = await handle(ep, req.data)
+                except ServiceFault as exc:
+                    await _respond_error(req, exc.code, exc.text, exc.data)
+                except Exception as exc:  # a handler error never stops the service
+                    log.exception("service %s: %s failed", name, ep)
+                    await _respond_error(req, "500", f"{type(exc).__name__}: {exc}", b"")
+                else:
+                    with contextlib.suppress(Exception):
+                        await req.respond(data)
+
+        with mapped("start service", name):
+            svc = await nats.micro.add_service(self.nc, name=name, version="1.0.0")
+            for ep, subject in endpoints.items():
+                await svc.add_endpoint(name=ep, subject=subject, handler=endpoint(ep))
+            await self.nc.flush()  # the server knows every endpoint before `started`
+        try:
+            async with anyio.create_task_group() as tg, receive:
+                task_status.started()
+                async for ep, req in receive:
+                    tg.start_soon(answer, ep, req)
+        finally:
+            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                await svc.stop()
+
+    async def request(
+        self, subject: str, data: bytes, timeout: float = defaults.QUERY_TIMEOUT_S  # noqa: ASYNC109
+    ) -> Reply:
+        """Ask a service; `NoServiceError` if none listens on the subject."""
+        started = anyio.current_time()
+        with mapped("request", subject):
+            try:
+                msg = await self.nc.request(subject, data, timeout=timeout)
+            except nats.errors.NoRespondersError as exc:
+                raise NoServiceError(f"no service answers {subject}") from exc
+            except (nats.errors.TimeoutError, TimeoutError) as exc:
+                self.raise_if_denied(started, "request", subject, exc)
+                raise BusUnavailableError(
+                    f"request {subject}: no answer in {timeout}s (the service is busy or stuck)"
+                ) from exc
+        headers = msg.headers or {}
+        code = headers.get("Nats-Service-Error-Code", "")
+        return Reply(msg.data, code, headers.get("Nats-Service-Error", "") if code else "")
+
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """One dispatched job event: `take()` acknowledges it (the job needs this event no more),
+    `give_back(delay_s)` hands it back to be offered again (to any agent) after a delay."""
+
+    events: list[ev.Event]  # [] when undecodable
+    seq: int
+    delivered: int  # 1 on the first delivery
+    _msg: Any
+
+    async def take(self) -> None:
+        with contextlib.suppress(nats.errors.Error, TimeoutError):  # redelivered: dropped then
+            await self._msg.ack()
+
+    async def give_back(self, delay_s: float) -> None:
+        with contextlib.suppress(nats.errors.Error, TimeoutError):  # redelivered after ack_wait
+            await self._msg.nak(delay=delay_s)
+
+
+class Dispatch:
+    """A pull loop over the org's dispatch consumer that survives a server restart: a fetch
+    that times out is no offer, and any other failure waits for the connection and pulls
+    through a new subscription of the (durable, unchanged) consumer."""
+
+    def __init__(self, bus: Bus, org: str, sub: Any):
+        self._bus, self._org, self._sub = bus, org, sub
+
+    async def next(self, timeout_s: float = 5.0) -> list[Offer]:
+        """The next offers (at most one), or [] after `timeout_s` or a failure."""
+        try:
+            msgs = await self._sub.fetch(1, timeout=timeout_s)
+        except (nats.errors.TimeoutError, TimeoutError):
+            return []
+        except nats.errors.Error as exc:
+            log.warning("dispatch fetch failed (%s); pulling again", exc)
+            await self._renew()
+            return []
+        return [
+            Offer(codec.decode_or_skip(m.data, m.metadata.sequence.stream, m.subject),
+                  m.metadata.sequence.stream, m.metadata.num_delivered, m)
+            for m in msgs
+        ]
+
+    async def _renew(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._sub.unsubscribe()
+        while True:
+            await self._bus._wait_connected()
+            try:
+                self._sub = await self._bus.dispatch_subscription(self._org)
+                return
+            except (OWError, nats.errors.Error, TimeoutError) as exc:
+                log.warning("dispatch consumer not available yet (%s); retrying", exc)
+                await anyio.sleep(0.5)
+
+
+class ServiceFault(Exception):
+    """Raised by a service handler: answer with this error code, text and body."""
+
+    def __init__(self, code: str, text: str, data: bytes = b""):
+        super().__init__(text)
+        self.code, self.text, self.data = code, text, data
+
+
+async def _respond_error(req: Any, code: str, text: str, data: bytes) -> None:
+    with contextlib.suppress(Exception):  # the asker may be gone
+        await req.respond_error(code, " ".join(text.split())[:500], data)

@@ -11,13 +11,15 @@ Imports: msgspec and `ow.core` (bus, events, subjects).
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from ow.core import events as ev
 from ow.core import subjects
-from ow.core.bus import Bus, KvEntry
+
+if TYPE_CHECKING:  # annotations only: `import ow` does not load nats
+    from ow.core.bus import Bus, KvEntry
 
 __all__ = ["Claim", "current", "finish", "release", "take"]
 
@@ -71,8 +73,10 @@ async def release(
     reason: str,
     evidence: dict[str, Any] | None = None,
     rev: int | None = None,
+    worker_gone: bool = False,
 ) -> bool:
-    """Requeue a run: delete its claim with CAS, then publish `JobRequeued`.
+    """Requeue a run: delete its claim with CAS, then publish `JobRequeued` (`worker_gone`:
+    the run's worker is terminated, and the job fold never takes a run from it again).
 
     Returns False (and publishes nothing) if the claim is not held by `run_id` any more,
     or moved past `rev` when given.
@@ -87,6 +91,7 @@ async def release(
     if not await bus.kv_delete(subjects.CLAIMS_BUCKET, key, last=found_rev):
         return False
     await bus.publish(
-        ev.JobRequeued(job_id=job_id, run_id=run_id, reason=reason, evidence=evidence or {})
+        ev.JobRequeued(job_id=job_id, run_id=run_id, reason=reason, evidence=evidence or {},
+                       worker_gone=worker_gone)
     )
     return True

@@ -28,6 +28,7 @@ LEASE_TTL_S = 30.0
 CONNECT_TIMEOUT_S = 2.0
 REQUEST_TIMEOUT_S = 5.0
 RETRY_S = 30.0  # how long idempotent operations wait out an unavailable server
+CAS_ATTEMPTS = 10  # read-decide-publish rounds of a job command before it gives up (commands.cas)
 
 HEARTBEAT_INTERVAL_S = 5.0
 MAX_WORKERS_PER_ORG = 8
@@ -37,12 +38,23 @@ POD_TTL_S = 24 * 3600.0
 API_JOB_TIMEOUT_S = 3600.0
 MAX_CONSECUTIVE_FAILURES = 5
 PROVIDER_COOLDOWN_S = 60.0
+PROVIDER_COOLDOWN_MAX_S = 3600.0  # the top of the per-hardware cooldown ladder
+#: `job.wait()` raises UnschedulableError once "nothing here can run it" stood this long
+#: (time to start a fitting worker by hand, e.g. `python -m ow.agent` on a GPU machine)
+UNSCHEDULABLE_GRACE_S = 30.0
 SCHEDULER_TICK_S = 5.0
 SCHEDULER_DEBOUNCE_S = 0.2  # plan at most this often while events stream in
 WORKER_START_TIMEOUT_S = 900.0  # a provisioned worker that never registers is terminated
 PROVISION_RESERVATION_TTL_S = 600.0  # KV reservation of a job's provisioning
 CLAIM_GRACE_S = 30.0  # a claim with no RunStarted for this long is repaired
 POD_TTL_CHECK_S = 60.0  # the in-pod TTL watchdog checks this often
+POD_STATUS_POLL_S = 2.0  # the leading scheduler asks its provider about recorded pods this often
+# `ow up` supervision: restart delays double from the first to the cap; a service that ran
+# this long since its last start is healthy again (its next restart waits the first delay)
+RESTART_BACKOFF_FIRST_S = 0.5
+RESTART_BACKOFF_MAX_S = 30.0
+RESTART_HEALTHY_AFTER_S = 60.0
+SUPERVISE_INTERVAL_S = 0.2  # how often `ow up` looks at its children
 
 CLAIM_DELAY_MAX_S = 0.25
 DISPATCH_ACK_WAIT_S = 30.0
@@ -58,3 +70,10 @@ RUN_LOG_BATCH = 512
 RUN_LOG_FLUSH_S = 0.2
 
 DEFAULT_REQUIRES_VRAM_GB = 24.0
+
+# the read service (`ow serve`, ow/projections/service.py)
+WEB_PORT = 8421  # its dashboard (0: a free port)
+QUERY_TIMEOUT_S = 10.0  # a client waits this long for an answer
+READ_WAIT_S = 5.0  # the service waits this long to fold up to a requested position
+ORGS_TICK_S = 2.0  # how often the service looks for orgs created since it started
+QUERY_CONCURRENCY = 64  # queries one org's endpoint answers at once

@@ -2,36 +2,76 @@
 
     OWError
     ├── ConfigError
-    ├── BusUnavailableError
+    ├── BusError
+    │   ├── BusUnavailableError
+    │   │   └── NoServiceError (nothing answers a request subject)
+    │   └── WireError
     ├── ValidationError(problems)
     ├── NotFoundError(kind, id)
     ├── ConflictError(key, expected_rev)
     ├── PermissionDeniedError
+    ├── TokenError
+    ├── SecretError
+    ├── StoreError
+    ├── ApiError
+    ├── UnsupportedError
+    ├── ProviderError(provider, message)
+    │   ├── NoCapacityError
+    │   ├── QuotaError
+    │   └── PodNotRecordedError(provider, pod_id)
+    ├── ProjectionError
+    │   ├── ProjectionLockedError(path, pid, exe)
+    │   ├── QueryError (a query or parameter the read service does not know)
+    │   └── ServiceBehindError (the read service has not folded that far in time)
     ├── JobError
     │   ├── JobFailedError(job_id, run_id, error)
-    │   └── JobCanceledError(job_id)
+    │   ├── JobCanceledError(job_id)
+    │   └── UnschedulableError(job_id, reason)
     └── WaitTimeoutError (also a TimeoutError)
+
+Every class lives here (the modules that raise some re-export them: `tenancy.TokenError`,
+`wire.WireError`, `providers.ProviderError`, `projections.ProjectionError`), and each one is in
+the drawing (a test reads it). `ow.cli.main` prints any of them as one line.
 
 Imports: stdlib and msgspec only.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import msgspec
 
 __all__ = [
+    "ApiError",
+    "BusError",
     "BusUnavailableError",
     "ConfigError",
     "ConflictError",
     "JobCanceledError",
     "JobError",
     "JobFailedError",
+    "NoCapacityError",
+    "NoServiceError",
     "NotFoundError",
     "OWError",
     "PermissionDeniedError",
+    "PodNotRecordedError",
     "Problem",
+    "ProjectionError",
+    "ProjectionLockedError",
+    "ProviderError",
+    "QueryError",
+    "QuotaError",
+    "SecretError",
+    "ServiceBehindError",
+    "StoreError",
+    "TokenError",
+    "UnschedulableError",
+    "UnsupportedError",
     "ValidationError",
     "WaitTimeoutError",
+    "WireError",
 ]
 
 
@@ -43,8 +83,20 @@ class ConfigError(OWError):
     """A configuration value is missing or malformed; the message names the variable."""
 
 
-class BusUnavailableError(OWError):
+class BusError(OWError):
+    """The NATS server failed or refused a request (the message has its code)."""
+
+
+class BusUnavailableError(BusError):
     """No usable NATS server at the configured URL."""
+
+
+class WireError(BusError):
+    """The server refused the bulk reader's connection or broke the protocol (`wire.py`)."""
+
+
+class NoServiceError(BusUnavailableError):
+    """NATS is up but no service answers the request's subject ("no responders")."""
 
 
 class Problem(msgspec.Struct, frozen=True):
@@ -88,11 +140,94 @@ class ConflictError(OWError):
 
     def __init__(self, key: str, expected_rev: int | None, detail: str = ""):
         self.key, self.expected_rev = key, expected_rev
-        super().__init__(f"conflict on {key} (expected revision {expected_rev}) {detail}".strip())
+        rev = "" if expected_rev is None else f" (expected revision {expected_rev})"
+        super().__init__(f"conflict on {key}{rev} {detail}".strip())
 
 
 class PermissionDeniedError(OWError):
     """The server refused an operation to this connection's credentials (a token's scope)."""
+
+
+class TokenError(OWError):
+    """A token is malformed, unknown, expired or revoked; the message says which."""
+
+
+class SecretError(OWError):
+    """A stored secret cannot be decrypted with this key; the message says which key to set."""
+
+
+class StoreError(OWError):
+    """The blob store (NATS object store or S3) failed, or holds a corrupt object."""
+
+
+class ApiError(OWError):
+    """A deployed model's HTTP API answered with an error or cannot be reached."""
+
+
+class UnsupportedError(OWError):
+    """The operation does not apply here (this worker, this build); the message says why."""
+
+
+class ProviderError(OWError):
+    """A provider call failed; the message is the provider's own text (never a credential)."""
+
+    kind = "error"
+
+    def __init__(self, provider: str, message: str):
+        self.provider = provider
+        self.message = message
+        super().__init__(f"{provider}: {message}")
+
+
+class NoCapacityError(ProviderError):
+    """The provider has no machine of that kind right now (try later or other hardware)."""
+
+    kind = "no_capacity"
+
+
+class QuotaError(ProviderError):
+    """The account hit a spending or resource limit, or its credentials were refused."""
+
+    kind = "quota"
+
+
+class PodNotRecordedError(ProviderError):
+    """Refused: terminating a pod this provider never recorded (it may be someone else's)."""
+
+    kind = "not_recorded"
+
+    def __init__(self, provider: str, pod_id: str):
+        self.pod_id = pod_id
+        super().__init__(
+            provider,
+            f"refusing to terminate pod {pod_id!r}: it was never recorded in WorkerProvisioned "
+            "by this provider (it may belong to someone else)",
+        )
+
+
+class ProjectionError(OWError):
+    """DuckDB failed while reading or writing a projection."""
+
+
+class ProjectionLockedError(ProjectionError):
+    """Another process owns the projection file."""
+
+    def __init__(self, path: Path, pid: int | None, exe: str):
+        self.path, self.pid = path, pid
+        who = f"process {pid} ({exe})" if pid else "another process"
+        super().__init__(
+            f"projection {path} is in use by {who}. DuckDB allows one writer per file: stop "
+            f"that process (kill {pid}), or point this one at another file (--db PATH)."
+            if pid else f"projection {path} is locked by {who}; stop it or use --db PATH."
+        )
+
+
+class QueryError(ProjectionError):
+    """A query named something that is not a query, or a parameter it does not take."""
+
+
+class ServiceBehindError(ProjectionError):
+    """The read service has not folded up to the positions asked for in time."""
 
 
 class JobError(OWError):
@@ -109,6 +244,15 @@ class JobCanceledError(JobError):
     def __init__(self, job_id: str):
         self.job_id = job_id
         super().__init__(f"job {job_id} was canceled")
+
+
+class UnschedulableError(JobError):
+    """Nothing here can ever run the job as asked (the scheduler's notice says what to do).
+    The job stays pending: cancel it, or change what it asks for and submit again."""
+
+    def __init__(self, job_id: str, reason: str):
+        self.job_id, self.reason = job_id, reason
+        super().__init__(f"job {job_id} cannot run here: {reason}")
 
 
 class WaitTimeoutError(OWError, TimeoutError):

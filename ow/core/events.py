@@ -3,6 +3,7 @@
 Each event carries its own envelope (`event_id`, `v`, `org`, `ts`, `actor`) in the base
 class, and the class name is its tag (the `type` field on the wire). Never rename a class
 or reuse a tag; add optional fields freely, anything else bumps `v` (see `upcast.py`).
+This module is the catalogue only: bytes <-> events is `codec.py`.
 
 Imports: stdlib and msgspec only.
 """
@@ -30,7 +31,6 @@ __all__ = [
     "JobSubmitted",
     "JobTimeoutExtended",
     "JobUpdated",
-    "METRIC_BATCH_PREFIX",
     "MetricBatch",
     "MetricLogged",
     "MetricRecord",
@@ -46,11 +46,6 @@ __all__ = [
     "WorkerProvisioned",
     "WorkerRegistered",
     "WorkerTerminated",
-    "decode",
-    "decode_message",
-    "encode",
-    "encode_metrics",
-    "is_metric_batch",
     "now",
 ]
 
@@ -99,6 +94,7 @@ class JobSubmitted(Event, frozen=True, kw_only=True):
     requires_vram_gb: float = 0
     allowed_hardware: list[str] = []
     timeout_s: float = 0
+    gpus: int = 0  # GPUs the job needs on one machine; 0: one GPU (or CPU), as most jobs
 
 
 class JobUpdated(Event, frozen=True, kw_only=True):
@@ -129,6 +125,7 @@ class JobRequeued(Event, frozen=True, kw_only=True):
     run_id: str
     reason: str = ""
     evidence: dict[str, Any] = {}
+    worker_gone: bool = False  # the run's worker is terminated: it never runs this job again
 
 
 class JobCompleted(Event, frozen=True, kw_only=True):
@@ -205,7 +202,7 @@ class MetricRecord(msgspec.Struct, frozen=True, gc=False):
 class MetricBatch(Event, frozen=True, kw_only=True):
     """The OW_METRICS message of one run's records: one envelope for all of them.
 
-    Not an event of its own (not in `AnyEvent`): `decode_message` expands it into one
+    Not an event of its own (not in `AnyEvent`): `codec.decode_message` expands it into one
     `MetricLogged` per record, with event id `<event_id>-<index>` and time `ts + dt`, and
     every reader sees those. A record written as a full envelope took 250 bytes for 60 of
     data; here it takes 70 (DESIGN.md section 2: this is the one message that shares an
@@ -267,6 +264,10 @@ class WorkerTerminated(Event, frozen=True, kw_only=True):
     evidence: dict[str, Any] = {}
 
 
+#: the rule of a `SchedulerNoticed` about a job nothing here can ever run (readers give up on it)
+NOTICE_UNSCHEDULABLE = "no_hardware"
+
+
 class SchedulerNoticed(Event, frozen=True, kw_only=True):
     """A scheduler decision that changes no state but explains one (why a job waits)."""
 
@@ -274,6 +275,24 @@ class SchedulerNoticed(Event, frozen=True, kw_only=True):
     rule: str
     message: str = ""
     evidence: dict[str, Any] = {}
+
+
+# --- services (what `ow up` supervises) ----------------------------------------------
+
+
+class ServiceRestarted(Event, frozen=True, kw_only=True):
+    """`ow up` restarted a process it supervises (scheduler, agent, read service, server).
+
+    `exit` is the process's exit code (negative: killed by that signal); `worker_id` names the
+    worker an agent process ran as, which is lost at once (its run is requeued).
+    """
+
+    name: str
+    exit: int | None = None
+    reason: str = ""
+    worker_id: str = ""
+    restarts: int = 0  # how many times this service was restarted so far (this one included)
+    backoff_s: float = 0
 
 
 # --- tenancy -------------------------------------------------------------------------
@@ -322,107 +341,9 @@ AnyEvent = (
     | WorkerDraining
     | WorkerTerminated
     | SchedulerNoticed
+    | ServiceRestarted
     | OrgCreated
     | TokenCreated
     | TokenRevoked
     | SecretSet
 )
-
-_encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(AnyEvent)
-_many_decoder = msgspec.json.Decoder(list[AnyEvent])
-
-
-def encode(event: Event) -> bytes:
-    """Encode one event as JSON bytes (the wire and storage format)."""
-    return _encoder.encode(event)
-
-
-def decode(data: bytes) -> Event:
-    """Decode one stored event, upcasting older schema versions (raises msgspec errors)."""
-    from ow.core.upcast import CURRENT, upcast_decode
-
-    try:
-        event = _decoder.decode(data)
-    except msgspec.ValidationError:
-        return upcast_decode(data)
-    if event.v != CURRENT.get(type(event).__name__, 1):  # older (or unknown) version
-        return upcast_decode(data)
-    return event
-
-
-def decode_each(datas: list[bytes]) -> list[Event] | None:
-    """Decode many stored events at once (one parse instead of one call each), or None if
-    any of them is not a current-version event: then `decode` them one by one."""
-    from ow.core.upcast import CURRENT
-
-    try:
-        events = _many_decoder.decode(b"[" + b",".join(datas) + b"]")
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return None
-    # one value per message: a message holding two would need another holding none,
-    # which is not JSON
-    if len(events) != len(datas) or any(
-        e.v != CURRENT.get(type(e).__name__, 1) for e in events
-    ):
-        return None
-    return events
-
-
-def decode_message(data: bytes) -> list[Event]:
-    """The events of one stored message: a single event, a `MetricBatch` expanded into its
-    records, or a JSON array of events (raises msgspec errors)."""
-    if data[:1] == b"[":  # a metrics message as written before `MetricBatch`
-        return list(_many_decoder.decode(data))
-    if not data.startswith(METRIC_BATCH_PREFIX):
-        try:
-            return [decode(data)]
-        except msgspec.ValidationError:
-            if not is_metric_batch(data):
-                raise
-    batch = _batch_decoder.decode(data)
-    if batch.v != 1:
-        raise msgspec.ValidationError(f"MetricBatch v{batch.v} is newer than this ow knows")
-    return batch.expand()  # type: ignore[return-value]
-
-
-#: how every message `encode_metrics` writes starts
-METRIC_BATCH_PREFIX = b'{"type":"MetricBatch"'
-
-
-def is_metric_batch(data: bytes) -> bool:
-    """Whether a stored message is a `MetricBatch` (valid or not)."""
-    if data.startswith(METRIC_BATCH_PREFIX):
-        return True
-    try:
-        return _tag_decoder.decode(data).type == "MetricBatch"
-    except msgspec.MsgspecError:
-        return False
-
-
-class _Tag(msgspec.Struct):
-    type: str = ""
-
-
-_tag_decoder = msgspec.json.Decoder(_Tag)
-_batch_decoder = msgspec.json.Decoder(MetricBatch)
-_US = timedelta(microseconds=1)
-
-
-def encode_metrics(records: list[MetricLogged], event_id: str) -> bytes:
-    """One run's records as a `MetricBatch` message (`event_id` its id and Nats-Msg-Id).
-    Every record must share the first's run, job, org and actor."""
-    first = records[0]
-    t0 = first.ts
-    for r in records:
-        if (r.run_id, r.job_id, r.org, r.actor) != (first.run_id, first.job_id, first.org,
-                                                   first.actor):
-            raise ValueError("a metrics batch holds the records of one run")
-        if (r.ts is None) != (t0 is None):
-            raise ValueError("a metrics batch needs a time on every record or on none")
-    return _encoder.encode(MetricBatch(
-        event_id=event_id, org=first.org, ts=t0, actor=first.actor, run_id=first.run_id,
-        job_id=first.job_id,
-        records=[MetricRecord(0 if t0 is None else (r.ts - t0) // _US, r.data)  # type: ignore[operator]
-                 for r in records],
-    ))

@@ -26,7 +26,7 @@ from typing import Any
 from ow.core import events as ev
 from ow.core.bus import Bus, mapped
 from ow.core.config import Config
-from ow.core.errors import ConfigError, NotFoundError, OWError
+from ow.core.errors import ConfigError, NotFoundError, OWError, SecretError
 from ow.core.tenancy import SECRETS_BUCKET
 
 __all__ = ["SECRETS_BUCKET", "derive", "ensure_key", "job_env", "load", "master_key", "names",
@@ -147,7 +147,7 @@ async def load(bus: Bus, key: bytes) -> dict[str, str]:
         try:
             out[name] = fernet.decrypt(entry.value).decode()
         except InvalidToken:
-            raise OWError(
+            raise SecretError(
                 f"secret {name} cannot be decrypted with this key: OW_SECRET_KEY (or "
                 "<home>/secret.key, or the OW_ORG_SECRET_KEY derived from it) differs from the "
                 "one that set it"

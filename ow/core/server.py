@@ -2,9 +2,11 @@
 
 `NatsServer` writes a config file (JetStream store, port, `sync_interval`, optional cluster
 routes), starts the binary and waits for readiness by reading its log (no sleeps), and
-stops it with SIGTERM (then SIGKILL). `start_cluster` starts N routed servers for R3.
+stops it with SIGTERM (then SIGKILL). It holds a lock on its store directory while it runs
+(`ow.core.locks`): a second server on the same store is refused before it starts.
+`start_cluster` starts N routed servers for R3.
 
-Imports: stdlib only.
+Imports: stdlib and `ow.core` (locks, errors).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import sysconfig
 import threading
 from pathlib import Path
 
+from ow.core import locks
 from ow.core.errors import BusUnavailableError
 
 __all__ = ["NatsServer", "find_binary", "free_port", "reload_pid", "start_cluster"]
@@ -75,6 +78,7 @@ class NatsServer:
         self.extra_config = extra_config
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = self.store_dir / f"{name}.log"
+        self._lock: int | None = None  # held on the store while this object runs a server
 
     @property
     def url(self) -> str:
@@ -98,6 +102,7 @@ class NatsServer:
     def start(self, timeout: float = 20.0, wait_ready: bool = True) -> NatsServer:
         """Start the server; with `wait_ready`, return once it accepts clients."""
         self.store_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_store()
         conf = self.store_dir / f"{self.name}.conf"
         conf.write_text(self._config())
         self._ready = threading.Event()
@@ -109,6 +114,19 @@ class NatsServer:
         if wait_ready:
             self.wait_ready(timeout)
         return self
+
+    def _lock_store(self) -> None:
+        """One server per store: two on one JetStream store lose acknowledged writes."""
+        if self._lock is not None:
+            return  # ours already (a restart of this server)
+        lock = self.store_dir / "server.lock"
+        self._lock = locks.try_lock(lock)
+        if self._lock is None:
+            raise BusUnavailableError(
+                f"the JetStream store {self.store_dir} is in use by another nats-server "
+                f"(started by pid {locks.holder(lock)}): stop that one first, or give this "
+                "server its own store directory"
+            )
 
     def _pump(self) -> None:
         """Copy the server's output to its log file, noting its port and readiness."""
@@ -132,6 +150,7 @@ class NatsServer:
             self.stop(kill=True)
             raise BusUnavailableError(f"nats-server not ready after {timeout}s")
         if self.proc.poll() is not None:
+            self.stop()  # lets go of the store
             raise BusUnavailableError(
                 f"nats-server exited with {self.proc.returncode}: "
                 f"{self.log_path.read_text()[-1500:]}"
@@ -146,7 +165,15 @@ class NatsServer:
         reload_pid(self.proc.pid, self.log_path, timeout)
 
     def stop(self, kill: bool = False) -> None:
-        """Stop the server (SIGTERM, SIGKILL after 10 s; `kill=True` kills at once)."""
+        """Stop the server (SIGTERM, SIGKILL after 10 s; `kill=True` kills at once) and let
+        go of its store."""
+        try:
+            self._stop(kill)
+        finally:
+            locks.release(self._lock)
+            self._lock = None
+
+    def _stop(self, kill: bool) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
         if kill:

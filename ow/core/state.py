@@ -9,6 +9,13 @@ Job states: pending -> in_progress -> completed | failed | canceled; failed/canc
 -> pending on reset (a new generation); in_progress -> pending on requeue (a new generation);
 pending -> canceled on a cancel request.
 
+A terminated worker never becomes a job's runner again. The job fold sees only the job's own
+subject, so what it knows of terminations comes from there: a `JobRequeued` with
+`worker_gone` (the scheduler's requeue of a lost or terminated worker's run) names that
+worker in `gone_workers`, and a later `RunStarted` from it is rejected (an anomaly for
+`ow audit`). Every reader folds the same history and so agrees, without reading workers; the
+scheduler drops such a run's claim at once, so the job is handed on once, not in a loop.
+
 Imports: stdlib, msgspec and `ow.core.events`.
 """
 
@@ -78,6 +85,7 @@ class JobState(msgspec.Struct, frozen=True, kw_only=True):
     cancel_requested: bool = False
     timeout_until: datetime | None = None
     checkpoint: tuple[int, str] | None = None  # (step, file_id) of the last checkpoint
+    gone_workers: tuple[str, ...] = ()  # workers whose run was requeued as terminated
     created_at: datetime | None = None
     updated_at: datetime | None = None
     seen: tuple[str, ...] = ()  # recent event ids, for idempotence
@@ -160,10 +168,18 @@ def _apply_job(state: JobState, e: ev.Event) -> tuple[JobState, Anomaly | None]:
             runs = _replace_run(
                 state, current, status="requeued", finished_at=e.ts, error=reason
             )
+            gone = state.gone_workers
+            if e.worker_gone and current.worker_id not in gone:
+                gone = (*gone, current.worker_id)
             return msgspec.structs.replace(
-                state, status="pending", gen=state.gen + 1, runs=runs, cancel_requested=False
+                state, status="pending", gen=state.gen + 1, runs=runs, cancel_requested=False,
+                gone_workers=gone,
             ), None
         case ev.RunStarted(run_id=run_id, gen=gen):
+            if e.worker_id in state.gone_workers:
+                return state, _reject(
+                    e, jid, f"run {run_id} started by worker {e.worker_id}, which was terminated",
+                )
             if state.status != "pending" or gen != state.gen:
                 return state, _reject(
                     e, jid,

@@ -27,6 +27,8 @@ __all__ = [
     "lease_key",
     "log_subject",
     "metric_subject",
+    "query_filter",
+    "query_subject",
     "subject_of",
     "worker_subject",
 ]
@@ -43,6 +45,8 @@ EVENTS_PREFIX = "ow.ev"
 METRICS_PREFIX = "ow.mx"
 LOGS_PREFIX = "ow.log"
 HEARTBEATS_PREFIX = "ow.hb"
+QUERY_PREFIX = "ow.q"  # the read service: `ow.q.<org>.<query>` (request/reply)
+READ_SERVICE = "ow-read"  # its nats.micro service name
 
 
 def aggregate_subject(org: str, aggregate: str, agg_id: str) -> str:
@@ -98,6 +102,16 @@ def heartbeat_subject(org: str, worker_id: str) -> str:
     return f"{HEARTBEATS_PREFIX}.{encode_token(org)}.{encode_token(worker_id)}"
 
 
+def query_subject(org: str, query: str) -> str:
+    """Where the read service answers one query of an org: `ow.q.<org>.<query>`."""
+    return f"{QUERY_PREFIX}.{encode_token(org)}.{query}"
+
+
+def query_filter(org: str) -> str:
+    """Every query subject of an org (what its tokens may publish to)."""
+    return f"{QUERY_PREFIX}.{encode_token(org)}.>"
+
+
 def claim_key(org: str, job_id: str) -> str:
     """KV key in `ow_claims` for the current claim on a job."""
     return f"{encode_token(org)}.{encode_token(job_id)}"
@@ -140,6 +154,8 @@ def subject_of(event: object) -> str:
             return worker_subject(org, wid)[:-1] + kind
         case ev.SchedulerNoticed(subject_id=sid):
             return aggregate_subject(org, "scheduler", sid)[:-1] + kind
+        case ev.ServiceRestarted(name=name):
+            return aggregate_subject(org, "service", name)[:-1] + kind
         case ev.OrgCreated(name=name):
             return aggregate_subject(org, "org", name)[:-1] + kind
         case ev.TokenCreated(token_id=tid) | ev.TokenRevoked(token_id=tid):

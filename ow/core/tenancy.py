@@ -44,9 +44,9 @@ from typing import Any
 
 import msgspec
 
+from ow.core import codec, subjects
 from ow.core import events as ev
-from ow.core import subjects
-from ow.core.errors import ConfigError, OWError
+from ow.core.errors import ConfigError, OWError, TokenError
 from ow.core.ids import encode_token, uuid7
 
 __all__ = [
@@ -85,10 +85,6 @@ _ORG_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _TOKEN = re.compile(r"^ow_([a-z0-9]{12})_([A-Za-z0-9_-]{20,})$")
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-class TokenError(OWError):
-    """A token is malformed, unknown, expired or revoked; the message says which."""
 
 
 class TokenRecord(msgspec.Struct, kw_only=True):
@@ -256,6 +252,7 @@ def permissions(scope: str, org: str, token_id: str) -> dict[str, Any]:
     if scope == "admin":
         return {"publish": {"allow": [">"]}, "subscribe": {"allow": [">"]}}
     allow = list(_JS_READ)
+    allow.append(subjects.query_filter(org))  # the read service's queries (every scope)
     deny: list[str] = []
     if scope == "read":
         deny += ["ow.ev.>", "ow.mx.>", "ow.log.>", "ow.hb.>", "$KV.>", "$O.>"]
@@ -332,7 +329,7 @@ def ensure_worker_token(state: TenancyState, org: str, now: datetime) -> bool:
 def _queue(state: TenancyState, org: str, event: ev.Event, now: datetime) -> None:
     """Keep an event for the bus (published by `ow` once the org's server answers)."""
     event = msgspec.structs.replace(event, event_id=uuid7(), ts=now, org=org, actor="cli")
-    state.outbox.append([org, ev.encode(event).decode()])
+    state.outbox.append([org, codec.encode(event).decode()])
 
 
 def ensure_default(state: TenancyState, now: datetime) -> None:

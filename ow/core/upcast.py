@@ -1,10 +1,10 @@
 """Upcasters: turn stored events of older schema versions into the current one.
 
 Each `upcast_<type>_v<n>_v<n+1>(raw: dict) -> dict` works on the raw dict; they chain until
-the event reaches `CURRENT[type]`, then `msgspec.convert` types it. Events already current
-never come here (the typed fast path in `events.decode`).
+the event reaches `CURRENT[type]`, then `codec.decode` types it with `msgspec.convert`. Events
+already current never come here (the codec's typed fast path).
 
-Imports: stdlib, msgspec and `ow.core.events`.
+Imports: stdlib and msgspec only (the raw dicts need no event class).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["CURRENT", "UPCASTERS", "upcast", "upcast_decode"]
+__all__ = ["CURRENT", "UPCASTERS", "upcast"]
 
 Raw = dict[str, Any]
 
@@ -49,13 +49,3 @@ def upcast(raw: Raw) -> Raw:
         v += 1
         raw["v"] = v
     return raw
-
-
-def upcast_decode(data: bytes) -> Any:
-    """Decode bytes of any stored version into the current typed event."""
-    from ow.core.events import AnyEvent
-
-    raw = msgspec.json.decode(data)
-    if not isinstance(raw, dict):
-        raise msgspec.ValidationError("an event must be a JSON object")
-    return msgspec.convert(upcast(raw), AnyEvent)

@@ -8,7 +8,7 @@ PINGs and the consumer's flow-control requests itself. Plain `nats://` only, wit
 credentials, a token, or a user and password (what `bus.connect` uses); callers fall back
 to nats-py for anything else.
 
-Imports: stdlib and anyio.
+Imports: stdlib, anyio and `ow.core.errors`.
 """
 
 from __future__ import annotations
@@ -23,13 +23,11 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
+from ow.core.errors import WireError  # re-exported: its old home
+
 __all__ = ["Frame", "WireError", "WireReader"]
 
 _READ = 1 << 20
-
-
-class WireError(Exception):
-    """The server refused the connection or broke the protocol."""
 
 
 @dataclass(slots=True)

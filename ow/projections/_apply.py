@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 
+from ow.core import codec
 from ow.core import events as ev
 from ow.core.state import JobState, WorkerState, apply, apply_worker
 from ow.projections._read import Msg
@@ -73,7 +74,7 @@ def _read_records(msgs: list[Msg]) -> _Records | None:
     as `{"r": <message>}`: no Python pass splits the records out of their messages."""
     if not all(m.data and b"\n" not in m.data for m in msgs):
         return None  # a message must be one line of JSON (an empty one is an anomaly)
-    batches = sum(1 for m in msgs if m.data.startswith(ev.METRIC_BATCH_PREFIX))
+    batches = sum(1 for m in msgs if m.data.startswith(codec.METRIC_BATCH_PREFIX))
     if batches == len(msgs):
         return _read_batches(msgs)
     if batches:
@@ -365,14 +366,14 @@ class Folder:
 
     def _control(self, stream: str, msgs: list[Msg]) -> None:
         bad: list[tuple[Any, ...]] = []
-        events = ev.decode_each([m.data for m in msgs])
+        events = codec.decode_each([m.data for m in msgs])
         if events is not None:
             decoded = list(zip(msgs, events, strict=True))
         else:  # an undecodable or older-version event: one by one
             decoded = []
             for m in msgs:
                 try:
-                    decoded.append((m, ev.decode(m.data)))
+                    decoded.append((m, codec.decode(m.data)))
                 except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
                     bad.append((m.seq, stream, m.subject, None, None, _agg_id(m.subject),
                                 f"undecodable: {exc}", m.data.decode("utf-8", "replace")))
@@ -582,11 +583,11 @@ class Folder:
         out: list[Msg] = []
         bad: list[tuple[Any, ...]] = []
         for m in msgs:
-            if m.data[:1] == b"[" or not ev.is_metric_batch(m.data):
+            if m.data[:1] == b"[" or not codec.is_metric_batch(m.data):
                 out.append(m)
                 continue
             try:
-                out.append(m._replace(data=_json.encode(ev.decode_message(m.data))))
+                out.append(m._replace(data=_json.encode(codec.decode_message(m.data))))
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 bad.append((m.seq, stream, m.subject, None, "MetricBatch",
                             m.subject.rsplit(".", 1)[-1],  # ow.mx.<org>.<run_id>

@@ -2,7 +2,10 @@
 
 DuckDB allows one writing process per file. Opening a file another process holds raises
 `ProjectionLockedError`, naming that process (DuckDB's lock message carries its PID) and
-what to do. No duckdb exception crosses this module's functions (`mapped`).
+what to do. A file DuckDB cannot open (truncated, garbage) is moved aside as
+`<name>.corrupt-<UTC time>` with a one-line warning and a fresh one is made: a projection is
+only a cache of the log, so the caller's catch-up rebuilds it. No duckdb exception crosses
+this module's functions (`mapped`).
 
 Imports: duckdb (lazily), stdlib and `ow.core`.
 """
@@ -10,12 +13,14 @@ Imports: duckdb (lazily), stdlib and `ow.core`.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ow.core.errors import OWError
+from ow.core.errors import ProjectionError, ProjectionLockedError  # re-exported: their old home
 
 __all__ = [
     "STREAMS", "TABLES", "ProjectionError", "ProjectionLockedError", "connect", "mapped", "rows",
@@ -75,24 +80,9 @@ TABLES: dict[str, str] = {
     "anomalies": "stream, seq, event_id",
 }
 
+log = logging.getLogger(__name__)
+
 _LOCK = re.compile(r"Conflicting lock is held in (?P<exe>.*?) \(PID (?P<pid>\d+)\)")
-
-
-class ProjectionError(OWError):
-    """DuckDB failed while reading or writing a projection."""
-
-
-class ProjectionLockedError(ProjectionError):
-    """Another process owns the projection file."""
-
-    def __init__(self, path: Path, pid: int | None, exe: str):
-        self.path, self.pid = path, pid
-        who = f"process {pid} ({exe})" if pid else "another process"
-        super().__init__(
-            f"projection {path} is in use by {who}. DuckDB allows one writer per file: stop "
-            f"that process (kill {pid}), or point this one at another file (--db PATH)."
-            if pid else f"projection {path} is locked by {who}; stop it or use --db PATH."
-        )
 
 
 @contextlib.contextmanager
@@ -113,14 +103,32 @@ def rows(con: Any, sql: str, params: list[Any] | None = None) -> list[dict[str, 
 
 
 def connect(path: Path | str | None) -> Any:
-    """Open (creating if needed) a projection file, or an in-memory one for None."""
+    """Open (creating if needed) a projection file, or an in-memory one for None.
+
+    A file that exists but cannot be opened as a projection is moved aside and replaced by
+    a fresh, empty one (`_move_aside`); a file another process holds is never touched.
+    """
+    if path is None:
+        return _schema(_open(":memory:"), ":memory:")
+    file = Path(path)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    existed = file.exists()
+    try:
+        return _schema(_open(str(file)), str(file))
+    except ProjectionLockedError:
+        raise
+    except ProjectionError as exc:
+        if not existed:
+            raise
+        _move_aside(file, exc)
+    return _schema(_open(str(file)), str(file))
+
+
+def _open(target: str) -> Any:
     import duckdb
 
-    target = ":memory:" if path is None else str(path)
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
     try:
-        con = duckdb.connect(target)
+        return duckdb.connect(target)
     except duckdb.IOException as exc:
         m = _LOCK.search(str(exc))
         if m or "lock" in str(exc).lower():
@@ -128,12 +136,37 @@ def connect(path: Path | str | None) -> Any:
                 Path(target), int(m["pid"]) if m else None, m["exe"] if m else ""
             ) from exc
         raise ProjectionError(f"cannot open projection {target}: {exc}") from exc
-    with mapped("creating the schema", target):
-        con.execute("SET TimeZone='UTC'")
-        con.execute(_DDL)
-        for stream in STREAMS:
-            con.execute(
-                "INSERT INTO positions SELECT ?, 0 WHERE NOT EXISTS "
-                "(SELECT 1 FROM positions WHERE stream = ?)", [stream, stream],
-            )
+    except duckdb.Error as exc:
+        raise ProjectionError(f"cannot open projection {target}: {exc}") from exc
+
+
+def _schema(con: Any, target: str) -> Any:
+    """Create what is missing (tables, stream positions); closes `con` if that fails."""
+    try:
+        with mapped("creating the schema", target):
+            con.execute("SET TimeZone='UTC'")
+            con.execute(_DDL)
+            for stream in STREAMS:
+                con.execute(
+                    "INSERT INTO positions SELECT ?, 0 WHERE NOT EXISTS "
+                    "(SELECT 1 FROM positions WHERE stream = ?)", [stream, stream],
+                )
+    except ProjectionError:
+        with contextlib.suppress(Exception):
+            con.close()
+        raise
     return con
+
+
+def _move_aside(file: Path, exc: Exception) -> Path:
+    """Rename an unreadable projection (and its WAL) to `<name>.corrupt-<UTC time>`."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    aside = file.with_name(f"{file.name}.corrupt-{stamp}")
+    file.rename(aside)
+    wal = file.with_name(file.name + ".wal")
+    if wal.exists():
+        wal.rename(aside.with_name(aside.name + ".wal"))
+    reason = str(exc.__cause__ or exc).splitlines()[0]
+    log.warning("projection %s could not be opened (%s): moved it aside to %s; "
+                "rebuilding a fresh one from the log", file, reason, aside.name)
+    return aside

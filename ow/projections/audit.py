@@ -28,7 +28,7 @@ from ow.core.bus import Bus
 from ow.projections import _db
 from ow.projections.runner import Projector
 
-__all__ = ["Report", "Violation", "audit", "contents"]
+__all__ = ["Report", "Violation", "audit", "audit_file", "contents"]
 
 _TERMINAL = "('RunFinished', 'JobRequeued', 'JobCompleted', 'JobFailed', 'JobCanceled')"
 
@@ -110,8 +110,15 @@ async def audit(bus: Bus, path: str | Path | None = None) -> Report:
     """Catch the projection up, replay the log afresh to the same positions, and check both."""
     async with Projector(bus, path) as proj:
         await proj.catch_up()
-        positions = {s: proj.position(s) for s in proj.streams}
         proj_path = proj.path
+    assert proj_path is not None
+    return await audit_file(bus, proj_path)
+
+
+async def audit_file(bus: Bus, proj_path: Path) -> Report:
+    """Check a projection file no process holds (e.g. a snapshot of the read service's)
+    against a fresh replay of the log up to the positions it records."""
+    positions = await anyio.to_thread.run_sync(_positions, proj_path)
     fresh = Projector(bus, memory=True)
     try:
         await fresh.catch_up(stop_at=positions)
@@ -119,6 +126,13 @@ async def audit(bus: Bus, path: str | Path | None = None) -> Report:
     finally:
         fresh.shutdown()
     return Report(org=bus.org, positions=positions, violations=violations)
+
+
+def _positions(path: Path) -> dict[str, int]:
+    import duckdb
+
+    with _db.mapped("audit", path), duckdb.connect(str(path), read_only=True) as con:
+        return {s: int(q) for s, q in con.execute("SELECT stream, seq FROM positions").fetchall()}
 
 
 def _check(con: Any, proj_path: Path, positions: dict[str, int]) -> list[Violation]:

@@ -57,6 +57,10 @@ def default_path(org: str) -> Path:
     return home_dir() / "projections" / f"{encode_token(org)}.duckdb"
 
 
+#: read queries one projector runs at once, each on its own cursor
+READERS = 4
+
+
 class Projector:
     """Folds an org's streams into one DuckDB file it owns."""
 
@@ -75,10 +79,15 @@ class Projector:
         self.batch = batch
         self._folder: Folder | None = None
         self._streams: dict[str, Folder] = {}  # one cursor (own transactions) per stream
-        self._lock = anyio.Lock()
+        self._readers_free = anyio.Semaphore(READERS)
+        self._cursors: list[Any] = []  # idle read cursors
         self.last_time_ns: dict[str, int] = {}
         self._catching_up = 0  # catch-ups running now (they may overlap)
         self._threads = 1  # DuckDB's thread count before the first of them
+        self._advanced = anyio.Event()  # set (and replaced) after every committed batch
+        #: the position each stream committed, kept here: reading it from the file would
+        #: use a connection that a fold in a worker thread may be busy with
+        self._committed: dict[str, int] = {}
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -95,6 +104,7 @@ class Projector:
                 for t in ("jobs", "workers")
             )
             self._folder = Folder(con, fresh=empty)
+            self._committed = {s: self._folder.position(s) for s in _db.STREAMS}
         return self._folder
 
     def _stream_folder(self, stream: str) -> Folder:
@@ -111,10 +121,11 @@ class Projector:
         """Close the file. Idempotent."""
         if self._folder is not None:
             folder, self._folder = self._folder, None
-            for f in self._streams.values():
+            for c in [*(f.con for f in self._streams.values()), *self._cursors]:
                 with contextlib.suppress(Exception):
-                    f.con.close()
+                    c.close()
             self._streams.clear()
+            self._cursors.clear()
             with contextlib.suppress(Exception):
                 folder.con.close()
 
@@ -128,20 +139,57 @@ class Projector:
     # --- reading -------------------------------------------------------------------
 
     def position(self, stream: str) -> int:
-        return self._open().position(stream)
+        self._open()
+        return self._committed.get(stream, 0)
+
+    def positions(self) -> dict[str, int]:
+        """The stream sequence each stream is committed up to."""
+        return {s: self.position(s) for s in self.streams}
+
+    async def wait_for(self, at_least: dict[str, int]) -> None:
+        """Return once every stream named is folded up to its sequence (no polling: woken
+        by each committed batch). The caller bounds the wait (`anyio.fail_after`)."""
+        while any(self.position(s) < seq for s, seq in at_least.items() if s in self.streams):
+            await self._advanced.wait()
 
     async def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-        """Rows of a read query as dicts (runs in a worker thread)."""
-        if "_reader" not in self._streams:  # its own cursor: queries never wait on a fold
-            self._streams["_reader"] = Folder(self._open().con.cursor())
-        reader = self._streams["_reader"].con
+        """Rows of a read query as dicts (in a worker thread, on a cursor of its own: queries
+        never wait on a fold, and up to `READERS` run at once)."""
+        async with self._readers_free:
+            cursor = self._cursors.pop() if self._cursors else self._open().con.cursor()
+            try:
+                def run() -> list[dict[str, Any]]:
+                    with _db.mapped("query", self.path or ":memory:"):
+                        return _db.rows(cursor, sql, params)
 
-        def run() -> list[dict[str, Any]]:
-            with _db.mapped("query", self.path or ":memory:"):
-                return _db.rows(reader, sql, params)
+                return await anyio.to_thread.run_sync(run)
+            finally:
+                self._cursors.append(cursor)
 
-        async with self._lock:
-            return await anyio.to_thread.run_sync(run)
+    async def snapshot(self, out: Path) -> None:
+        """Write a consistent copy of the projection into the DuckDB file `out` (replaced
+        atomically), through this process's own connection: one statement, one snapshot of
+        every table, taken while the folds go on."""
+        tmp = out.with_name(out.name + f".{os.getpid()}.tmp")
+        _remove(tmp)
+        cursor = self._open().con.cursor()
+
+        def copy() -> None:
+            alias = f"snap_{abs(hash(str(tmp)))}"
+            with _db.mapped(f"exporting to {out}", self.path or ":memory:"):
+                source = cursor.execute("SELECT current_database()").fetchall()[0][0]
+                cursor.execute(f"ATTACH '{_quoted(tmp)}' AS {alias}")
+                try:
+                    cursor.execute(f'COPY FROM DATABASE "{source}" TO {alias}')
+                finally:
+                    cursor.execute(f"DETACH {alias}")
+            os.replace(tmp, out)
+
+        try:
+            await anyio.to_thread.run_sync(copy)
+        finally:
+            cursor.close()
+            _remove(tmp)
 
     # --- folding -------------------------------------------------------------------
 
@@ -151,8 +199,10 @@ class Projector:
         progress: Progress | None = None,
         stop_at: dict[str, int] | None = None,
         until_ns: int | None = None,
+        streams: tuple[str, ...] | None = None,
     ) -> int:
-        """Fold every stream up to the end it has now; returns how many messages applied.
+        """Fold every stream (or those of `streams`) up to the end it has now; returns how
+        many messages applied.
 
         Streams are folded concurrently (the control plane's fold in Python overlaps the
         metrics' load inside DuckDB)."""
@@ -170,7 +220,7 @@ class Projector:
 
         with _one_error(), _gc_paused(), self._threads_per_stream():
             async with anyio.create_task_group() as tg:
-                for stream in self.streams:
+                for stream in streams or self.streams:
                     tg.start_soon(one, stream)
         return sum(counts.values())
 
@@ -249,9 +299,14 @@ class Projector:
         with _db.mapped(f"applying {stream} up to {batch[-1].seq}", self.path or ""):
             await anyio.to_thread.run_sync(folder.write, stream, batch, prepared)
         self.last_time_ns[stream] = batch[-1].time_ns
+        self._committed[stream] = batch[-1].seq
+        advanced, self._advanced = self._advanced, anyio.Event()
+        advanced.set()
 
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         """Catch up, report started, then follow every stream live until cancelled."""
+        log.info("projection %s of org %s: resuming after %s", self.path or ":memory:",
+                 self.bus.org, {s: self.position(s) for s in self.streams})
         await self.catch_up()
         async with anyio.create_task_group() as tg:
             for stream in self.streams:
@@ -318,35 +373,47 @@ def _one_error() -> Iterator[None]:
         raise
 
 
-_pauses = [0]  # catch-ups running in this process (they may overlap)
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
+class _GcPause:
     """No cyclic garbage collection while catching up, one collection after.
 
     A catch-up allocates millions of short-lived, acyclic objects (messages, events, rows);
     the collector's passes over them were a third of the fold's time. Reference counting
     still frees them; cycles wait for the collector's next pass. That pass walks every object
     the catch-up left alive (the folded states: 0.14 s after a 1M-event rebuild), so a
-    rebuild or replay keeps the collector off until its projector has let them go."""
-    if not gc.isenabled() and not _pauses[0]:
-        yield  # someone else turned it off: leave it to them
-        return
-    _pauses[0] += 1
-    gc.disable()
-    try:
-        yield
-    finally:
-        _pauses[0] -= 1
-        if not _pauses[0]:
-            gc.enable()
+    rebuild or replay keeps the collector off until its projector has let them go.
+
+    The collector is one per process, so is this: `depth` counts the catch-ups running in
+    it (they may overlap); the last one out turns the collector back on."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        if not gc.isenabled() and not self.depth:
+            yield  # someone else turned it off: leave it to them
+            return
+        self.depth += 1
+        gc.disable()
+        try:
+            yield
+        finally:
+            self.depth -= 1
+            if not self.depth:
+                gc.enable()
+
+
+_gc_paused = _GcPause()
 
 
 def _check_free(path: Path) -> None:
     """Raise ProjectionLockedError if another process has the file open."""
     if path.exists():
         _db.connect(path).close()
+
+
+def _quoted(path: Path) -> str:
+    return str(path).replace("'", "''")
 
 
 def _remove(path: Path) -> None:

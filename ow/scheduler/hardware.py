@@ -4,16 +4,28 @@ Rows are RunPod-like configurations: `1x A100`, `2x H100`, ... plus a CPU row fo
 need no VRAM. Prices are plausible on-demand list prices in USD per hour; a provider may bring
 its own table (the local provider offers only this machine).
 
-Imports: stdlib and msgspec only (pure).
+`cheapest` prefers one GPU: training (unsloth) and most inference run on a single device, so a
+job gets several GPUs only when it asks for them (`allowed_hardware` naming `2x ...`, or
+`gpus > 1`, see `requested_gpus`), never because two small GPUs are cheaper than one big one.
+
+Labels are normalised by `ow.core.hardware.normalize` (re-exported here).
+
+Imports: stdlib, msgspec and `ow.core.hardware` (pure).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import msgspec
 
-__all__ = ["CPU", "GPU_TABLE", "Hardware", "cheapest", "find", "normalize"]
+from ow.core.hardware import GPUS, normalize
+
+__all__ = [
+    "CPU", "GPU_TABLE", "Hardware", "cheapest", "find", "largest_single", "normalize",
+    "requested_gpus",
+]
 
 
 class Hardware(msgspec.Struct, frozen=True, kw_only=True):
@@ -29,22 +41,17 @@ class Hardware(msgspec.Struct, frozen=True, kw_only=True):
 
 CPU = Hardware(name="cpu", price_per_hour=0.06)
 
-#: gpu label -> (VRAM per GPU in GB, USD per GPU-hour, RunPod gpu_type_id)
-_GPUS: dict[str, tuple[float, float, str]] = {
-    "A6000": (48, 0.49, "NVIDIA RTX A6000"),
-    "L40": (48, 0.99, "NVIDIA L40"),
-    "L40S": (48, 0.86, "NVIDIA L40S"),
-    "A100": (80, 1.64, "NVIDIA A100 80GB PCIe"),
-    "A100S": (80, 1.89, "NVIDIA A100-SXM4-80GB"),
-    "H100": (80, 2.69, "NVIDIA H100 80GB HBM3"),
-    "H100N": (94, 2.79, "NVIDIA H100 NVL"),
-    "H200": (141, 3.99, "NVIDIA H200"),
+#: USD per GPU-hour of each GPU of `ow.core.hardware.GPUS` (its VRAM and provider name are there)
+_PRICES: dict[str, float] = {
+    "A6000": 0.49, "L40": 0.99, "L40S": 0.86, "A100": 1.64, "A100S": 1.89,
+    "H100": 2.69, "H100N": 2.79, "H200": 3.99,
 }
 
 
 def _rows() -> tuple[Hardware, ...]:
     rows = [CPU]
-    for gpu, (vram, price, gpu_id) in _GPUS.items():
+    for gpu, price in _PRICES.items():
+        vram, gpu_id = GPUS[gpu]
         for count in (1, 2, 4, 8):
             rows.append(
                 Hardware(
@@ -58,35 +65,49 @@ def _rows() -> tuple[Hardware, ...]:
 GPU_TABLE: tuple[Hardware, ...] = _rows()
 
 
-def normalize(label: str) -> str:
-    """Canonical form of a hardware label: `" 2X a100 "` -> `"2x A100"`, `"H200"` -> `"1x H200"`."""
-    parts = label.split()
-    if not parts:
-        return ""
-    if len(parts) == 1:
-        return "cpu" if parts[0].lower() == "cpu" else f"1x {parts[0].upper()}"
-    count = parts[0].lower().rstrip("x")
-    return f"{count}x {' '.join(parts[1:]).upper()}"
-
-
 def find(name: str, table: Iterable[Hardware]) -> Hardware | None:
     """The row with this label (normalized), or None."""
     want = normalize(name)
     return next((h for h in table if normalize(h.name) == want), None)
 
 
+def requested_gpus(gpus: int, params: Mapping[str, Any]) -> int:
+    """How many GPUs a job asks for: its `gpus` field, else a `gpus`/`num_gpus` param (0: any)."""
+    if gpus:
+        return gpus
+    inner = params.get("validated_params")
+    for source in (params, inner if isinstance(inner, Mapping) else {}):
+        for key in ("gpus", "num_gpus"):
+            value = source.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
+    return 0
+
+
+def largest_single(table: Iterable[Hardware]) -> Hardware | None:
+    """The single-GPU row with the most VRAM (the ceiling of a job that asks for one GPU)."""
+    singles = [h for h in table if h.count == 1]
+    return max(singles, key=lambda h: (h.vram_gb, -h.price_per_hour), default=None)
+
+
 def cheapest(
-    req_vram_gb: float, allowed_hardware: Sequence[str], table: Iterable[Hardware]
+    req_vram_gb: float, allowed_hardware: Sequence[str], table: Iterable[Hardware],
+    gpus: int = 0,
 ) -> Hardware | None:
     """The cheapest row with at least `req_vram_gb` that `allowed_hardware` permits (if given).
 
-    Ties break on less VRAM, then the label, so the choice is deterministic.
+    Without `allowed_hardware` or `gpus > 1` only CPU and single-GPU rows are candidates; with
+    `gpus > 1`, rows of at least that many GPUs. Ties break on less VRAM, then the label, so
+    the choice is deterministic.
     """
     allowed = {normalize(a) for a in allowed_hardware if a.strip()}
-    fits = [
-        h for h in table
-        if h.vram_gb >= req_vram_gb and (not allowed or normalize(h.name) in allowed)
-    ]
+
+    def permitted(h: Hardware) -> bool:
+        if allowed:
+            return normalize(h.name) in allowed and (gpus <= 1 or h.count >= gpus)
+        return h.count >= gpus if gpus > 1 else h.count <= 1
+
+    fits = [h for h in table if h.vram_gb >= req_vram_gb and permitted(h)]
     if not fits:
         return None
     return min(fits, key=lambda h: (h.price_per_hour, h.vram_gb, h.name))

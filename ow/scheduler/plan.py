@@ -6,15 +6,19 @@ that the shell (`service.py`) carries out. Nothing here does I/O or reads a cloc
 passed in, so every rule is a table-driven test. Every action carries its evidence (the rule
 and the numbers behind it), which the shell publishes with the event it causes.
 
-Rules (openweights defaults, all in `Limits`): a lost worker (no heartbeat for
+Rules (openweights defaults, all in `Limits`): a worker whose process was seen to exit (by
+its provider, or by the `ow up` that supervised it) is lost at once; a lost worker (no heartbeat for
 `lost_after_s`) has its run requeued and is terminated; a pod older than `pod_ttl_s` likewise;
 a provisioned worker that never registers within `start_timeout_s` is terminated; an idle
 provisioned worker is terminated after `idle_timeout_s`; each pending job that no idle or
 starting worker can serve and that has no reservation gets one worker of the cheapest
-hardware that fits, while the org stays within `max_workers` and the provider is not cooling
-down; a job nothing can serve gets a `Notice` and stays pending.
+hardware that fits (one GPU unless the job asks for more: `hardware.cheapest`), while the org
+stays within `max_workers`, skipping hardware types that are cooling down after provider
+failures (`cooldown_for`: a ladder, longer after each failure in a row); a job nothing can
+serve gets a `Notice` that says what to do, and stays pending.
 
-Imports: stdlib, msgspec, `ow.core.defaults` and `ow.scheduler.hardware` (pure).
+Imports: stdlib, msgspec, `ow.core` (defaults, events: a rule name, hardware) and
+`ow.scheduler.hardware` (pure).
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ from typing import Any
 import msgspec
 
 from ow.core import defaults
-from ow.scheduler.hardware import Hardware, cheapest, normalize
+from ow.core.events import NOTICE_UNSCHEDULABLE
+from ow.core.hardware import Need, Offer, mismatch
+from ow.scheduler.hardware import Hardware, cheapest, largest_single
 
 __all__ = [
     "Action",
@@ -40,7 +46,10 @@ __all__ = [
     "Terminate",
     "View",
     "WorkerView",
+    "ALL_HARDWARE",
+    "UNSCHEDULABLE",
     "can_serve",
+    "cooldown_for",
     "plan",
     "reconcile",
 ]
@@ -54,7 +63,8 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     lost_after_s: float = defaults.LOST_AFTER_S
     pod_ttl_s: float = defaults.POD_TTL_S
     start_timeout_s: float = defaults.WORKER_START_TIMEOUT_S
-    provider_cooldown_s: float = defaults.PROVIDER_COOLDOWN_S
+    provider_cooldown_s: float = defaults.PROVIDER_COOLDOWN_S  # the first rung of the ladder
+    provider_cooldown_max_s: float = defaults.PROVIDER_COOLDOWN_MAX_S
     reservation_ttl_s: float = defaults.PROVISION_RESERVATION_TTL_S
     claim_grace_s: float = defaults.CLAIM_GRACE_S
     tick_s: float = defaults.SCHEDULER_TICK_S
@@ -71,6 +81,7 @@ class JobView(msgspec.Struct, frozen=True, kw_only=True):
     allowed_hardware: tuple[str, ...] = ()
     image: str = ""
     submitted_at: datetime | None = None
+    gpus: int = 0  # GPUs asked for (0: any single GPU or CPU)
 
 
 class WorkerView(msgspec.Struct, frozen=True, kw_only=True):
@@ -89,6 +100,7 @@ class WorkerView(msgspec.Struct, frozen=True, kw_only=True):
     run_id: str = ""
     idle_since: datetime | None = None
     job_ids: tuple[str, ...] = ()  # the jobs it was provisioned for
+    exited: str = ""  # who saw its process exit, and how ("local: pod local-12 exited")
 
 
 class ClaimView(msgspec.Struct, frozen=True, kw_only=True):
@@ -108,7 +120,8 @@ class View(msgspec.Struct, frozen=True, kw_only=True):
     workers: tuple[WorkerView, ...] = ()
     reservations: Mapping[str, str] = {}  # job_id -> worker_id being provisioned for it
     offers: tuple[Hardware, ...] = ()  # what the provider can start
-    cooldown_until: datetime | None = None
+    # hardware name (or ALL_HARDWARE) -> until when it is not provisioned after failures
+    cooldowns: Mapping[str, datetime] = {}
     notices: Mapping[str, tuple[str, str]] = {}  # subject_id -> (rule, message) last noticed
 
 
@@ -157,6 +170,11 @@ Action = Provision | Terminate | Requeue | DropClaim | Notice
 
 LIVE = ("starting", "active", "draining")
 
+#: the cooldown key of a failure that concerns the whole provider (quota, credentials)
+ALL_HARDWARE = "*"
+#: the notice rule of a job that nothing here can ever run (readers may give up on it)
+UNSCHEDULABLE = NOTICE_UNSCHEDULABLE
+
 
 # --- rules ---------------------------------------------------------------------------
 
@@ -170,14 +188,12 @@ def _iso(t: datetime | None) -> str | None:
 
 
 def can_serve(worker: WorkerView, job: JobView) -> bool:
-    """Whether a worker could run the job (the agent's own filter: image, hardware, VRAM)."""
-    if worker.image != "*" and job.image and job.image != worker.image:
-        return False
-    if job.allowed_hardware and normalize(worker.hardware) not in {
-        normalize(a) for a in job.allowed_hardware
-    }:
-        return False
-    return job.requires_vram_gb <= worker.vram_gb
+    """Whether a worker could run the job: the agent's own rule, `ow.core.hardware.mismatch`."""
+    return not mismatch(
+        Offer(hardware=worker.hardware, vram_gb=worker.vram_gb, image=worker.image),
+        Need(requires_vram_gb=job.requires_vram_gb, allowed_hardware=job.allowed_hardware,
+             image=job.image),
+    )
 
 
 def _retire(w: WorkerView, reason: str, evidence: dict[str, Any]) -> list[Action]:
@@ -190,7 +206,11 @@ def _retire(w: WorkerView, reason: str, evidence: dict[str, Any]) -> list[Action
 
 
 def _health(w: WorkerView, now: datetime, limits: Limits) -> list[Action]:
-    """Lost, past its TTL, or never registered: the actions that retire the worker."""
+    """Exited, lost, past its TTL, or never registered: the actions that retire the worker."""
+    if w.exited:  # its provider or supervisor saw the process end: lost now, not in minutes
+        return _retire(w, "worker process exited", {
+            "rule": "process_exited", "seen": w.exited, "last_ping_at": _iso(w.last_ping),
+        })
     ping_age = _age(now, w.last_ping)
     if w.status != "starting" and ping_age is not None and ping_age > limits.lost_after_s:
         return _retire(w, "worker lost: no heartbeat", {
@@ -259,25 +279,75 @@ def _notice(view: View, subject_id: str, rule: str, message: str, **evidence: An
                    evidence={"rule": rule, **evidence})]
 
 
+def cooldown_for(failures: int, limits: Limits) -> float:
+    """Seconds a hardware type rests after its `failures`-th provider failure in a row:
+    the base, then four times longer each time (60 s, 4 min, 16 min, ...), capped."""
+    rung = limits.provider_cooldown_s * 4 ** max(0, failures - 1)
+    return min(rung, limits.provider_cooldown_max_s)
+
+
+def _cooling(view: View, hw: Hardware, now: datetime) -> datetime | None:
+    """Until when `hw` is cooling down, or None."""
+    until = [view.cooldowns.get(k) for k in (hw.name, ALL_HARDWARE)]
+    return max((u for u in until if u is not None and now < u), default=None)
+
+
+def _why_not(view: View, job: JobView) -> tuple[str, dict[str, Any]]:
+    """What to tell the user of a job no offer fits, and the numbers behind it."""
+    need = f"needs {job.requires_vram_gb:g} GB VRAM"
+    biggest = max((w.vram_gb for w in view.workers if w.status in LIVE), default=0)
+    here = f"the largest worker here has {biggest:g} GB"
+    gpu_rows = [h for h in view.offers if h.count > 0]
+    single = largest_single(view.offers)
+    evidence: dict[str, Any] = {
+        "requires_vram_gb": job.requires_vram_gb, "allowed_hardware": list(job.allowed_hardware),
+        "gpus": job.gpus, "largest_worker_vram_gb": biggest,
+        "offers": [h.name for h in view.offers],
+    }
+    cpu = any(h.count == 0 for h in view.offers) or any(
+        w.status in LIVE and not w.vram_gb for w in view.workers)
+    if not gpu_rows:
+        offered = ", ".join(h.name for h in view.offers) or "nothing"
+        hint = " — pass requires_vram_gb=0 to run on this CPU" if cpu else ""
+        return (f"{need}; {here}; no GPU provider is configured (this one offers: {offered})"
+                f"{hint}, or start the stack with a GPU provider (OW_PROVIDER=runpod)"), evidence
+    if job.allowed_hardware:
+        return (f"{need} on allowed_hardware {', '.join(job.allowed_hardware)}; none of those "
+                f"is offered with that much ({here}) — widen allowed_hardware or lower "
+                "requires_vram_gb"), evidence
+    if job.gpus <= 1 and single is not None and job.requires_vram_gb > single.vram_gb:
+        n = next((n for n in (2, 4, 8) if n * single.vram_gb >= job.requires_vram_gb), 8)
+        evidence["largest_single_gpu"] = single.name
+        return (f"{need}, more than the largest single GPU ({single.vram_gb:g} GB, "
+                f"{single.name}); {here} — ask for several GPUs with allowed_hardware="
+                f"[\"{n}x {single.gpu}\"] or gpus={n}, or lower requires_vram_gb"), evidence
+    return (f"{need} on {job.gpus or 1} GPU(s); no offered machine has that much ({here}) — "
+            "lower requires_vram_gb or gpus"), evidence
+
+
 def _provision(
     view: View, unserved: list[JobView], live_count: int, now: datetime, limits: Limits
 ) -> list[Action]:
     out: list[Action] = []
+    ready = tuple(h for h in view.offers if _cooling(view, h, now) is None)
     for job in unserved:
-        hw = cheapest(job.requires_vram_gb, job.allowed_hardware, view.offers)
+        if cheapest(job.requires_vram_gb, job.allowed_hardware, view.offers, job.gpus) is None:
+            message, evidence = _why_not(view, job)
+            out += _notice(view, job.job_id, UNSCHEDULABLE, message, **evidence)
+            continue
+        hw = cheapest(job.requires_vram_gb, job.allowed_hardware, ready, job.gpus)
+        cooling = sorted(  # the rows that fit this job but rest after provider failures
+            (h.name, u.isoformat()) for h in view.offers
+            if (u := _cooling(view, h, now))
+            and cheapest(job.requires_vram_gb, job.allowed_hardware, (h,), job.gpus)
+        )
         if hw is None:
-            allowed = ", ".join(job.allowed_hardware) or "any"
-            out += _notice(
-                view, job.job_id, "no_hardware",
-                f"no hardware offers {job.requires_vram_gb:g} GB VRAM / allowed {allowed}",
-                requires_vram_gb=job.requires_vram_gb, allowed_hardware=list(job.allowed_hardware),
-                offers=[h.name for h in view.offers],
-            )
-        elif view.cooldown_until is not None and now < view.cooldown_until:
+            until = min(u for _, u in cooling)
             out += _notice(
                 view, job.job_id, "provider_cooldown",
-                f"waiting for the provider cooldown until {view.cooldown_until.isoformat()}",
-                cooldown_until=view.cooldown_until.isoformat(),
+                f"every machine that fits failed to start recently; waiting for the provider "
+                f"cooldown until {until} (cooling down: {', '.join(n for n, _ in cooling)})",
+                cooldown_until=until, cooldowns=dict(cooling),
             )
         elif live_count >= limits.max_workers:
             out += _notice(
@@ -289,9 +359,10 @@ def _provision(
             live_count += 1
             out.append(Provision(hardware=hw, image=job.image, job_ids=(job.job_id,), evidence={
                 "rule": "cheapest_fit", "requires_vram_gb": job.requires_vram_gb,
-                "allowed_hardware": list(job.allowed_hardware), "hardware": hw.name,
-                "price_per_hour": hw.price_per_hour, "workers": live_count,
-                "max_workers": limits.max_workers,
+                "allowed_hardware": list(job.allowed_hardware), "gpus": job.gpus,
+                "hardware": hw.name, "price_per_hour": hw.price_per_hour,
+                "workers": live_count, "max_workers": limits.max_workers,
+                "cooling_down": [n for n, _ in cooling],
             }))
     return out
 
@@ -365,6 +436,12 @@ def reconcile(
                     job_id=c.job_id, run_id=c.run_id, reason="claim held by a terminated worker",
                     evidence={**evidence, "rule": "claim_of_terminated_worker"},
                 ))
+        elif w is not None and w.status == "terminated":  # its RunStarted, if any, is rejected
+            out.append(DropClaim(
+                job_id=c.job_id, run_id=c.run_id, rev=c.rev,
+                reason="claim of a terminated worker that holds no run",
+                evidence={**evidence, "rule": "unstarted_claim_of_terminated_worker"},
+            ))
         elif age > limits.claim_grace_s:
             out.append(DropClaim(
                 job_id=c.job_id, run_id=c.run_id, rev=c.rev,

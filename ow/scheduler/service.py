@@ -29,13 +29,14 @@ from typing import Any
 import anyio
 import msgspec
 
-from ow.core import claims, subjects
+from ow.core import claims, defaults, subjects
 from ow.core import events as ev
 from ow.core.bus import Bus
 from ow.core.config import Config
 from ow.core.errors import OWError
 from ow.core.ids import decode_token, encode_token, new_id
 from ow.scheduler.plan import (
+    ALL_HARDWARE,
     Action,
     ClaimView,
     DropClaim,
@@ -44,10 +45,11 @@ from ow.scheduler.plan import (
     Provision,
     Requeue,
     Terminate,
+    cooldown_for,
     plan,
     reconcile,
 )
-from ow.scheduler.providers import PodNotRecordedError, Provider, ProviderError
+from ow.scheduler.providers import PodNotRecordedError, Provider, ProviderError, QuotaError
 from ow.scheduler.view import PROVIDER_ERROR, Cluster
 
 __all__ = ["Scheduler", "limits_from"]
@@ -90,6 +92,7 @@ class Scheduler:
         self._done: set[tuple[str, ...]] = set()  # actions already carried out
         self._claims_seen: dict[tuple[str, int], datetime] = {}
         self._last_reconcile: datetime | None = None
+        self.pod_poll_s = defaults.POD_STATUS_POLL_S
 
     async def __aenter__(self) -> Scheduler:
         return self
@@ -169,6 +172,7 @@ class Scheduler:
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._act_loop)
+                tg.start_soon(self._watch_pods)
                 while True:
                     await anyio.sleep(ttl / 3)
                     try:
@@ -190,6 +194,21 @@ class Scheduler:
                 contextlib.suppress(OWError),
             ):
                 await self.bus.kv_delete(subjects.LEASES_BUCKET, key, last=rev)
+
+    async def _watch_pods(self) -> None:
+        """Ask the provider about the pods it recorded: one it reports exited is evidence
+        that its worker is lost now (`plan`'s process_exited rule), not minutes later."""
+        while True:
+            for pod_id, worker_id in self.cluster.recorded_pods(self.provider.name).items():
+                try:
+                    status = await self.provider.status(pod_id)
+                except Exception as exc:  # a provider hiccup: ask again next time
+                    log.warning("status of pod_id=%s: %s", pod_id, exc)
+                    continue
+                if status == "exited":
+                    self.cluster.exited(worker_id, f"{self.provider.name}: pod {pod_id} exited")
+                    self._changed.set()
+            await anyio.sleep(self.pod_poll_s)
 
     async def _act_loop(self) -> None:
         while True:
@@ -281,9 +300,7 @@ class Scheduler:
         job_id = a.job_ids[0]
         worker_id = new_id("worker")
         key = subjects.lease_key("provision", self.bus.org, job_id)
-        rev = await self.bus.kv_create(
-            subjects.LEASES_BUCKET, key, worker_id.encode(), ttl_s=self.limits.reservation_ttl_s
-        )
+        rev = await self._reserve(key, worker_id)
         if rev is None:
             log.debug("job_id=%s is already being provisioned for", job_id)
             return
@@ -307,17 +324,36 @@ class Scheduler:
             job_ids=list(a.job_ids),
         ))
 
+    async def _reserve(self, key: str, worker_id: str) -> int | None:
+        """Reserve a job's provisioning; a reservation left by a worker that is terminated
+        (it died before it took the job) is taken over, CAS on its revision."""
+        ttl = self.limits.reservation_ttl_s
+        rev = await self.bus.kv_create(subjects.LEASES_BUCKET, key, worker_id.encode(), ttl_s=ttl)
+        if rev is not None:
+            return rev
+        entry = await self.bus.kv_get(subjects.LEASES_BUCKET, key)
+        held = self.cluster.workers.get(entry.value.decode()) if entry else None
+        if entry is None or held is None or held.status != "terminated":
+            return None
+        return await self.bus.kv_update(
+            subjects.LEASES_BUCKET, key, worker_id.encode(), entry.revision, ttl_s=ttl
+        )
+
     async def _provider_failed(
         self, err: ProviderError, a: Provision, key: str, rev: int, now: datetime
     ) -> None:
-        until = now + timedelta(seconds=self.limits.provider_cooldown_s)
-        self.cluster.cooldown_until = max(until, self.cluster.cooldown_until or until)
-        log.warning("provider %s failed: %s; cooling down until %s", err.provider, err, until)
+        cool_key = ALL_HARDWARE if isinstance(err, QuotaError) else a.hardware.name
+        failures = self.cluster.failures.get(cool_key, 0) + 1
+        cooldown_s = cooldown_for(failures, self.limits)
+        until = now + timedelta(seconds=cooldown_s)
+        self.cluster.cool_down(cool_key, until, failures)
+        log.warning("provider %s failed: %s; %s cools down until %s (failure %d in a row)",
+                    err.provider, err, cool_key, until, failures)
         await self.bus.kv_delete(subjects.LEASES_BUCKET, key, last=rev)
         await self._notice(a.job_ids[0], PROVIDER_ERROR, err.message, {
             "rule": PROVIDER_ERROR, "provider": err.provider, "kind": err.kind,
-            "hardware": a.hardware.name, "job_ids": list(a.job_ids),
-            "cooldown_s": self.limits.provider_cooldown_s, "cooldown_until": until.isoformat(),
+            "hardware": a.hardware.name, "job_ids": list(a.job_ids), "cooldown_key": cool_key,
+            "failures": failures, "cooldown_s": cooldown_s, "cooldown_until": until.isoformat(),
         })
 
     async def _terminate(self, a: Terminate) -> None:
@@ -353,7 +389,10 @@ class Scheduler:
     async def _requeue(self, a: Requeue) -> None:
         if ("requeue", a.run_id) in self._done:
             return
-        released = await claims.release(self.bus, a.job_id, a.run_id, a.reason, a.evidence)
+        # every scheduler requeue retires the run's worker (lost, past its TTL, terminated)
+        released = await claims.release(
+            self.bus, a.job_id, a.run_id, a.reason, a.evidence, worker_gone=True
+        )
         if not released and await claims.current(self.bus, a.job_id) is None:
             job = self.cluster.jobs.get(a.job_id)
             run = job.current_run if job else None
@@ -362,6 +401,7 @@ class Scheduler:
                 await self.bus.publish(ev.JobRequeued(
                     job_id=a.job_id, run_id=a.run_id, reason=a.reason,
                     evidence={**a.evidence, "repaired": "claim already deleted"},
+                    worker_gone=True,
                 ))
                 released = True
         if released:

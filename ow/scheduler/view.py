@@ -3,8 +3,9 @@
 `Cluster.apply(event)` folds one event (control-plane or heartbeat) with the shared folds of
 `ow.core.state`, plus what only the scheduler needs: which jobs a worker was provisioned for,
 since when it is idle, whether its pod was already released, the last notice per subject and
-the provider cooldown (from `SchedulerNoticed`, so a new leader inherits it). It holds no I/O;
-the shell feeds it and asks for `snapshot(now, ...)`.
+the cooldown per hardware type with its count of failures in a row (from `SchedulerNoticed`,
+so a new leader inherits it; a `WorkerProvisioned` of that hardware ends the run of failures).
+It holds no I/O; the shell feeds it and asks for `snapshot(now, ...)`.
 
 Imports: stdlib, msgspec, `ow.core` (events, state) and `ow.scheduler` (hardware, plan).
 """
@@ -20,8 +21,8 @@ import msgspec
 
 from ow.core import events as ev
 from ow.core.state import JobState, WorkerState, apply, apply_worker
-from ow.scheduler.hardware import Hardware, find
-from ow.scheduler.plan import JobView, View, WorkerView
+from ow.scheduler.hardware import Hardware, find, requested_gpus
+from ow.scheduler.plan import ALL_HARDWARE, JobView, View, WorkerView
 
 __all__ = ["PROVIDER_ERROR", "Cluster"]
 
@@ -37,6 +38,7 @@ class _WorkerExtra(msgspec.Struct, kw_only=True):
     job_ids: tuple[str, ...] = ()
     idle_since: datetime | None = None
     pod_released: bool = False
+    exited: str = ""  # evidence that its process ended (provider status, ServiceRestarted)
 
 
 class Cluster:
@@ -50,7 +52,8 @@ class Cluster:
         self.running: dict[str, tuple[str, str]] = {}  # worker_id -> (job_id, run_id)
         self.started_runs: dict[str, str] = {}  # run_id -> job_id (every RunStarted seen)
         self.notices: dict[str, tuple[str, str]] = {}
-        self.cooldown_until: datetime | None = None
+        self.cooldowns: dict[str, datetime] = {}  # hardware name (or "*") -> until
+        self.failures: dict[str, int] = {}  # hardware name (or "*") -> provider failures in a row
         self.pods: dict[str, tuple[str, str]] = {}  # pod_id -> (provider, worker_id)
 
     # --- folding ----------------------------------------------------------------------
@@ -59,6 +62,9 @@ class Cluster:
         """Fold one event; anything that does not concern the scheduler is ignored."""
         if isinstance(event, ev.SchedulerNoticed):
             self._noticed(event)
+        elif isinstance(event, ev.ServiceRestarted):
+            if event.worker_id:
+                self.exited(event.worker_id, f"ow up: {event.name} exited ({event.reason})")
         elif isinstance(event, ev.WorkerProvisioned | ev.WorkerRegistered | ev.WorkerPinged
                         | ev.WorkerDraining | ev.WorkerTerminated):
             self._worker(event)
@@ -71,16 +77,41 @@ class Cluster:
         for e in events:
             self.apply(e)
 
+    def exited(self, worker_id: str, seen: str) -> None:
+        """Its process was seen to end (`seen` says by whom): `plan` retires it at once."""
+        w = self.workers.get(worker_id)
+        if w is None or w.status == "terminated":
+            return
+        extra = self.extra.setdefault(worker_id, _WorkerExtra())
+        extra.exited = extra.exited or seen
+
+    def recorded_pods(self, provider: str) -> dict[str, str]:
+        """pod_id -> worker_id of this provider's pods whose worker is not terminated."""
+        return {
+            pod: wid for pod, (owner, wid) in self.pods.items()
+            if owner == provider and wid in self.workers
+            and self.workers[wid].status != "terminated"
+        }
+
     def _noticed(self, e: ev.SchedulerNoticed) -> None:
         self.notices[e.subject_id] = (e.rule, e.message)
-        until = e.evidence.get("cooldown_until") if e.rule == PROVIDER_ERROR else None
-        if isinstance(until, str):
+        if e.rule != PROVIDER_ERROR:
+            return
+        until = e.evidence.get("cooldown_until")
+        key = e.evidence.get("cooldown_key") or ALL_HARDWARE  # older notices: provider-wide
+        failures = e.evidence.get("failures")
+        if isinstance(until, str) and isinstance(key, str):
             try:
                 t = datetime.fromisoformat(until)
             except ValueError:
                 return
-            if self.cooldown_until is None or t > self.cooldown_until:
-                self.cooldown_until = t
+            self.cool_down(key, t, failures if isinstance(failures, int) else 1)
+
+    def cool_down(self, key: str, until: datetime, failures: int) -> None:
+        """Rest hardware `key` until `until` after its `failures`-th failure in a row."""
+        if key not in self.cooldowns or until > self.cooldowns[key]:
+            self.cooldowns[key] = until
+        self.failures[key] = max(self.failures.get(key, 0), failures)
 
     def _worker(self, e: Any) -> None:
         wid = e.worker_id
@@ -97,6 +128,8 @@ class Cluster:
         match e:
             case ev.WorkerProvisioned():
                 extra.job_ids = tuple(e.job_ids)
+                for k in (e.hardware, ALL_HARDWARE):  # it started: the failure ladder restarts
+                    self.failures.pop(k, None)
                 if e.pod_id:
                     self.pods[e.pod_id] = (e.provider, wid)
             case ev.WorkerRegistered():
@@ -145,6 +178,7 @@ class Cluster:
             pod_released=extra.pod_released, provisioned_at=w.provisioned_at,
             registered_at=w.registered_at, last_ping=w.last_ping, job_id=job_id, run_id=run_id,
             idle_since=extra.idle_since, job_ids=extra.job_ids,
+            exited="" if w.status == "terminated" else extra.exited,
         )
 
     def snapshot(
@@ -160,13 +194,13 @@ class Cluster:
             JobView(
                 job_id=j.job_id, requires_vram_gb=j.spec.requires_vram_gb,
                 allowed_hardware=tuple(j.spec.allowed_hardware), image=j.spec.image,
-                submitted_at=j.created_at,
+                submitted_at=j.created_at, gpus=requested_gpus(j.spec.gpus, j.spec.params),
             )
             for j in (self.jobs[jid] for jid in sorted(self.pending))
         )
         return View(
             pending=pending, workers=workers, reservations=dict(reservations), offers=offers,
-            cooldown_until=self.cooldown_until, notices=dict(self.notices),
+            cooldowns=dict(self.cooldowns), notices=dict(self.notices),
         )
 
     def _leftover(self, w: WorkerState) -> bool:

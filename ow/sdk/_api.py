@@ -24,7 +24,7 @@ import anyio
 
 from ow.core import defaults, subjects
 from ow.core import events as ev
-from ow.core.errors import JobFailedError, OWError, ValidationError
+from ow.core.errors import ApiError, JobFailedError, OWError, UnsupportedError, ValidationError
 from ow.core.state import TERMINAL
 from ow.sdk._registry import job_type
 
@@ -69,7 +69,9 @@ class TemporaryApi:
         """Submit (or reuse) the API job and wait until it serves."""
         creator = job_type("api")
         if creator is None:
-            raise OWError("the built-in `api` job type is not available (payloads not installed)")
+            raise UnsupportedError(
+                "the built-in `api` job type is not available (payloads not installed)"
+            )
         params: dict[str, Any] = {
             "model": self.model, "lora_adapters": self.lora_adapters,
             "max_model_len": self.max_model_len, "port": 0,
@@ -89,23 +91,48 @@ class TemporaryApi:
         return self
 
     async def _wait_ready(self) -> dict[str, Any]:
-        """The ready record of the job's run; fails if the job ends first."""
+        """The ready record of the job's run; fails if the job ends first, and at once (the
+        job canceled) with UnschedulableError when the scheduler says nothing here can run it."""
+        from ow.core.errors import UnschedulableError
+        from ow.sdk import _pending
+
         bus = await self.client.bus()
         subject = subjects.job_subject(bus.org, self.job_id)
-        while True:
-            state, last = await self.client.jobs._read(self.job_id)
-            if state.status in TERMINAL:
-                run_id = state.runs[-1].run_id if state.runs else ""
-                raise JobFailedError(self.job_id, run_id, state.error or state.status)
-            found: dict[str, Any] = {}
-            async with anyio.create_task_group() as tg:
-                if state.status == "in_progress":
-                    tg.start_soon(self._ready_of, state.runs[-1].run_id, found, tg.cancel_scope)
-                async for _ in bus.subscribe(subject, start_seq=last + 1):
-                    break  # the job moved: look again (unless the server got ready first)
-                tg.cancel_scope.cancel()
-            if found:
-                return found
+        box: dict[str, Any] = {"state": (await self.client.jobs._read(self.job_id))[0]}
+
+        def say(n: ev.SchedulerNoticed) -> None:
+            log.warning("api job %s is pending: %s", self.job_id, n.message)
+
+        async with anyio.create_task_group() as outer:
+            async def stuck() -> None:
+                box["stuck"] = await _pending.watch(bus, self.job_id, lambda: box["state"], say, 0)
+                outer.cancel_scope.cancel()
+
+            outer.start_soon(stuck)
+            while True:
+                state, last = await self.client.jobs._read(self.job_id)
+                box["state"] = state
+                if state.status in TERMINAL:  # raised outside the task group: no group
+                    run_id = state.runs[-1].run_id if state.runs else ""
+                    box["ended"] = JobFailedError(self.job_id, run_id, state.error or state.status)
+                    outer.cancel_scope.cancel()
+                    break
+                found: dict[str, Any] = {}
+                async with anyio.create_task_group() as tg:
+                    if state.status == "in_progress":
+                        tg.start_soon(self._ready_of, state.runs[-1].run_id, found,
+                                      tg.cancel_scope)
+                    async for _ in bus.subscribe(subject, start_seq=last + 1):
+                        break  # the job moved: look again (unless the server got ready first)
+                    tg.cancel_scope.cancel()
+                if found:
+                    outer.cancel_scope.cancel()
+                    return found
+        if "ended" in box:
+            raise box["ended"]
+        with anyio.CancelScope(shield=True):
+            await self.client.jobs.cancel(self.job_id)  # nobody will ever serve it: no leftover
+        raise UnschedulableError(self.job_id, box["stuck"].message)
 
     async def _ready_of(self, run_id: str, found: dict[str, Any], scope: Any) -> None:
         async for item in self.client.metrics.subscribe(run_id):
@@ -156,7 +183,7 @@ def _health(base_url: str) -> None:
     root = base_url.removesuffix("/v1")
     with urllib.request.urlopen(f"{root}/health", timeout=10) as resp:  # noqa: S310 - our server
         if resp.status != 200:
-            raise OWError(f"the API at {base_url} is not healthy (HTTP {resp.status})")
+            raise ApiError(f"the API at {base_url} is not healthy (HTTP {resp.status})")
 
 
 class AsyncApi:

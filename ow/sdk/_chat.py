@@ -18,7 +18,7 @@ from typing import Any
 
 import anyio
 
-from ow.core.errors import OWError, ValidationError
+from ow.core.errors import ApiError, ValidationError
 from ow.core.ids import canonical_json
 
 __all__ = ["AsyncChat", "Response"]
@@ -101,6 +101,6 @@ def _post(base_url: str, api_key: str, body: dict[str, Any]) -> dict[str, Any]:
             return json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode(errors="replace")[:500]
-        raise OWError(f"chat completion failed (HTTP {exc.code}): {detail}") from exc
+        raise ApiError(f"chat completion failed (HTTP {exc.code}): {detail}") from exc
     except urllib.error.URLError as exc:
-        raise OWError(f"the API at {base_url} is unreachable: {exc.reason}") from exc
+        raise ApiError(f"the API at {base_url} is unreachable: {exc.reason}") from exc

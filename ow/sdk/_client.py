@@ -12,13 +12,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ow.core import bus as bus_mod
 from ow.core.config import Config, from_env
 from ow.sdk._jobs import JobFold
+
+if TYPE_CHECKING:  # the bus imports nats (and aiohttp): connect() loads it on first use
+    from ow.core import bus as bus_mod
 
 __all__ = ["AsyncOpenWeights"]
 
@@ -52,6 +54,8 @@ class AsyncOpenWeights:
         if self._bus is None:
             async with self._lock:
                 if self._bus is None:
+                    from ow.core import bus as bus_mod
+
                     b = await bus_mod.connect(
                         self.config.url, org=self.config.org, token=self.config.token,
                         actor=self.config.run_id or "sdk", name="ow-sdk",

@@ -25,10 +25,9 @@ from typing import Any
 
 import anyio
 
+from ow.core import codec, subjects
 from ow.core import events as ev
-from ow.core import subjects
-from ow.core.blobs import CHUNK_BYTES, NatsObjectStore
-from ow.core.errors import ConfigError, NotFoundError, OWError, Problem, ValidationError
+from ow.core.errors import ConfigError, NotFoundError, Problem, ValidationError
 from ow.core.files import store_file
 from ow.core.ids import encode_token
 from ow.core.validate import VALIDATED_PURPOSES, validate
@@ -73,6 +72,8 @@ _FIELDS = tuple(f.name for f in fields(FileObject))
 
 def _scan(path: Path, purpose: str, label: str) -> tuple[str, int, list[Problem]]:
     """Read a file once: its sha256, its size, and (for datasets) every validation problem."""
+    from ow.core.blobs import CHUNK_BYTES  # blobs imports the bus (nats): not at `import ow`
+
     h = hashlib.sha256()
     size = 0
     with open(path, "rb") as f:
@@ -97,7 +98,9 @@ def _check_local(path: Path) -> None:
     if not path.exists():
         raise NotFoundError("local file", str(path), hint="upload takes the path of a file")
     if not path.is_file():
-        raise OWError(f"{str(path)!r} is not a regular file: upload takes one file at a time")
+        raise ValidationError(
+            f"{str(path)!r} is not a regular file: upload takes one file at a time"
+        )
 
 
 def _real_path(file: Any) -> Path | None:
@@ -116,6 +119,8 @@ def _real_path(file: Any) -> Path | None:
 
 def _spool(content: Any) -> Path:
     """Copy bytes or a readable object to a temporary file in 1 MiB chunks; return its path."""
+    from ow.core.blobs import CHUNK_BYTES
+
     fd, tmp = tempfile.mkstemp(prefix="ow-upload-")
     with os.fdopen(fd, "wb") as out:
         if isinstance(content, bytes | bytearray | memoryview):
@@ -187,7 +192,7 @@ class AsyncFiles:
         subject = subjects.aggregate_subject(bus.org, "file", file_id)
         raw = await bus.last_raw(subjects.EVENTS_STREAM, subject)
         if raw is not None:
-            event = ev.decode(raw)
+            event = codec.decode(raw)
             if not isinstance(event, ev.FileUploaded):  # a later event on the subject
                 history, _ = await bus.history(subject)
                 event = next(
@@ -221,6 +226,8 @@ class AsyncFiles:
         if obj.store == blobs.name:
             return blobs
         if obj.store == "nats":
+            from ow.core.blobs import NatsObjectStore
+
             return NatsObjectStore(self.client.bus)
         raise ConfigError(
             f"file {obj.id} is stored in {obj.store!r} but this client uses {blobs.name!r}: "

@@ -6,27 +6,30 @@ subject sequence of 0 — a compare-and-set on the job's subject — so any numb
 concurrent submitters store one `JobSubmitted`. A failed or canceled job submitted again
 is reset (a new generation).
 
-Imports: `ow.core`, pydantic (user params models) and sibling sdk modules.
+Imports: `ow.core`, `ow.projections.client` (lazily: asking the read service), pydantic
+(user params models) and sibling sdk modules.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import anyio
+import msgspec
 
-from ow.core import claims, defaults, ids, subjects
+from ow.core import claims, codec, commands, defaults, ids, subjects
 from ow.core import events as ev
-from ow.core.bus import READ_RANGE_ERRORS
 from ow.core.errors import (
     ConflictError,
     JobCanceledError,
     JobFailedError,
+    NoServiceError,
     NotFoundError,
-    OWError,
     ValidationError,
     WaitTimeoutError,
 )
@@ -38,17 +41,33 @@ __all__ = ["AsyncJobsResource", "Jobs"]
 log = logging.getLogger(__name__)
 
 _RESERVED = ("requires_vram_gb", "allowed_hardware", "timeout_s")
+_state_dec = msgspec.json.Decoder(JobState)
 
 
 class JobFold:
-    """Every job of an org folded from the log, kept between calls: each call folds only
-    the events since the last (a bulk read first, nats-py's ordered consumer if that fails).
-    The projection (`ow ls`) is the store for queries at scale; this serves `jobs.list`."""
+    """The SDK's job lists: asked of the read service (`job_states`, `find_jobs`, at least
+    as far as the log is now), or, with no service answering, every job of the org folded
+    from the log and kept between calls: each call folds only the events since the last (a
+    bulk read first, nats-py's ordered consumer if that fails)."""
 
     def __init__(self) -> None:
         self.jobs: dict[str, JobState] = {}
         self.seen = 0  # the last stream sequence folded
         self._lock = anyio.Lock()
+        self._noticed = False
+
+    async def served(self, bus: Any, query: str, params: dict[str, Any]) -> list[JobState] | None:
+        """The read service's answer to a job query, or None if no service answers."""
+        from ow.projections.client import FALLBACK_NOTICE, Reader
+
+        try:
+            states = await Reader(bus, fallback=False).result(query, params)
+        except NoServiceError:
+            if not self._noticed:
+                self._noticed = True
+                log.info(FALLBACK_NOTICE.format(org=bus.org))
+            return None
+        return [_state_dec.decode(s) for s in states]
 
     async def states(self, bus: Any) -> list[JobState]:
         filt = subjects.events_filter(bus.org, "job")
@@ -59,10 +78,12 @@ class JobFold:
             return list(self.jobs.values())
 
     async def _read(self, bus: Any, filt: str, last: int) -> None:
+        from ow.core.bus import READ_RANGE_ERRORS  # the bus imports nats: not at `import ow`
+
         try:
             async for part in bus.read_range(subjects.EVENTS_STREAM, filt, self.seen + 1, last):
                 for seq, subject, data, _ in part:
-                    for event in bus._decode(data, seq, subject):  # skips (and logs) bad ones
+                    for event in codec.decode_or_skip(data, seq, subject):  # logs, skips bad ones
                         self._apply(event)
                     self.seen = seq
         except READ_RANGE_ERRORS as exc:
@@ -88,6 +109,10 @@ class Jobs:
     requires_vram_gb: float = defaults.DEFAULT_REQUIRES_VRAM_GB
     base_image: str = defaults.DEFAULT_IMAGE
     timeout_s: float = 0
+
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        cls.mount = dict(cls.mount)  # its own dict: a subclass's edits reach no other class
 
     def __init__(self, client: Any):
         self.client = client
@@ -206,78 +231,100 @@ class AsyncJobsResource:
 
     async def submit(self, spec: ev.JobSubmitted) -> Job:
         """Publish a job spec once; an existing job is returned, a failed/canceled one reset."""
-        bus = await self.client.bus()
-        for _ in range(10):
-            state, last = await self._read(spec.job_id)
-            try:
-                if state is None:
-                    await bus.publish(spec, expected_seq=0)
-                elif state.status in ("failed", "canceled"):
-                    await self._reset(state, last, "resubmitted")
-                else:
-                    return Job(state, self.client)
-            except ConflictError:
-                continue  # someone else wrote first: read again
-        return await self.retrieve(spec.job_id)
-
-    async def _reset(self, state: JobState, last: int, reason: str) -> None:
-        bus = await self.client.bus()
-        found = await claims.current(bus, state.job_id)
-        if found is not None:
-            key = subjects.claim_key(bus.org, state.job_id)
-            if not await bus.kv_delete(subjects.CLAIMS_BUCKET, key, last=found[1]):
-                raise ConflictError(key, found[1], "the claim moved while resetting")
-        await bus.publish(ev.JobReset(job_id=state.job_id, reason=reason), expected_seq=last)
+        try:
+            return await self._command(spec.job_id, partial(commands.submit, spec=spec))
+        except ConflictError:  # others keep writing it: it exists, as it is now
+            return await self.retrieve(spec.job_id)
 
     async def restart(self, job_id: str) -> Job:
         """Run a finished job again (a new generation); earlier runs are kept."""
-        for _ in range(10):
-            state, last = await self._read(job_id)
-            if state is None:
-                raise NotFoundError("job", job_id)
-            if state.status not in TERMINAL:
-                return Job(state, self.client)
-            try:
-                await self._reset(state, last, "restart")
-            except ConflictError:
-                continue
-            return await self.retrieve(job_id)
-        raise OWError(f"could not restart {job_id}: it keeps changing")
+        return await self._command(job_id, partial(commands.restart, job_id=job_id))
 
     async def cancel(self, job_id: str) -> Job:
         """Ask for cancellation: a pending job is canceled at once, a running one is killed."""
-        bus = await self.client.bus()
-        for _ in range(10):
-            state, last = await self._read(job_id)
-            if state is None:
-                raise NotFoundError("job", job_id)
-            if state.status in TERMINAL or state.cancel_requested:
-                return Job(state, self.client)
-            try:
-                await bus.publish(ev.JobCancelRequested(job_id=job_id), expected_seq=last)
-            except ConflictError:
-                continue
-            return await self.retrieve(job_id)
-        raise OWError(f"could not cancel {job_id}: it keeps changing")
+        return await self._command(job_id, partial(commands.cancel, job_id=job_id))
 
-    async def wait(self, job_id: str, timeout: float | None = None) -> Job:  # noqa: ASYNC109
-        """Wait for the job's terminal event (a subscription, not a polling loop)."""
+    async def _command(
+        self, job_id: str, decide: Callable[[JobState | None, int], commands.Decision]
+    ) -> Job:
+        """Carry out one job command's decision, read again and decided again on a lost race."""
+        bus = await self.client.bus()
+
+        async def act(decision: commands.Decision, _: JobState | None) -> Job:
+            match decision:
+                case commands.Existing(state):
+                    return Job(state, self.client)
+                case commands.Missing():
+                    raise NotFoundError("job", job_id, f"no such job in org {self.client.org!r}")
+                case commands.Reset(event, seq):
+                    await self._release_claim(job_id)
+                    await bus.publish(event, expected_seq=seq)
+                case commands.Publish(event, seq):
+                    await bus.publish(event, expected_seq=seq)
+            return await self.retrieve(job_id)
+
+        return await commands.cas(
+            partial(self._read, job_id), decide, act, key=subjects.job_subject(bus.org, job_id)
+        )
+
+    async def _release_claim(self, job_id: str) -> None:
+        bus = await self.client.bus()
+        found = await claims.current(bus, job_id)
+        if found is not None:
+            key = subjects.claim_key(bus.org, job_id)
+            if not await bus.kv_delete(subjects.CLAIMS_BUCKET, key, last=found[1]):
+                raise ConflictError(key, found[1], "the claim moved while resetting")
+
+    async def wait(
+        self,
+        job_id: str,
+        timeout: float | None = None,  # noqa: ASYNC109
+        unschedulable_after: float | None = defaults.UNSCHEDULABLE_GRACE_S,
+    ) -> Job:
+        """Wait for the job's terminal event (a subscription, not a polling loop).
+
+        While it waits, each reason the scheduler gives for a pending job is logged once (a
+        warning on `ow.sdk`, so it shows on stderr). If the reason is that nothing here can
+        ever run the job, and it stands `unschedulable_after` seconds (default 30 s: time to
+        start a fitting worker by hand), UnschedulableError is raised; the job stays pending.
+        `unschedulable_after=None` waits on regardless.
+        """
+        from ow.core.errors import UnschedulableError
+        from ow.sdk import _pending
+
         bus = await self.client.bus()
         state, last = await self._read(job_id)
         if state is None:
             raise NotFoundError("job", job_id)
+        box: dict[str, Any] = {"state": state, "stuck": None}
+
+        def say(n: ev.SchedulerNoticed) -> None:
+            log.warning("job %s is pending: %s", job_id, n.message)
+
+        async def give_up(scope: anyio.CancelScope) -> None:
+            box["stuck"] = await _pending.watch(
+                bus, job_id, lambda: box["state"], say, unschedulable_after
+            )
+            scope.cancel()
+
         try:
             with anyio.fail_after(timeout):
                 if state.status not in TERMINAL:
                     subject = subjects.job_subject(bus.org, job_id)
-                    async for d in bus.subscribe(subject, start_seq=last + 1):
-                        state, _ = apply(state, d.event)
-                        if state.status in TERMINAL:
-                            break
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(give_up, tg.cancel_scope)
+                        async for d in bus.subscribe(subject, start_seq=last + 1):
+                            state, _ = apply(state, d.event)
+                            box["state"] = state
+                            if state.status in TERMINAL:
+                                break
+                        tg.cancel_scope.cancel()
         except TimeoutError as exc:
             raise WaitTimeoutError(
                 f"job {job_id} still {state.status} after {timeout}s; it goes on running"
             ) from exc
+        if box["stuck"] is not None and state.status not in TERMINAL:
+            raise UnschedulableError(job_id, box["stuck"].message)
         job = Job(state, self.client)
         if state.status == "failed":
             raise JobFailedError(job_id, job.runs[-1].id if job.runs else "", state.error)
@@ -285,13 +332,24 @@ class AsyncJobsResource:
             raise JobCanceledError(job_id)
         return job
 
+    async def pending_reason(self, job_id: str) -> str | None:
+        """Why the pending job is not running yet (the scheduler's standing notice), or None."""
+        from ow.sdk import _pending
+
+        return await _pending.reason_of(await self.client.bus(), job_id)
+
     async def list(
         self, status: str | None = None, type: str | None = None, limit: int | None = None
     ) -> list[Job]:
         """Jobs of the org, newest first, optionally filtered by status and type."""
-        states = await self._all()
+        bus = await self.client.bus()
+        fold = self.client._job_fold
+        served = await fold.served(bus, "job_states", {"status": status, "type": type,
+                                                       "limit": limit})
+        if served is not None:
+            return [Job(s, self.client) for s in served]
         out = [
-            Job(s, self.client) for s in states
+            Job(s, self.client) for s in await self._all()
             if (status is None or s.status == status) and (type is None or s.spec.job_type == type)
         ]
         out.sort(key=lambda j: j.created_at or ev.now(), reverse=True)
@@ -299,6 +357,11 @@ class AsyncJobsResource:
 
     async def find(self, **params: Any) -> list[Job]:
         """Jobs whose validated params contain all the given key/values."""
+        served = await self.client._job_fold.served(
+            await self.client.bus(), "find_jobs", {"params": params}
+        )
+        if served is not None:
+            return [Job(s, self.client) for s in served]
         return [
             j for j in await self.list()
             if all(j.params.get("validated_params", {}).get(k) == v for k, v in params.items())

@@ -110,6 +110,19 @@ class Job(Mapping[str, Any]):
         """Wait for the job to end: the completed Job, or JobFailedError/JobCanceledError."""
         return self._call(self._client.jobs.wait, self.id, timeout)
 
+    @property
+    def pending_reason(self) -> str | None:
+        """Why this pending job is not running yet, as the scheduler said it (read now), e.g.
+        "needs 24 GB VRAM; the largest worker here has 0 GB; ..."; None when it is not
+        pending or nothing is in its way. In async code: `await client.jobs.pending_reason(id)`.
+        """
+        if self._portal is None:
+            from ow.core.errors import UnsupportedError
+
+            raise UnsupportedError(f"job.pending_reason reads the log: in async code use "
+                          f"`await client.jobs.pending_reason({self.id!r})`")
+        return self._portal.call(self._client.jobs.pending_reason, self.id)
+
     def cancel(self) -> Any:
         return self._call(self._client.jobs.cancel, self.id)
 

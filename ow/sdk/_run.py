@@ -20,7 +20,7 @@ from typing import Any
 import anyio
 import msgspec
 
-from ow.core import defaults, subjects
+from ow.core import codec, defaults, subjects
 from ow.core import events as ev
 from ow.core.errors import ConfigError, OWError, ValidationError
 from ow.core.ids import uuid7
@@ -86,7 +86,7 @@ class AsyncRun:
         bus = await self.client.bus()
         subject = subjects.metric_subject(bus.org, batch[0].run_id)
         msg_id = uuid7()
-        data = ev.encode_metrics(batch, msg_id)
+        data = codec.encode_metrics(batch, msg_id)
         future = await bus.publish_raw(subject, data, msg_id=msg_id, wait=False)
         self._pending.append((future, subject, data, msg_id))
         if len(self._pending) > 256:

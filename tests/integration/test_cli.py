@@ -12,6 +12,7 @@ import pytest
 
 from ow.core import events as ev
 from ow.core import subjects
+from ow.projections.client import FALLBACK_NOTICE
 from tests.integration.test_projections_helpers import completed_job, pending_job, publish_metrics
 
 pytestmark = pytest.mark.anyio
@@ -105,7 +106,9 @@ async def test_audit_says_how_to_mend_a_drifted_projection(bus, ow, org, tmp_pat
 async def test_an_error_is_one_red_line_and_exit_1(bus, ow):
     code, out, err = await ow("show", "no-such-job")
     assert code == 1
-    assert err.strip().splitlines() == [
+    lines = err.strip().splitlines()  # after the one-line notice of the private fold
+    assert lines[:1] == [FALLBACK_NOTICE.format(org=bus.org)]
+    assert lines[1:] == [
         "error: job 'no-such-job' not found — see `ow ls` for the jobs of this org"]
     assert "Traceback" not in err
 
@@ -135,7 +138,7 @@ async def test_metrics_workers_logs_and_ssh(bus, ow):
     assert out == "hello\nworld\n"
     code, _, err = await ow("ssh", "w1")
     assert code == 1
-    assert len(err.strip().splitlines()) == 1
+    assert len(err.strip().splitlines()) == 2  # the private fold's notice, the error
 
 
 async def test_replay_and_rebuild(bus, ow, tmp_path):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from ow.core import codec, subjects
 from ow.core import events as ev
-from ow.core import subjects
 
 
 async def publish_metrics(
@@ -12,8 +12,8 @@ async def publish_metrics(
     """Publish several MetricLogged as one message: a `MetricBatch` (as `ow.run.log` sends
     them), or with `arrays` a JSON array of full events (as it sent them before)."""
     events = [bus.stamp(ev.MetricLogged(run_id=run_id, job_id=job_id, data=d)) for d in records]
-    body = (b"[" + b",".join(map(ev.encode, events)) + b"]" if arrays
-            else ev.encode_metrics(events, events[0].event_id))
+    body = (b"[" + b",".join(map(codec.encode, events)) + b"]" if arrays
+            else codec.encode_metrics(events, events[0].event_id))
     ack = await bus.publish_raw(subjects.metric_subject(bus.org, run_id), body)
     return ack.seq
 

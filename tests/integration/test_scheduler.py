@@ -98,7 +98,8 @@ async def test_a_worker_without_heartbeats_is_reaped_and_its_job_requeued(nats_s
 async def test_a_provider_error_becomes_a_notice_and_a_cooldown(nats_server, bus):
     fake = FakeRunPod()
     fake.fail_next(NO_CAPACITY, times=5)
-    await bus.publish(ev.JobSubmitted(job_id="j1", requires_vram_gb=80, image="img"))
+    await bus.publish(ev.JobSubmitted(job_id="j1", requires_vram_gb=80, image="img",
+                                      allowed_hardware=["1x A100"]))  # one type: it cools down
     async with scheduler(nats_server.url, bus.org, fake) as s:
         (n,) = await eventually(lambda: notices(bus, "provider_error"))
         assert n.message == NO_CAPACITY
@@ -169,3 +170,37 @@ async def registered(bus, worker_id):
 
 async def terminated(bus, worker_id):
     return [e for e in await events_of(bus, ev.WorkerTerminated) if e.worker_id == worker_id]
+
+
+async def test_a_local_agent_killed_mid_job_is_lost_at_once_by_its_exit(nats_server, bus, tmp_path):
+    """Finding 9: the local provider sees its child exit; the run is requeued on that
+    evidence, not after the 2-minute heartbeat limit (`lost_after_s` stays at its default)."""
+    import os
+    import signal
+
+    from ow.scheduler import LocalProvider
+
+    local = LocalProvider(log_dir=tmp_path, base_env={
+        **os.environ, "OW_HOME": str(tmp_path), "OW_HEARTBEAT_S": "0.5",
+    })
+    mark = tmp_path / "first-run"
+    await bus.publish(ev.JobSubmitted(
+        job_id="j1", image="", entrypoint=f"test -e {mark} && exit 0; touch {mark}; sleep 600",
+    ))
+    async with scheduler(nats_server.url, bus.org, local) as s:
+        s.pod_poll_s = 0.2
+        (p,) = await eventually(lambda: events_of(bus, ev.WorkerProvisioned), timeout=20)
+        await eventually(mark.exists, timeout=30)
+        os.killpg(int(p.pod_id.removeprefix("local-")), signal.SIGKILL)
+        (requeued,) = await eventually(lambda: events_of(bus, ev.JobRequeued), timeout=10)
+        assert requeued.evidence["rule"] == "process_exited"
+        assert requeued.evidence["seen"] == f"local: pod {p.pod_id} exited"
+        assert requeued.worker_gone
+        done = await eventually(lambda: _completed(bus, "j1"), timeout=40)
+        assert done.gen == 1
+        assert done.runs[0].worker_id == p.worker_id != done.runs[1].worker_id
+
+
+async def _completed(bus, job_id):
+    state = await job_state(bus, job_id)
+    return state if state.status == "completed" else None

@@ -13,7 +13,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Literal, Protocol, runtime_checkable
 
-from ow.core.errors import OWError
+from ow.core.errors import (  # re-exported: their old home
+    NoCapacityError,
+    PodNotRecordedError,
+    ProviderError,
+    QuotaError,
+)
 from ow.scheduler.hardware import Hardware
 
 __all__ = [
@@ -26,43 +31,6 @@ __all__ = [
 ]
 
 PodStatus = Literal["running", "exited", "unknown"]
-
-
-class ProviderError(OWError):
-    """A provider call failed; the message is the provider's own text (never a credential)."""
-
-    kind = "error"
-
-    def __init__(self, provider: str, message: str):
-        self.provider = provider
-        self.message = message
-        super().__init__(f"{provider}: {message}")
-
-
-class NoCapacityError(ProviderError):
-    """The provider has no machine of that kind right now (try later or other hardware)."""
-
-    kind = "no_capacity"
-
-
-class QuotaError(ProviderError):
-    """The account hit a spending or resource limit, or its credentials were refused."""
-
-    kind = "quota"
-
-
-class PodNotRecordedError(ProviderError):
-    """Refused: terminating a pod this provider never recorded (it may be someone else's)."""
-
-    kind = "not_recorded"
-
-    def __init__(self, provider: str, pod_id: str):
-        self.pod_id = pod_id
-        super().__init__(
-            provider,
-            f"refusing to terminate pod {pod_id!r}: it was never recorded in WorkerProvisioned "
-            "by this provider (it may belong to someone else)",
-        )
 
 
 @runtime_checkable

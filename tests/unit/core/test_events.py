@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from msgspec import UNSET
 from msgspec import inspect as mi
 
+from ow.core import codec, upcast
 from ow.core import events as ev
-from ow.core import upcast
 
 EVENT_TYPES: list[type[ev.Event]] = list(typing.get_args(ev.AnyEvent))
 ENVELOPE = {"event_id", "v", "org", "ts", "actor"}
@@ -80,7 +80,7 @@ any_event = st.one_of([event_strategy(cls) for cls in EVENT_TYPES])
 @settings(max_examples=150, deadline=None)
 @given(any_event)
 def test_every_event_round_trips(event):
-    assert ev.decode(ev.encode(event)) == event
+    assert codec.decode(codec.encode(event)) == event
 
 
 @pytest.mark.parametrize("cls", EVENT_TYPES, ids=lambda c: c.__name__)
@@ -92,17 +92,17 @@ def test_the_tag_is_the_class_name_and_the_envelope_is_shared(cls):
 def test_decode_message_reads_an_array_of_events():
     batch = [ev.MetricLogged(run_id="run-1", data={"step": i, "loss": 1 / (i + 1)})
              for i in range(3)]
-    assert ev.decode_message(msgspec.json.encode(batch)) == batch
+    assert codec.decode_message(msgspec.json.encode(batch)) == batch
 
 
 def test_unknown_fields_are_ignored_so_old_readers_survive_new_writers():
     data = b'{"type":"JobReset","job_id":"custom-1","reason":"again","added_later":42}'
-    assert ev.decode(data) == ev.JobReset(job_id="custom-1", reason="again")
+    assert codec.decode(data) == ev.JobReset(job_id="custom-1", reason="again")
 
 
 def test_an_unknown_type_is_an_error():
     with pytest.raises(msgspec.ValidationError):
-        ev.decode(b'{"type":"JobExploded","job_id":"custom-1"}')
+        codec.decode(b'{"type":"JobExploded","job_id":"custom-1"}')
 
 
 # --- upcasters -------------------------------------------------------------------------
@@ -117,18 +117,18 @@ V0_SUBMITTED = (
 def test_decode_each_decodes_current_events_at_once_or_says_none():
     events = [ev.JobReset(job_id="custom-1", reason="again"),
               ev.RunStarted(run_id="r", job_id="j", gen=0, worker_id="w")]
-    datas = [ev.encode(e) for e in events]
-    assert ev.decode_each(datas) == events
-    assert ev.decode_each([]) == []
+    datas = [codec.encode(e) for e in events]
+    assert codec.decode_each(datas) == events
+    assert codec.decode_each([]) == []
     for odd in (V0_SUBMITTED,  # an older version: `decode` upcasts it
                 b"{not json", b"", b'{"type":"JobExploded","job_id":"custom-1"}',
                 datas[0] + b"," + datas[1]):  # two events in one message
-        assert ev.decode_each([datas[0], odd]) is None, odd
-        assert ev.decode_each([odd, datas[1]]) is None, odd
+        assert codec.decode_each([datas[0], odd]) is None, odd
+        assert codec.decode_each([odd, datas[1]]) is None, odd
 
 
 def test_a_v0_job_submitted_is_upcast_to_the_current_version():
-    event = ev.decode(V0_SUBMITTED)
+    event = codec.decode(V0_SUBMITTED)
     assert isinstance(event, ev.JobSubmitted)
     assert (event.v, event.job_type, event.image) == (1, "fine-tuning", "")
     assert (event.job_id, event.model, event.params) == ("sft-0123456789ab", "unsloth/Qwen3-4B",
@@ -144,7 +144,7 @@ def test_upcast_works_on_a_copy():
 
 def test_a_version_without_upcaster_is_an_error():
     with pytest.raises(msgspec.ValidationError, match="no upcaster for RunStarted v0"):
-        ev.decode(b'{"type":"RunStarted","v":0,"run_id":"r","job_id":"j","gen":0,"worker_id":"w"}')
+        codec.decode(b'{"type":"RunStarted","v":0,"run_id":"r","job_id":"j","gen":0,"worker_id":"w"}')
 
 
 def test_upcasters_chain_to_the_current_version(monkeypatch):
@@ -155,7 +155,7 @@ def test_upcasters_chain_to_the_current_version(monkeypatch):
     monkeypatch.setitem(upcast.CURRENT, "JobReset", 2)
     monkeypatch.setitem(upcast.UPCASTERS, ("JobReset", 1), v1_v2)
     monkeypatch.setitem(upcast.UPCASTERS, ("JobSubmitted", 1), lambda raw: raw)
-    reset = ev.decode(b'{"type":"JobReset","job_id":"j","reason":"oom"}')
+    reset = codec.decode(b'{"type":"JobReset","job_id":"j","reason":"oom"}')
     assert (reset.v, reset.reason) == (2, "OOM")
-    submitted = ev.decode(V0_SUBMITTED)
+    submitted = codec.decode(V0_SUBMITTED)
     assert (submitted.v, submitted.job_type) == (2, "fine-tuning")

@@ -15,8 +15,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from ow.core import codec, subjects
 from ow.core import events as ev
-from ow.core import subjects
 from ow.core.state import apply, apply_worker
 
 GOLDEN = Path(__file__).parents[2] / "golden"
@@ -31,7 +31,7 @@ def lines(path: Path) -> list[bytes]:
 
 
 def golden_v1() -> list[ev.Event]:
-    return [ev.decode(line) for line in lines(GOLDEN / "events-v1.jsonl")]
+    return [codec.decode(line) for line in lines(GOLDEN / "events-v1.jsonl")]
 
 
 def test_there_is_a_golden_file():
@@ -41,7 +41,7 @@ def test_there_is_a_golden_file():
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
 def test_every_golden_line_decodes_to_the_current_version(path):
     for n, line in enumerate(lines(path), 1):
-        event = ev.decode(line)
+        event = codec.decode(line)
         assert event.event_id, f"{path.name}:{n} has no event id"
         assert event.ts is not None
         assert event.ts.tzinfo is not None
@@ -49,7 +49,7 @@ def test_every_golden_line_decodes_to_the_current_version(path):
 
 def test_decoding_keeps_every_field():
     for line in lines(GOLDEN / "events-v1.jsonl"):
-        assert msgspec.json.decode(ev.encode(ev.decode(line))) == msgspec.json.decode(line)
+        assert msgspec.json.decode(codec.encode(codec.decode(line))) == msgspec.json.decode(line)
 
 
 def test_every_event_type_has_a_golden_line():
@@ -104,7 +104,7 @@ def test_every_form_of_metrics_message_decodes_to_its_records():
     """OW_METRICS messages: a JSON array of MetricLogged (as first written) and a
     `MetricBatch` (one envelope, records of dt + data), each read as its records."""
     got = [e for line in lines(GOLDEN / "metric-messages-v1.jsonl")
-           for e in ev.decode_message(line)]
+           for e in codec.decode_message(line)]
     assert all(isinstance(e, ev.MetricLogged) for e in got)
     assert {(e.org, e.run_id, e.job_id, e.actor) for e in got} == {
         ("acme", RUNS[0], JOB, f"run:{RUNS[0]}")}

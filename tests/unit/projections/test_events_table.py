@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from ow.core import codec
 from ow.core import events as ev
 from ow.projections import _db
 from ow.projections._apply import Folder
@@ -21,9 +22,9 @@ def _fold(bodies: list[bytes]) -> Folder:
 
 def test_envelope_columns_are_those_of_the_decoded_event() -> None:
     bodies = [
-        ev.encode(ev.JobSubmitted(event_id="e1", org="o", actor="me", job_id="j0",
+        codec.encode(ev.JobSubmitted(event_id="e1", org="o", actor="me", job_id="j0",
                                   ts=datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC))),
-        ev.encode(ev.JobSubmitted(job_id="j1")),  # no event id, org, actor or time
+        codec.encode(ev.JobSubmitted(job_id="j1")),  # no event id, org, actor or time
         b'{"type":"JobSubmitted","v":0,"event_id":"e2","kind":"custom","job_id":"j2",'
         b'"ts":"2026-01-02T03:04:05"}',  # v0 (upcast), a time without a zone
         b'{"type":"JobCancelRequested","event_id":"e3","job_id":"j2",'
@@ -32,7 +33,7 @@ def test_envelope_columns_are_those_of_the_decoded_event() -> None:
     ]
     folder = _fold(bodies)
     rows = _db.rows(folder.con, "SELECT * FROM events ORDER BY seq")
-    expected = [ev.decode(b) for b in bodies[:4]]
+    expected = [codec.decode(b) for b in bodies[:4]]
     assert [r["seq"] for r in rows] == [1, 2, 3, 4]
     for row, e, body in zip(rows, expected, bodies, strict=False):
         assert row["stream"] == "OW_EVENTS"

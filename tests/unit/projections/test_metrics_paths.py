@@ -14,6 +14,7 @@ import random
 import msgspec
 import pytest
 
+from ow.core import codec
 from ow.core import events as ev
 from ow.projections import _db
 from ow.projections._apply import Folder, _long_columns
@@ -185,7 +186,7 @@ def _batch(run: str, datas: list, **extra: object) -> bytes:
 
 def _as_arrays(bodies: list[bytes]) -> list[bytes]:
     """The same records written as JSON arrays of MetricLogged (the form before batches)."""
-    return [b if b[:1] == b"[" else msgspec.json.encode(ev.decode_message(b)) for b in bodies]
+    return [b if b[:1] == b"[" else msgspec.json.encode(codec.decode_message(b)) for b in bodies]
 
 
 BATCHES = {
@@ -261,9 +262,9 @@ def test_encode_metrics_round_trips_the_records():
     rs = [ev.MetricLogged(ts=T0 + ev.timedelta(microseconds=d), org="o", actor="run-1",
                           run_id="run-1", job_id="j", data={"step": i})
           for i, d in enumerate([0, 5, 3, 1_000_000])]
-    out = ev.decode_message(ev.encode_metrics(rs, "m1"))
+    out = codec.decode_message(codec.encode_metrics(rs, "m1"))
     assert [e.event_id for e in out] == ["m1-0", "m1-1", "m1-2", "m1-3"]
     assert [(e.ts, e.data, e.run_id, e.job_id, e.org, e.actor) for e in out] == [
         (r.ts, r.data, r.run_id, r.job_id, r.org, r.actor) for r in rs]
     with pytest.raises(ValueError, match="one run"):
-        ev.encode_metrics([rs[0], ev.MetricLogged(ts=T0, run_id="run-2")], "m2")
+        codec.encode_metrics([rs[0], ev.MetricLogged(ts=T0, run_id="run-2")], "m2")

@@ -9,8 +9,8 @@ from ow.scheduler.hardware import GPU_TABLE, cheapest, normalize
         (0, [], "cpu"),
         (24, [], "1x A6000"),
         (48, [], "1x A6000"),
-        (60, [], "2x A6000"),  # two cheap GPUs beat one big one
-        (100, [], "4x A6000"),
+        (60, [], "1x A100"),  # one GPU unless asked: unsloth trains on one device
+        (100, [], "1x H200"),
         (60, ["1x A100", "1x H100"], "1x A100"),
         (141, ["1x H200"], "1x H200"),
         (24, ["2x A100", "1x H100"], "1x H100"),

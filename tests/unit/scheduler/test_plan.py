@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ow.scheduler.hardware import GPU_TABLE
+from ow.core import events as ev
+from ow.scheduler.hardware import GPU_TABLE, requested_gpus
 from ow.scheduler.plan import (
     ClaimView,
     DropClaim,
@@ -18,9 +19,11 @@ from ow.scheduler.plan import (
     Terminate,
     View,
     WorkerView,
+    cooldown_for,
     plan,
     reconcile,
 )
+from ow.scheduler.view import Cluster
 
 NOW = datetime(2025, 1, 1, 12, tzinfo=UTC)
 L = Limits()
@@ -30,9 +33,9 @@ def ago(s: float) -> datetime:
     return NOW - timedelta(seconds=s)
 
 
-def job(jid="j1", vram=24.0, allowed=(), image="img", at=600):
+def job(jid="j1", vram=24.0, allowed=(), image="img", at=600, gpus=0):
     return JobView(job_id=jid, requires_vram_gb=vram, allowed_hardware=allowed, image=image,
-                   submitted_at=ago(at))
+                   submitted_at=ago(at), gpus=gpus)
 
 
 def worker(wid="w1", status="active", ping=1, run="", idle=10, pod="pod-1", prov=600,
@@ -71,11 +74,13 @@ def kinds(actions):
         # no hardware fits: a notice, no provision
         (view([job(vram=5000)]), ["Notice"]),
         # the same notice was already given: silence
-        (view([job(vram=5000)], notices={"j1": (
-            "no_hardware", "no hardware offers 5000 GB VRAM / allowed any")}), []),
-        # cooldown
-        (view([job()], cooldown_until=NOW + timedelta(seconds=5)), ["Notice"]),
-        (view([job()], cooldown_until=NOW - timedelta(seconds=5)), ["Provision"]),
+        (view([job(vram=5000)], notices={"j1": ("no_hardware", (
+            "needs 5000 GB VRAM, more than the largest single GPU (141 GB, 1x H200); the "
+            "largest worker here has 0 GB — ask for several GPUs with allowed_hardware="
+            '["8x H200"] or gpus=8, or lower requires_vram_gb'))}), []),
+        # cooldown: provider-wide
+        (view([job()], cooldowns={"*": NOW + timedelta(seconds=5)}), ["Notice"]),
+        (view([job()], cooldowns={"*": NOW - timedelta(seconds=5)}), ["Provision"]),
         # lost worker with a run: requeue, then terminate
         (view([], [worker(ping=121, run="r1")]), ["Requeue", "Terminate"]),
         # idle too long
@@ -122,7 +127,10 @@ def test_lost_worker_evidence():
 def test_no_hardware_notice_names_the_numbers():
     (n,) = plan(view([job(vram=200, allowed=("1x H200",))]), NOW, L)
     assert isinstance(n, Notice)
-    assert n.message == "no hardware offers 200 GB VRAM / allowed 1x H200"
+    assert n.message == (
+        "needs 200 GB VRAM on allowed_hardware 1x H200; none of those is offered with that "
+        "much (the largest worker here has 0 GB) — widen allowed_hardware or lower "
+        "requires_vram_gb")
 
 
 def test_max_workers_caps_provisioning():
@@ -207,3 +215,142 @@ def test_properties(pending, workers, reservations, limits):
             assert w.worker_id not in terminated
     # every action carries its rule
     assert all(a.evidence.get("rule") for a in out)
+
+
+# --- hardware choice (issue 17.5): one GPU unless the job asks for more ----------------
+
+
+def provisioned(j, **kw):
+    out = plan(view([j], **kw), NOW, L)
+    return [a.hardware.name for a in out if isinstance(a, Provision)] or out
+
+
+@pytest.mark.parametrize(
+    ("j", "want"),
+    [
+        (job(vram=0), "cpu"),
+        (job(vram=24), "1x A6000"),
+        (job(vram=48), "1x A6000"),
+        (job(vram=65), "1x A100"),  # was 2x A6000 (cheaper, but a machine unsloth cannot use)
+        (job(vram=80), "1x A100"),
+        (job(vram=90), "1x H100N"),
+        (job(vram=100), "1x H200"),  # was 4x A6000
+        (job(vram=141), "1x H200"),
+        # multi-GPU only when asked: by allowed_hardware ...
+        (job(vram=65, allowed=("2x A6000",)), "2x A6000"),
+        (job(vram=100, allowed=("1x H200", "2x A100")), "2x A100"),
+        (job(vram=24, allowed=("H200",)), "1x H200"),
+        # ... or by a GPU count
+        (job(vram=65, gpus=2), "2x A6000"),
+        (job(vram=24, gpus=2), "2x A6000"),
+        (job(vram=150, gpus=4), "4x A6000"),
+        (job(vram=200, gpus=4), "8x A6000"),  # 4x A6000 has 192 GB; 8x A6000 beats 4x A100
+        (job(vram=0, gpus=2), "2x A6000"),
+    ],
+)
+def test_cheapest_single_gpu_unless_asked(j, want):
+    assert provisioned(j) == [want]
+
+
+def test_above_the_largest_single_gpu_the_notice_says_how_to_ask_for_more():
+    (n,) = plan(view([job(vram=200)]), NOW, L)
+    assert isinstance(n, Notice)
+    assert n.rule == "no_hardware"
+    assert "more than the largest single GPU (141 GB, 1x H200)" in n.message
+    assert 'allowed_hardware=["2x H200"] or gpus=2' in n.message
+    assert n.evidence["largest_single_gpu"] == "1x H200"
+
+
+def test_a_gpu_job_on_a_cpu_only_stack_says_how_to_run_it():
+    cpu = (GPU_TABLE[0],)
+    v = View(pending=(job(vram=24),), workers=(worker(hw="cpu", vram=0, image="*"),), offers=cpu)
+    (n,) = plan(v, NOW, L)
+    assert isinstance(n, Notice)
+    assert n.message.startswith("needs 24 GB VRAM; the largest worker here has 0 GB; no GPU "
+                                "provider is configured (this one offers: cpu)")
+    assert "pass requires_vram_gb=0 to run on this CPU" in n.message
+    assert n.evidence["largest_worker_vram_gb"] == 0
+
+
+def test_the_largest_worker_is_named():
+    v = View(pending=(job(vram=100),), workers=(worker(vram=48),), offers=(GPU_TABLE[0],))
+    (n,) = plan(v, NOW, L)
+    assert "the largest worker here has 48 GB" in n.message
+
+
+# --- cooldown per hardware type --------------------------------------------------------
+
+
+def test_a_cooling_hardware_type_is_skipped_for_the_next_cheapest():
+    soon = NOW + timedelta(seconds=30)
+    assert provisioned(job(vram=24), cooldowns={"1x A6000": soon}) == ["1x L40S"]
+    (p,) = plan(view([job(vram=24)], cooldowns={"1x A6000": soon}), NOW, L)
+    assert p.evidence["cooling_down"] == ["1x A6000"]
+    # a past cooldown is no cooldown
+    assert provisioned(job(vram=24), cooldowns={"1x A6000": NOW}) == ["1x A6000"]
+
+
+def test_when_every_fitting_type_cools_down_the_notice_says_until_when():
+    until = {h.name: NOW + timedelta(seconds=i + 1) for i, h in enumerate(GPU_TABLE)}
+    (n,) = plan(view([job(vram=141)], cooldowns=until), NOW, L)
+    assert isinstance(n, Notice)
+    assert n.rule == "provider_cooldown"
+    first = min(u for name, u in until.items() if "H200" in name)
+    assert n.evidence["cooldown_until"] == first.isoformat()
+    assert "1x H200" in n.evidence["cooldowns"]
+
+
+@pytest.mark.parametrize(
+    ("failures", "want"), [(0, 60), (1, 60), (2, 240), (3, 960), (4, 3600), (9, 3600)]
+)
+def test_cooldown_ladder(failures, want):
+    assert cooldown_for(failures, L) == want
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(0, 2000), st.sampled_from([(), ("1x H200",), ("2x A100", "1x A6000")]),
+       st.integers(0, 8))
+def test_multi_gpu_only_when_asked(vram, allowed, gpus):
+    for a in plan(view([job(vram=vram, allowed=allowed, gpus=gpus)]), NOW, L):
+        if isinstance(a, Provision):
+            asked = gpus > 1 or any(not h.startswith("1x") for h in allowed)
+            assert a.hardware.count <= 1 or asked
+            assert a.hardware.vram_gb >= vram
+            assert gpus <= 1 or a.hardware.count >= gpus
+        else:
+            assert isinstance(a, Notice)
+            assert a.rule == "no_hardware"
+
+
+@pytest.mark.parametrize(
+    ("gpus", "params", "want"),
+    [
+        (0, {}, 0),
+        (2, {}, 2),
+        (0, {"gpus": 4}, 4),
+        (0, {"validated_params": {"num_gpus": 2}}, 2),
+        (3, {"gpus": 4}, 3),  # the field wins
+        (0, {"validated_params": {"gpus": True}}, 0),  # not a count
+        (0, {"validated_params": {"gpus": "2"}}, 0),
+    ],
+)
+def test_requested_gpus(gpus, params, want):
+    assert requested_gpus(gpus, params) == want
+
+
+def test_the_cluster_passes_the_gpu_count_and_the_cooldown_ladder_to_the_plan():
+    c = Cluster()
+    c.apply(ev.JobSubmitted(job_id="j1", requires_vram_gb=24, params={"gpus": 2}, ts=NOW))
+    until = (NOW + timedelta(seconds=240)).isoformat()
+    c.apply(ev.SchedulerNoticed(subject_id="j1", rule="provider_error", evidence={
+        "cooldown_key": "2x A6000", "failures": 2, "cooldown_until": until}))
+    v = c.snapshot({}, GPU_TABLE)
+    assert v.pending[0].gpus == 2
+    assert v.cooldowns == {"2x A6000": NOW + timedelta(seconds=240)}
+    assert c.failures == {"2x A6000": 2}
+    (p,) = plan(v, NOW, L)
+    assert isinstance(p, Provision)
+    assert p.hardware.name == "2x L40S"  # 2x A6000 rests: the next cheapest pair
+    c.apply(ev.WorkerProvisioned(worker_id="w1", provider="runpod", pod_id="p1",
+                                 hardware="2x A6000", job_ids=["j1"]))
+    assert c.failures == {}  # it started: the ladder starts again from the bottom

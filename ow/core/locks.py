@@ -1,0 +1,67 @@
+"""Exclusive file locks that say who holds them: one `ow up` per home, one server per store.
+
+`try_lock(path)` takes an exclusive `flock` on the file (created 0600) and writes this
+process's pid into it; it returns the open descriptor (the lock lives as long as it stays
+open: `release(fd)`, or the process's exit, even by kill -9) or None if another process (or
+another descriptor of this one) holds it. `holder(path)` is the pid written by the holder,
+or None when nobody holds the lock. Descriptors are not inherited by child processes.
+
+Imports: stdlib only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["hold", "holder", "release", "try_lock"]
+
+
+def try_lock(path: str | Path) -> int | None:
+    """Take the lock (writing our pid into the file), or None if it is held."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
+
+
+def release(fd: int | None) -> None:
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def holder(path: str | Path) -> int | None:
+    """The pid of the process holding the lock (0 if it wrote none yet), or None if free."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            return int(text) if text.isdigit() else 0
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def hold(path: str | Path) -> Iterator[bool]:
+    """Hold the lock for the block; yields False (and holds nothing) if it is taken."""
+    fd = try_lock(path)
+    try:
+        yield fd is not None
+    finally:
+        release(fd)

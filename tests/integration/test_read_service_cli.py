@@ -1,0 +1,177 @@
+"""The read service as a process (`python -m ow.cli.serve`) with the real `ow` command:
+concurrent readers and followers, read-your-writes across processes, kill -9 and resume,
+the export, the fallback notice."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+
+from ow.core import events as ev
+from ow.core import subjects
+from ow.projections.client import FALLBACK_NOTICE, Reader
+from tests.integration.agents import ShellJob, client
+from tests.integration.conftest import eventually
+from tests.integration.test_projections_helpers import completed_job, publish_metrics
+
+pytestmark = pytest.mark.anyio
+
+OW = str(Path(sys.executable).parent / "ow")
+
+
+@pytest.fixture
+def env(nats_server, org, tmp_path):
+    return {**os.environ, "OW_URL": nats_server.url, "OW_ORG": org, "OW_HOME": str(tmp_path),
+            "COLUMNS": "200"}
+
+
+@pytest.fixture
+def ow(env):
+    """Run `ow ARGS…` to the end; returns (exit code, stdout, stderr)."""
+    async def run(*args: str) -> tuple[int, str, str]:
+        proc = await anyio.run_process([OW, *args], env=env, check=False)
+        return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
+
+    return run
+
+
+@pytest.fixture
+def service(env, tmp_path):
+    """start() runs `python -m ow.cli.serve --no-web` and waits for its serve.json."""
+    procs: list[subprocess.Popen] = []
+
+    async def start() -> subprocess.Popen:
+        state = tmp_path / "serve.json"
+        state.unlink(missing_ok=True)
+        log = open(tmp_path / "serve.log", "ab")  # noqa: SIM115 - the child's
+        proc = subprocess.Popen([sys.executable, "-m", "ow.cli.serve", "--no-web"], env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+        procs.append(proc)
+        await eventually(lambda: state.exists() or proc.poll() is not None, timeout=30)
+        assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+        return proc
+
+    yield start
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            p.wait(10)
+
+
+def _follow(env: dict, *args: str, out: Path) -> subprocess.Popen:
+    return subprocess.Popen([OW, *args], env=env, stdout=open(out, "wb"),  # noqa: SIM115
+                            stderr=subprocess.STDOUT)
+
+
+async def test_followers_and_readers_run_at_once(bus, env, ow, service, tmp_path):
+    """Old code: every `ow ls`/`ow show` failed with "projection … is in use by process N"
+    while `ow metrics -f` or `ow logs -f` held the file."""
+    import duckdb
+
+    await service()
+    await bus.publish(ev.JobSubmitted(job_id="j1", job_type="custom", model="m"))
+    await bus.publish(ev.RunStarted(run_id="r1", job_id="j1", gen=0, worker_id="w1",
+                                    claim_rev=1))
+    await publish_metrics(bus, "r1", "j1", [{"step": 0, "loss": 9.0}])
+    followers = {name: _follow(env, *args, out=tmp_path / f"{name}.out") for name, args in {
+        "logs": ("logs", "-f", "j1"), "metrics": ("metrics", "-f", "r1", "--json"),
+        "tail": ("tail", "--json"),
+    }.items()}
+    try:
+        for step in range(1, 6):
+            await bus.publish_raw(subjects.log_subject(bus.org, "r1"), f"line {step}\n".encode())
+            await publish_metrics(bus, "r1", "j1", [{"step": step, "loss": 10.0 - step}])
+            code, out, err = await ow("ls", "--json")
+            assert code == 0, err
+            assert [j["job_id"] for j in json.loads(out)] == ["j1"]
+            code, out, err = await ow("show", "j1", "--json")
+            assert code == 0, err
+            assert json.loads(out)["status"] == "in_progress"
+            export = tmp_path / f"export-{step}.duckdb"
+            code, _, err = await ow("projections", "export", str(export))
+            assert code == 0, err
+            with duckdb.connect(str(export), read_only=True) as con:
+                assert con.execute("SELECT job_id FROM jobs").fetchall() == [("j1",)]
+            assert "no read service" not in err
+        await bus.publish(ev.RunFinished(run_id="r1", job_id="j1", status="completed",
+                                         exit_code=0))
+        await bus.publish(ev.JobCompleted(run_id="r1", job_id="j1"))
+        with anyio.fail_after(20):
+            while followers["logs"].poll() is None:  # ends with its job
+                await anyio.sleep(0.05)
+        logs = (tmp_path / "logs.out").read_text()
+        assert [ln for ln in logs.splitlines() if ln.startswith("line")] == [
+            f"line {i}" for i in range(1, 6)]
+
+        def metrics_done() -> bool:
+            lines = (tmp_path / "metrics.out").read_text().splitlines()
+            docs = [json.loads(ln) for ln in lines if ln.startswith("{")]
+            return bool(docs) and docs[-1]["loss"] == [9.0, 9.0, 8.0, 7.0, 6.0, 5.0]
+
+        await eventually(metrics_done, timeout=20)
+        await eventually(lambda: "JobCompleted" in (tmp_path / "tail.out").read_text(), 20)
+    finally:
+        for p in followers.values():
+            if p.poll() is None:
+                p.terminate()
+                p.wait(10)
+
+
+async def test_submit_then_ls_in_another_process_shows_the_job(nats_server, org, ow, service):
+    await service()
+    async with client(nats_server.url, org) as sdk:
+        for i in range(3):
+            job = await ShellJob(sdk).create(command=f"echo {i}")
+            code, out, err = await ow("ls", "--prefix", job.id, "--json")
+            assert code == 0, err
+            assert [j["job_id"] for j in json.loads(out)] == [job.id]
+
+
+async def test_killed_service_resumes_and_equals_a_fresh_rebuild(bus, ow, service, tmp_path):
+    await completed_job(bus)
+    proc = await service()
+    reader = Reader(bus)
+    assert [j["job_id"] for j in await reader.result("list_jobs")] == ["j1"]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    await completed_job(bus, "j2", "r2", "w2")  # while it is down
+    await service()
+    log = (tmp_path / "serve.log").read_text()
+    resumed = [ln for ln in log.splitlines() if f"org {bus.org}: resuming after" in ln]
+    assert len(resumed) == 2
+    assert "'OW_EVENTS': 0" in resumed[0]
+    assert "'OW_EVENTS': 0" not in resumed[1]  # from its committed position, not from 1
+    assert {j["job_id"] for j in await reader.result("list_jobs")} == {"j1", "j2"}
+    report = await reader.result("audit")
+    assert report["violations"] == []  # the drift check: the service's rows = a fresh replay
+    code, out, err = await ow("audit", "--json")
+    assert code == 0, out + err
+    assert json.loads(out)["clean"] is True
+
+
+async def test_without_a_service_ls_says_so_in_one_line(bus, ow):
+    await completed_job(bus)
+    results = await _both(ow("ls", "--json"), ow("show", "j1", "--json"))
+    for code, out, err in results:
+        assert code == 0, err
+        assert err.strip().splitlines() == [FALLBACK_NOTICE.format(org=bus.org)]
+        assert "j1" in out
+
+
+async def _both(*coros):
+    out: list = [None] * len(coros)
+
+    async def one(i, c):
+        out[i] = await c
+
+    async with anyio.create_task_group() as tg:
+        for i, c in enumerate(coros):
+            tg.start_soon(one, i, c)
+    return out
