@@ -206,9 +206,11 @@ async def _cancel_later(client: AsyncOpenWeights, job_id: str, delay: float) -> 
 
 async def chaos(stack: Stack, run: Run, duration: float, rng: random.Random, t0: float,
                 gap: tuple[float, float] = (2.0, 6.0)) -> None:
-    """Faults at random gaps until `duration` seconds have passed."""
+    """Faults at random gaps until `duration` seconds have passed: every kind once, in a
+    random order, then kinds at random."""
+    first = rng.sample(FAULTS, len(FAULTS))
     while (now := time.monotonic() - t0) < duration:
-        fault = Fault(at=now, kind=rng.choice(FAULTS))
+        fault = Fault(at=now, kind=first.pop() if first else rng.choice(FAULTS))
         run.faults.append(fault)
         print(f"chaos: t={now:6.1f}s {fault.kind}", flush=True)
         await inject(stack, fault, rng)
