@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 
 from ow.core import subjects
 from ow.core.ids import encode_token
+from ow.projections import stream_filter
 from ow.web import present, queries, sse
 from ow.web.context import choice_param, int_param, web_of
 from ow.web.errors import AuthError
@@ -164,11 +165,23 @@ async def events_stream(request: Request) -> Response:
 
 
 async def workers(request: Request) -> JSONResponse:
-    """Workers: hardware, status, heartbeat age, current run, hourly price, cost so far."""
+    """Workers: hardware, status, heartbeat age, current run, hourly price, cost so far.
+
+    `position` and `pings_position`: the OW_EVENTS and OW_HEARTBEATS sequences reflected."""
     p, org, _ = await _projector(request)
-    pos = await queries.position(p, subjects.EVENTS_STREAM)  # before: the stream goes on from it
+    pos = await queries.position(p, subjects.EVENTS_STREAM)  # before: the streams go on from
+    pings = await queries.position(p, subjects.HEARTBEATS_STREAM)
     rows = await queries.workers(p, datetime.now(UTC))
-    return _json({"workers": rows, "position": pos, "org": org})
+    return _json({"workers": rows, "position": pos, "pings_position": pings, "org": org})
+
+
+async def pings_stream(request: Request) -> Response:
+    """SSE: workers' heartbeats live (`id:` = OW_HEARTBEATS sequence)."""
+    web = web_of(request)
+    after = sse.start_after(request)
+    org, _ = await web.org(request)
+    filt = stream_filter(subjects.HEARTBEATS_STREAM, org)
+    return sse.respond(sse.pings(await web.bus_for(org), filt, after), web.closing)
 
 
 async def anomalies(request: Request) -> JSONResponse:
@@ -213,6 +226,7 @@ def ROUTES() -> list[Any]:  # noqa: N802 - a table, built when the app is
         Route(f"{o}/events", events),
         Route(f"{o}/events/stream", events_stream),
         Route(f"{o}/workers", workers),
+        Route(f"{o}/workers/pings/stream", pings_stream),
         Route(f"{o}/anomalies", anomalies),
         Route(f"{o}/costs", costs),
         Route(f"{o}/files/{{file_id:path}}", file),

@@ -28,7 +28,7 @@ from ow.core.bus import Bus
 from ow.web import present
 from ow.web.errors import BadParameter
 
-__all__ = ["KEEPALIVE_S", "events", "logs", "metrics", "respond", "start_after"]
+__all__ = ["KEEPALIVE_S", "events", "logs", "metrics", "pings", "respond", "start_after"]
 
 log = logging.getLogger(__name__)
 
@@ -132,3 +132,12 @@ async def events(bus: Bus, filt: str, after: int) -> AsyncIterator[Item]:
     async with contextlib.aclosing(deliveries):
         async for d in deliveries:
             yield d.seq, "event", present.event_row(d.seq, msgspec.to_builtins(d.event))
+
+
+async def pings(bus: Bus, filt: str, after: int) -> AsyncIterator[Item]:
+    """Workers' heartbeats (who, and which run), so heartbeat ages stay current."""
+    deliveries = bus.subscribe(filt, stream=subjects.HEARTBEATS_STREAM, start_seq=after + 1)
+    async with contextlib.aclosing(deliveries):
+        async for d in deliveries:
+            if isinstance(d.event, ev.WorkerPinged):
+                yield d.seq, "ping", {"worker_id": d.event.worker_id, "run_id": d.event.run_id}

@@ -185,3 +185,21 @@ async def test_leaving_a_page_unsubscribes_its_streams(bus, home, tmp_path):
         assert len(bus.nc._subs) == before + 2  # the metrics and the log stream
         await page.goto("about:blank")
         await eventually(lambda: len(bus.nc._subs) == before)
+
+
+async def test_workers_page_follows_heartbeats(bus, home, tmp_path):
+    async with running_dashboard({"default": bus}, home) as d, running_job(
+        bus.url, d, tmp_path, "beat"
+    ) as (_job, run_id, _c), browser_page(tmp_path) as page:
+        await page.goto(f"{d.url}/o/default/workers")
+        row = page.locator("tbody tr", has_text=run_id)
+        await row.wait_for()
+        age = row.locator("td").nth(6)
+        first = await age.inner_text()
+        # no worker event happens meanwhile: only the heartbeats can move the age
+        await eventually(lambda: _changed(age, first))
+        await screenshot(page, tmp_path, "workers")
+
+
+async def _changed(locator, before: str) -> bool:
+    return (await locator.inner_text()) not in (before, "")
