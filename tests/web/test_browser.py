@@ -6,6 +6,7 @@ Every page is saved as a screenshot under the test's tmp dir."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -144,6 +145,10 @@ async def test_reconnecting_shown_and_the_plot_resumes_without_gap_or_duplicate(
         await me.run.flush()
         got = await eventually(lambda: _with(page, "loss", 14))
         assert got["records"] == 14
+        # the log tail too: every line the job printed, across the drop, once and in order
+        seen = await page.wait_for_selector("#log >> text=tick 30", timeout=20_000)
+        ticks = [int(n) for n in re.findall(r"tick (\d+)", await seen.inner_text())]
+        assert ticks == list(range(1, len(ticks) + 1))
         await screenshot(page, tmp_path, "run-resumed")
         await me.close()
 
