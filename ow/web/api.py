@@ -117,7 +117,7 @@ async def run(request: Request) -> Response:
                   "org": org})
 
 
-async def metrics_stream(request: Request) -> Response:
+async def metrics_stream(request: Request) -> sse.EventStream:
     """SSE: a run's plot points live (`id:` = OW_METRICS sequence; resume with Last-Event-ID)."""
     web = web_of(request)
     after = sse.start_after(request)
@@ -127,7 +127,7 @@ async def metrics_stream(request: Request) -> Response:
     return sse.respond(items, web.closing)
 
 
-async def log_stream(request: Request) -> Response:
+async def log_stream(request: Request) -> sse.EventStream:
     """SSE: a run's output live, from the first chunk kept (`id:` = OW_LOGS sequence)."""
     web = web_of(request)
     after = sse.start_after(request)
@@ -144,7 +144,7 @@ async def events(request: Request) -> Response:
     return _json({**await queries.events(p, limit or 100, before), "org": org})
 
 
-async def events_stream(request: Request) -> Response:
+async def events_stream(request: Request) -> sse.EventStream:
     """SSE: the org's events live; `aggregate` (job, worker, file) or `job_id` narrows them.
 
     With `job_id`: the job's events and the scheduler's notices about it."""
@@ -170,7 +170,7 @@ async def workers(request: Request) -> Response:
     return _json({"workers": rows, "position": pos, "pings_position": pings, "org": org})
 
 
-async def pings_stream(request: Request) -> Response:
+async def pings_stream(request: Request) -> sse.EventStream:
     """SSE: workers' heartbeats live (`id:` = OW_HEARTBEATS sequence)."""
     web = web_of(request)
     after = sse.start_after(request)
