@@ -28,6 +28,7 @@ async def serve(url: str, orgs: list[str], host: str, port: int, home: Path) -> 
     for org in orgs:
         buses[org] = await bus_mod.connect(
             url, org=org, token=tn.control_token(state, org), actor="dashboard")
+        await buses[org].provision()  # a fresh server has no streams to follow yet
     projectors: dict[str, Projector] = {}
     async with anyio.create_task_group() as tg:
 

@@ -6,7 +6,7 @@ stream starts after the `Last-Event-ID` the browser sends on reconnect, else aft
 message once: no gap, no duplicate. A comment every `KEEPALIVE_S` lets a dead connection
 be noticed. An undecodable message is logged and skipped; the stream goes on.
 
-Imports: stdlib, anyio, starlette and `ow.core`.
+Imports: stdlib, anyio, msgspec, starlette (requests) and `ow.core`, `ow.web`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from typing import Any
 import anyio
 import msgspec
 from starlette.requests import Request
-from starlette.responses import StreamingResponse
 
 from ow.core import codec, subjects
 from ow.core import events as ev
@@ -28,7 +27,9 @@ from ow.core.bus import Bus
 from ow.web import present
 from ow.web.errors import BadParameter
 
-__all__ = ["KEEPALIVE_S", "events", "logs", "metrics", "respond", "start_after"]
+__all__ = [
+    "KEEPALIVE_S", "EventStream", "events", "logs", "metrics", "pings", "respond", "start_after",
+]
 
 log = logging.getLogger(__name__)
 
@@ -54,39 +55,64 @@ def frame(seq: int, event: str, data: Any) -> bytes:
     return f"id: {seq}\nevent: {event}\ndata: {body}\n\n".encode()
 
 
-def respond(items: AsyncIterator[Item], closing: anyio.Event) -> StreamingResponse:
+def respond(items: AsyncIterator[Item], closing: anyio.Event) -> EventStream:
     """An SSE response of `items`, with keep-alives, ending when the app shuts down."""
+    return EventStream(items, closing)
 
-    async def body() -> AsyncIterator[bytes]:
-        send, receive = anyio.create_memory_object_stream[Item](100)
 
-        async def pump() -> None:
-            try:
-                async with send:
-                    async for item in items:
-                        await send.send(item)
-            finally:  # the stream's consumer is unsubscribed even when the page went away
-                with anyio.CancelScope(shield=True):
-                    await items.aclose()
+class EventStream:
+    """The SSE response as a plain ASGI callable: its tasks (the stream's reader, the
+    disconnect watch) live in one task group inside the call, never across a generator's
+    `yield`, so a page going away closes the stream's consumer in the task that opened it."""
 
-        yield f"retry: {RETRY_MS}\n\n".encode()
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(pump)
-            tg.start_soon(_cancel_on, closing, tg.cancel_scope)
-            async with receive:
-                while True:
-                    with anyio.move_on_after(KEEPALIVE_S) as idle:
-                        try:
-                            seq, event, data = await receive.receive()
-                        except anyio.EndOfStream:
-                            break
-                    yield b": keep-alive\n\n" if idle.cancelled_caught else frame(seq, event, data)
-            tg.cancel_scope.cancel()
+    def __init__(self, items: AsyncIterator[Item], closing: anyio.Event):
+        self.items, self.closing = items, closing
 
-    return StreamingResponse(
-        body(), media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
+        send_item, receive_item = anyio.create_memory_object_stream[Item](100)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._pump, send_item)
+                tg.start_soon(_cancel_on_disconnect, receive, tg.cancel_scope)
+                tg.start_soon(_cancel_on, self.closing, tg.cancel_scope)
+                await _body(send, f"retry: {RETRY_MS}\n\n".encode())
+                async with receive_item:
+                    while True:
+                        with anyio.move_on_after(KEEPALIVE_S) as idle:
+                            try:
+                                item = await receive_item.receive()
+                            except anyio.EndOfStream:
+                                break
+                        await _body(send, b": keep-alive\n\n" if idle.cancelled_caught
+                                    else frame(*item))
+                tg.cancel_scope.cancel()
+            await _body(send, b"", more=False)
+        except OSError:  # the client went away mid-send
+            return
+
+    async def _pump(self, send_item: Any) -> None:
+        try:
+            async with send_item:
+                async for item in self.items:
+                    await send_item.send(item)
+        finally:  # unsubscribe the stream's consumer even when cancelled
+            with anyio.CancelScope(shield=True):
+                await self.items.aclose()  # type: ignore[attr-defined]
+
+
+_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"cache-control", b"no-store"), (b"x-accel-buffering", b"no")]
+
+
+async def _body(send: Any, data: bytes, more: bool = True) -> None:
+    await send({"type": "http.response.body", "body": data, "more_body": more})
+
+
+async def _cancel_on_disconnect(receive: Any, scope: anyio.CancelScope) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    scope.cancel()
 
 
 async def _cancel_on(closing: anyio.Event, scope: anyio.CancelScope) -> None:
@@ -132,3 +158,12 @@ async def events(bus: Bus, filt: str, after: int) -> AsyncIterator[Item]:
     async with contextlib.aclosing(deliveries):
         async for d in deliveries:
             yield d.seq, "event", present.event_row(d.seq, msgspec.to_builtins(d.event))
+
+
+async def pings(bus: Bus, filt: str, after: int) -> AsyncIterator[Item]:
+    """Workers' heartbeats (who, and which run), so heartbeat ages stay current."""
+    deliveries = bus.subscribe(filt, stream=subjects.HEARTBEATS_STREAM, start_seq=after + 1)
+    async with contextlib.aclosing(deliveries):
+        async for d in deliveries:
+            if isinstance(d.event, ev.WorkerPinged):
+                yield d.seq, "ping", {"worker_id": d.event.worker_id, "run_id": d.event.run_id}

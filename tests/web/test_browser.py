@@ -6,6 +6,7 @@ Every page is saved as a screenshot under the test's tmp dir."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -144,6 +145,10 @@ async def test_reconnecting_shown_and_the_plot_resumes_without_gap_or_duplicate(
         await me.run.flush()
         got = await eventually(lambda: _with(page, "loss", 14))
         assert got["records"] == 14
+        # the log tail too: every line the job printed, across the drop, once and in order
+        seen = await page.wait_for_selector("#log >> text=tick 30", timeout=20_000)
+        ticks = [int(n) for n in re.findall(r"tick (\d+)", await seen.inner_text())]
+        assert ticks == list(range(1, len(ticks) + 1))
         await screenshot(page, tmp_path, "run-resumed")
         await me.close()
 
@@ -185,3 +190,21 @@ async def test_leaving_a_page_unsubscribes_its_streams(bus, home, tmp_path):
         assert len(bus.nc._subs) == before + 2  # the metrics and the log stream
         await page.goto("about:blank")
         await eventually(lambda: len(bus.nc._subs) == before)
+
+
+async def test_workers_page_follows_heartbeats(bus, home, tmp_path):
+    async with running_dashboard({"default": bus}, home) as d, running_job(
+        bus.url, d, tmp_path, "beat"
+    ) as (_job, run_id, _c), browser_page(tmp_path) as page:
+        await page.goto(f"{d.url}/o/default/workers")
+        row = page.locator("tbody tr", has_text=run_id)
+        await row.wait_for()
+        age = row.locator("td").nth(6)
+        first = await age.inner_text()
+        # no worker event happens meanwhile: only the heartbeats can move the age
+        await eventually(lambda: _changed(age, first))
+        await screenshot(page, tmp_path, "workers")
+
+
+async def _changed(locator, before: str) -> bool:
+    return (await locator.inner_text()) not in (before, "")

@@ -213,3 +213,19 @@ async def test_login_keeps_the_token_in_an_httponly_strict_cookie(tenants):
         await http.post("/logout")
         assert (await http.get("/api/orgs/orga/jobs")).status_code == 401
     await a.close()
+
+
+async def test_an_unexpected_error_is_a_500_without_a_traceback(home):
+    from ow.web import create_app
+
+    async def broken(org: str):
+        raise RuntimeError("secret internals /etc/passwd")
+
+    app = create_app(projector_for=broken, bus_for=broken, home=home)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://web") as http:
+        r = await http.get("/api/orgs/default/jobs")
+        assert r.status_code == 500
+        assert r.json()["error"] == "internal error: see the read service's log"
+        assert "secret internals" not in r.text
+        assert "Traceback" not in r.text

@@ -24,10 +24,13 @@ async def test_workers_and_the_cost_ledger_price_a_real_run(bus, home, tmp_path)
     async with running_dashboard({"default": bus}, home) as d, running_job(
         bus.url, d, tmp_path, "priced", worker_id=worker_id
     ) as (job, run_id, c), httpx.AsyncClient(base_url=d.url) as http:
-        workers = (await http.get("/api/orgs/default/workers")).json()["workers"]
-        (w,) = [w for w in workers if w["worker_id"] == worker_id]
+        async def running_worker():  # its next heartbeat names the run it took
+            workers = (await http.get("/api/orgs/default/workers")).json()["workers"]
+            return next((w for w in workers if w["worker_id"] == worker_id
+                         and w["run_id"] == run_id), None)
+
+        w = await eventually(running_worker)
         assert w["price_per_hour"] == PRICE
-        assert w["run_id"] == run_id
         assert w["cost_usd"] > 0
         assert 0 <= w["heartbeat_age_s"] < 30
         await c.jobs.cancel(job.id)
@@ -75,4 +78,30 @@ async def test_jobs_pages_and_filters(bus, home):
         assert typed["jobs"] == []
         pending = (await http.get("/api/orgs/default/jobs", params={"status": "pending"})).json()
         assert pending["total"] == 3
+    await c.close()
+
+
+async def test_a_runs_artifacts_and_log_download(bus, home, tmp_path):
+    from tests.integration.agents import running_agents
+
+    c = client(bus.url, "default")
+    async with running_dashboard({"default": bus}, home) as d, running_agents(
+        bus.url, "default", 1, tmp_path
+    ), httpx.AsyncClient(base_url=d.url) as http:
+        job = await c.shell.create(command="echo hi > uploads/result.txt; echo done")
+
+        async def finished():
+            body = (await http.get(f"/api/orgs/default/jobs/{job.id}")).json()
+            runs = body["runs_detail"]
+            return runs[0] if body["status"] == "completed" and runs[0]["log_file"] else None
+
+        run = await eventually(finished, timeout=20)
+        (path, file_id), = run["artifacts"].items()
+        assert path == "result.txt"
+        r = await http.get(f"/api/orgs/default/files/{file_id}")
+        assert r.status_code == 200
+        assert r.content == b"hi\n"
+        assert "attachment" in r.headers["content-disposition"]
+        log = await http.get(f"/api/orgs/default/files/{run['log_file']}")
+        assert log.text == "done\n"
     await c.close()

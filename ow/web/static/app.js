@@ -328,6 +328,7 @@ async function workersPage() {
     if (position === null) {
       position = d.position;
       live("/events/stream?aggregate=worker", position, { event: () => load() });
+      live("/workers/pings/stream", d.pings_position, { ping: () => load() });
     }
   });
   await load();
