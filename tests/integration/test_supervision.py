@@ -78,6 +78,7 @@ def _once(mark: Path) -> str:
     return f"if [ -e {mark} ]; then exit 0; fi; touch {mark}; exec sleep 600"
 
 
+@pytest.mark.timeout(180)  # `ow up`/`ow down` on a loaded 2-core machine
 async def test_kill9_of_the_scheduler_under_ow_up_restarts_it_and_says_so(tmp_path):
     async with ow_up(tmp_path) as (url, home):
         (sched,) = await eventually(lambda: children_of(up_pid(home), "ow.scheduler"))
@@ -93,6 +94,7 @@ async def test_kill9_of_the_scheduler_under_ow_up_restarts_it_and_says_so(tmp_pa
             assert (await ow.jobs.wait(job.id, timeout=30)).status == "completed"
 
 
+@pytest.mark.timeout(180)  # `ow up`/`ow down` on a loaded 2-core machine
 async def test_kill9_of_the_local_agent_requeues_its_job_at_once(tmp_path):
     """Finding 9: the job of a killed agent waited for the 2-minute heartbeat limit."""
     mark = tmp_path / "first-run"
@@ -112,6 +114,7 @@ async def test_kill9_of_the_local_agent_requeues_its_job_at_once(tmp_path):
         assert restarted.worker_id == done.runs[0].worker_id != done.runs[1].worker_id
 
 
+@pytest.mark.timeout(180)  # `ow up`/`ow down` on a loaded 2-core machine
 async def test_kill9_of_the_server_mid_job_the_scheduler_lives_and_the_job_completes(tmp_path):
     """The scheduler died with the server (an unhandled timeout while renewing its lease)."""
     flag = tmp_path / "go"
