@@ -541,6 +541,7 @@ class Bus:
                 log.debug("kv create lost: %s", key)
                 return None
             except BusUnavailableError:  # did it land before the answer was lost?
+                log.info("kv create %s: no answer from the server; checking what landed", key)
                 entry = await self._after_outage(bucket, key)
                 if entry is not None:
                     return entry.revision if entry.value == value else None
@@ -562,6 +563,7 @@ class Bus:
                 log.debug("kv update lost: %s at %s", key, last)
                 return None
             except BusUnavailableError:  # did it land before the answer was lost?
+                log.info("kv update %s: no answer from the server; checking what landed", key)
                 entry = await self._after_outage(bucket, key)
                 if entry is None or entry.revision != last:
                     landed = entry is not None and entry.value == value

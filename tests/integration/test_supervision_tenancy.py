@@ -31,6 +31,9 @@ async def test_org_create_then_token_create_back_to_back(tmp_path):
         )
         out, err = proc.stdout.decode(), proc.stderr.decode()
         assert proc.returncode == 0, (out, err)
+        # each command returned once its change was in force (the old `ow org create` said
+        # "`ow up` restarts its server within seconds" and left the next command to race it)
+        assert "org c created (applied to the running server)" in out
         assert "applied to the running server" in err
         token = out.strip().splitlines()[-1]
         assert token.startswith("ow_")
