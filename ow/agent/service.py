@@ -4,7 +4,12 @@ Dispatch: every job event of the org goes through one shared durable pull consum
 event is handed to one agent at a time (no thundering herd); the KV `create` of the claim
 is the fence, not the dispatcher. A dispatch message is acknowledged only once its job has
 left `pending` (this agent started it, or someone else did), so a pending job is never
-forgotten; an agent that cannot serve a job gives it back with a growing delay.
+forgotten; an agent that cannot serve a job gives it back with a growing delay. What to do
+with each offered job event is `policy.offer`'s decision (take, give back, drop).
+
+An agent that sees its own `WorkerTerminated` (the scheduler reaped it, its pod's TTL expired,
+an operator ended it) stops at once: it kills its job, publishes nothing more about it (whoever
+terminated the worker requeues the run) and exits saying why (`Agent.terminated`).
 
 Imports: anyio, `ow.core`, `ow.agent`.
 """
