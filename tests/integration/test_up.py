@@ -106,3 +106,27 @@ def test_one_server_per_store(tmp_path):
         assert not (tmp_path / "store" / "b.conf").exists()
     with NatsServer(tmp_path / "store", name="b") as b:  # free again once the first stopped
         assert b.proc.poll() is None
+
+
+def test_an_orphaned_server_keeps_its_store_locked(tmp_path):
+    """The process that started a server died (kill -9) and left it running: a new start on
+    that store is refused while the orphan runs, naming it."""
+    import signal
+    import subprocess
+
+    from ow.core.errors import BusUnavailableError
+    from ow.core.server import NatsServer
+
+    store = tmp_path / "store"
+    code = ("import sys, threading; from ow.core.server import NatsServer; "
+            f"s = NatsServer({str(store)!r}, name='a').start(); print(s.proc.pid, flush=True); "
+            "threading.Event().wait()")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    orphan = int(parent.stdout.readline())
+    try:
+        parent.kill()  # kill -9 of the process that started the server
+        parent.wait()
+        with pytest.raises(BusUnavailableError, match=f"pid {orphan}"):
+            NatsServer(store, name="b").start()
+    finally:
+        os.kill(orphan, signal.SIGKILL)
