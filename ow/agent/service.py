@@ -16,6 +16,7 @@ Imports: anyio, `ow.core`, `ow.agent`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -332,7 +333,15 @@ class Agent:
             claim=claim, claim_rev=rev, workdir=self.workdir / run_id, env=env,
         )
         log.info("worker_id=%s runs job_id=%s run_id=%s", self.worker_id, state.job_id, run_id)
-        status = await self.current.run()
+        try:
+            status = await self.current.run()
+        except OWError as exc:  # the server stayed away past every retry: hand the job on
+            log.warning("run_id=%s could not report (%s); releasing its claim", run_id, exc)
+            with contextlib.suppress(OWError):
+                await claims.release(self.bus, state.job_id, run_id, "result not reported",
+                                     {"rule": "agent could not reach the server"}, rev=rev)
+            status = ""
+        # (not in a `finally`: on cancellation `_leave` still needs `current` to kill and release)
         self.current = None
         self.failures = self.failures + 1 if status == "failed" else 0
 

@@ -146,3 +146,44 @@ async def _reachable(url: str) -> bool:
         return False
     await bus.close()
     return True
+
+
+def test_services_restart_with_doubling_backoff_and_report_each_restart(tmp_path):
+    """The supervision loop on real processes, with the clock in the test's hand."""
+    from itertools import count
+
+    from ow.cli._supervise import Child, Services
+
+    ids = count(1)
+    now = [100.0]
+
+    def spawn(args, env, log):
+        import subprocess
+
+        return subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+
+    services = Services(spawn, clock=lambda: now[0])
+    child = services.add(Child(
+        "agent", lambda: ["ow.agent", "--worker-id", f"w{next(ids)}"], {"OW_ORG": "o"},
+        tmp_path / "agent.log",
+    ))
+    reports = []
+    for delay in (0.5, 1.0, 2.0):
+        child.proc.wait()
+        assert services.check() == []  # exit noticed, restart not due yet
+        now[0] += delay
+        (restarted,) = services.check()
+        reports.append(restarted)
+    assert [(r.name, r.exit, r.reason) for r in reports] == [("agent", 3, "exited with 3")] * 3
+    assert [r.backoff_s for r in reports] == [0.5, 1.0, 2.0]
+    assert [r.worker_id for r in reports] == ["w1", "w2", "w3"]  # the worker that died
+    assert child.worker_id == "w4"  # each start is a new worker
+    assert {r.org for r in reports} == {"o"}
+    assert len({r.event_id for r in reports}) == 3
+    child.proc.wait()
+    now[0] += 60  # a service that ran for a minute is healthy: the first delay again
+    child.started_at = now[0] - 61
+    assert services.check() == []
+    now[0] += 0.5
+    assert services.check()[0].backoff_s == 0.5
+    services.stop_all()
