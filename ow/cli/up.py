@@ -142,7 +142,8 @@ def _serve(config: Any, root: Path, port: int, quiet: bool) -> None:
         while not stop.wait(defaults.SUPERVISE_INTERVAL_S):
             if server.proc is not None and server.proc.poll() is not None:
                 _restart_server(server, root, reporter, config.org)
-                _write_state(root, server, tenancy.enabled)
+                if server.proc.poll() is None:
+                    _write_state(root, server, tenancy.enabled)
             tenancy.tick()
             for restarted in services.check():
                 # always printed: in the foreground on the terminal, detached into up.log
@@ -170,7 +171,11 @@ def _restart_server(server: NatsServer, root: Path, reporter: Reporter, org: str
     assert server.proc is not None
     code = server.proc.returncode
     print(f"ow up: nats-server exited with {code}; restarting it", flush=True)
-    server.start()
+    try:
+        server.start()
+    except BusUnavailableError as exc:  # e.g. its port was taken meanwhile: the next tick retries
+        print(f"ow up: nats-server did not start again: {exc}", flush=True)
+        return
     reporter.report(ev.ServiceRestarted(
         org=org, name="nats-server", exit=code, reason=f"exited with {code}",
         event_id=uuid7(), ts=ev.now(),
