@@ -4,7 +4,12 @@ Dispatch: every job event of the org goes through one shared durable pull consum
 event is handed to one agent at a time (no thundering herd); the KV `create` of the claim
 is the fence, not the dispatcher. A dispatch message is acknowledged only once its job has
 left `pending` (this agent started it, or someone else did), so a pending job is never
-forgotten; an agent that cannot serve a job gives it back with a growing delay.
+forgotten; an agent that cannot serve a job gives it back with a growing delay. What to do
+with each offered job event is `policy.offer`'s decision (take, give back, drop).
+
+An agent that sees its own `WorkerTerminated` (the scheduler reaped it, its pod's TTL expired,
+an operator ended it) stops at once: it kills its job, publishes nothing more about it (whoever
+terminated the worker requeues the run) and exits saying why (`Agent.terminated`).
 
 Imports: anyio, `ow.core`, `ow.agent`.
 """
@@ -337,7 +342,15 @@ class Agent:
             claim=claim, claim_rev=rev, workdir=self.workdir / run_id, env=env,
         )
         log.info("worker_id=%s runs job_id=%s run_id=%s", self.worker_id, state.job_id, run_id)
-        status = await self.current.run()
+        try:
+            status = await self.current.run()
+        except OWError as exc:  # the server stayed away past every retry: hand the job on
+            log.warning("run_id=%s could not report (%s); releasing its claim", run_id, exc)
+            with contextlib.suppress(OWError):
+                await claims.release(self.bus, state.job_id, run_id, "result not reported",
+                                     {"rule": "agent could not reach the server"}, rev=rev)
+            status = ""
+        # (not in a `finally`: on cancellation `_leave` still needs `current` to kill and release)
         self.current = None
         self.failures = self.failures + 1 if status == "failed" else 0
 

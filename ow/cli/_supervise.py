@@ -20,7 +20,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ class Child:
     due_at: float | None = None  # when the pending restart starts it
     last_exit: int | None = None
     worker_id: str = ""  # the worker an agent child runs as (from its --worker-id)
-    restarts: int = field(default=0)
+    restarts: int = 0
 
     def args(self) -> list[str]:
         return self.argv() if callable(self.argv) else list(self.argv)
@@ -113,10 +113,6 @@ class Services:
                     backoff_s=delay,
                 ))
         return out
-
-    def exited_workers(self) -> list[tuple[Child, str]]:
-        """Agent children that exited and wait for their restart: (child, worker id)."""
-        return [(c, c.worker_id) for c in self.children if c.due_at is not None and c.worker_id]
 
     def stop_all(self) -> None:
         for c in reversed(self.children):

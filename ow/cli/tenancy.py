@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,9 +22,9 @@ from typing import Any
 
 import anyio
 
-from ow.core import tenancy
+from ow.core import defaults, locks, tenancy
 from ow.core.config import Config, from_env
-from ow.core.errors import OWError
+from ow.core.errors import BusUnavailableError, OWError
 from ow.core.server import pid_alive, reload_pid
 
 __all__ = ["Supervisor", "apply", "flush_outbox", "register"]
@@ -71,14 +72,30 @@ def flush_outbox(home: Path, url: str) -> int:
     return len(sent)
 
 
-def _running_server(home: Path) -> tuple[int, str] | None:
-    up = home / "up.json"
-    try:
-        info = json.loads(up.read_text())
-    except (FileNotFoundError, ValueError):
-        return None
-    pid = info.get("nats_pid")
-    return (pid, info.get("url", "")) if pid and pid_alive(pid) else None
+def _running_server(home: Path, timeout_s: float = defaults.SERVER_READY_TIMEOUT_S
+                    ) -> tuple[int, str] | None:
+    """The (nats pid, url) of the `ow up` running on this home, once its server runs with
+    the accounts setting the home asks for; None if no `ow up` runs here.
+
+    `ow up` restarts its server to turn accounts on (the first org), so a change made right
+    after one waits out that restart instead of signalling a server that is going away.
+    """
+    deadline = time.monotonic() + timeout_s
+    while locks.holder(home / "up.lock") is not None:
+        try:
+            info = json.loads((home / "up.json").read_text())
+        except (FileNotFoundError, ValueError):
+            info = {}  # still starting
+        pid = info.get("nats_pid")
+        if pid and pid_alive(pid) and info.get("accounts", False) == tenancy.accounts_on(home):
+            return pid, info.get("url", "")
+        if time.monotonic() > deadline:
+            raise BusUnavailableError(
+                f"the `ow up` running on {home} did not bring its server up with the new "
+                f"accounts within {timeout_s:g}s: see {home / 'up.log'}, then run this again"
+            )
+        time.sleep(0.05)  # a file another process writes: polling is the only option
+    return None
 
 
 def apply(home: Path, url: str) -> str:
@@ -88,9 +105,7 @@ def apply(home: Path, url: str) -> str:
     running = _running_server(home)
     if running is None:
         return "not running: `ow up` applies it when it starts"
-    if not was_on and tenancy.accounts_on(home):  # `ow up` restarts its server (its tick)
-        return "`ow up` restarts its server within seconds to turn accounts on"
-    if changed:
+    if changed and was_on:  # (turning accounts on restarted the server with the new file)
         reload_pid(running[0], home / "nats" / "ow.log")
     flush_outbox(home, running[1] or url)
     return "applied to the running server"
@@ -143,7 +158,8 @@ class Supervisor:
             up = self.root / "up.json"  # where `ow token …` finds the server to reload
             if up.exists():
                 info = json.loads(up.read_text())
-                up.write_text(json.dumps({**info, "nats_pid": self.server.proc.pid}))
+                up.write_text(json.dumps(
+                    {**info, "nats_pid": self.server.proc.pid, "accounts": True}))
         elif tenancy.write_accounts(self.root, state, _now()):
             try:
                 self.server.reload()

@@ -133,7 +133,7 @@ def _serve(config: Any, root: Path, port: int, quiet: bool) -> None:
     for child in children:
         services.add(child)
     tenancy.start(server, env, logs)
-    _write_state(root, server)
+    _write_state(root, server, tenancy.enabled)
     say = (lambda _line: None) if quiet else print
     say(f"ow is up: NATS at {server.url} (org {config.org!r}, data in {root})")
     say(f"logs in {logs}; Ctrl-C stops everything")
@@ -146,6 +146,8 @@ def _serve(config: Any, root: Path, port: int, quiet: bool) -> None:
         while not stop.wait(defaults.SUPERVISE_INTERVAL_S):
             if server.proc is not None and server.proc.poll() is not None:
                 _restart_server(server, root, reporter, config.org)
+                if server.proc.poll() is None:
+                    _write_state(root, server, tenancy.enabled)
             tenancy.tick()
             for restarted in services.check():
                 # always printed: in the foreground on the terminal, detached into up.log
@@ -160,11 +162,12 @@ def _serve(config: Any, root: Path, port: int, quiet: bool) -> None:
         say("ow is down")
 
 
-def _write_state(root: Path, server: NatsServer) -> None:
+def _write_state(root: Path, server: NatsServer, accounts: bool) -> None:
+    """up.json: who runs this home, where its server listens, whether accounts are on."""
     assert server.proc is not None
-    _state_file(root).write_text(
-        json.dumps({"pid": os.getpid(), "url": server.url, "nats_pid": server.proc.pid})
-    )
+    _state_file(root).write_text(json.dumps({
+        "pid": os.getpid(), "url": server.url, "nats_pid": server.proc.pid, "accounts": accounts,
+    }))
 
 
 def _restart_server(server: NatsServer, root: Path, reporter: Reporter, org: str) -> None:
@@ -172,8 +175,11 @@ def _restart_server(server: NatsServer, root: Path, reporter: Reporter, org: str
     assert server.proc is not None
     code = server.proc.returncode
     print(f"ow up: nats-server exited with {code}; restarting it", flush=True)
-    server.start()
-    _write_state(root, server)
+    try:
+        server.start()
+    except BusUnavailableError as exc:  # e.g. its port was taken meanwhile: the next tick retries
+        print(f"ow up: nats-server did not start again: {exc}", flush=True)
+        return
     reporter.report(ev.ServiceRestarted(
         org=org, name="nats-server", exit=code, reason=f"exited with {code}",
         event_id=uuid7(), ts=ev.now(),

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 logging.getLogger("nats.js.kv").setLevel(logging.ERROR)  # warns on every keys() call
 
 _WRONG_LAST_SEQ = (10071, 10164)
+_CAS_RETRIES = 3  # a KV CAS write that timed out is checked and retried this often
 _CONFIG_MISMATCH = 10058
 
 
@@ -541,27 +542,48 @@ class Bus:
     ) -> int | None:
         """Create a key if absent: its revision, or None if someone else holds it."""
         store = await self.kv(bucket)
-        try:
-            with mapped("kv create", key):  # a timeout (server restarting) is unavailability
-                return await store.create(key, value, msg_ttl=ttl_s)
-        except ConflictError:
-            log.debug("kv create lost: %s", key)
-            return None
+        for _ in range(_CAS_RETRIES):
+            try:
+                with mapped("kv create", key):  # a timeout (server restarting): see below
+                    return await store.create(key, value, msg_ttl=ttl_s)
+            except ConflictError:
+                log.debug("kv create lost: %s", key)
+                return None
+            except BusUnavailableError:  # did it land before the answer was lost?
+                log.info("kv create %s: no answer from the server; checking what landed", key)
+                entry = await self._after_outage(bucket, key)
+                if entry is not None:
+                    return entry.revision if entry.value == value else None
+        raise BusUnavailableError(f"kv create {key}: the server stayed unavailable")
 
     async def kv_update(
         self, bucket: str, key: str, value: bytes, last: int, ttl_s: float | None = None
     ) -> int | None:
         """Compare-and-set: the new revision, or None if the key moved past `last`."""
         store = await self.kv(bucket)
-        try:
-            with mapped("kv update", key):  # a timeout (server restarting) is unavailability
-                if ttl_s is None:
-                    return await store.update(key, value, last=last)
-                # the public update() takes no TTL; a renewed lease must keep expiring
-                return await store._update(key, value, last=last, msg_ttl=ttl_s)
-        except ConflictError:
-            log.debug("kv update lost: %s at %s", key, last)
-            return None
+        for _ in range(_CAS_RETRIES):
+            try:
+                with mapped("kv update", key):  # a timeout (server restarting): see below
+                    if ttl_s is None:
+                        return await store.update(key, value, last=last)
+                    # the public update() takes no TTL; a renewed lease must keep expiring
+                    return await store._update(key, value, last=last, msg_ttl=ttl_s)
+            except ConflictError:
+                log.debug("kv update lost: %s at %s", key, last)
+                return None
+            except BusUnavailableError:  # did it land before the answer was lost?
+                log.info("kv update %s: no answer from the server; checking what landed", key)
+                entry = await self._after_outage(bucket, key)
+                if entry is None or entry.revision != last:
+                    landed = entry is not None and entry.value == value
+                    return entry.revision if landed and entry else None
+        raise BusUnavailableError(f"kv update {key}: the server stayed unavailable")
+
+    async def _after_outage(self, bucket: str, key: str) -> KvEntry | None:
+        """A key's entry once the server answers again (a CAS write whose answer was lost
+        may have landed: the caller compares values)."""
+        await self._wait_connected()
+        return await self.kv_get(bucket, key)
 
     async def kv_delete(self, bucket: str, key: str, last: int) -> bool:
         """Delete with CAS: False if the key moved past `last`."""

@@ -55,6 +55,8 @@ RESTART_BACKOFF_FIRST_S = 0.5
 RESTART_BACKOFF_MAX_S = 30.0
 RESTART_HEALTHY_AFTER_S = 60.0
 SUPERVISE_INTERVAL_S = 0.2  # how often `ow up` looks at its children
+# `ow org create` / `ow token …` wait this long for a running `ow up` to restart its server
+SERVER_READY_TIMEOUT_S = 60.0
 
 CLAIM_DELAY_MAX_S = 0.25
 DISPATCH_ACK_WAIT_S = 30.0

@@ -4,7 +4,9 @@
 process's pid into it; it returns the open descriptor (the lock lives as long as it stays
 open: `release(fd)`, or the process's exit, even by kill -9) or None if another process (or
 another descriptor of this one) holds it. `holder(path)` is the pid written by the holder,
-or None when nobody holds the lock. Descriptors are not inherited by child processes.
+or None when nobody holds the lock. Descriptors are not inherited by child processes unless
+passed on purpose (the embedded server holds its store's lock with the process that started
+it: `note_holder` names it).
 
 Imports: stdlib only.
 """
@@ -17,7 +19,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["hold", "holder", "release", "try_lock"]
+__all__ = ["hold", "holder", "note_holder", "release", "try_lock"]
 
 
 def try_lock(path: str | Path) -> int | None:
@@ -31,6 +33,12 @@ def try_lock(path: str | Path) -> int | None:
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     return fd
+
+
+def note_holder(fd: int, pid: int) -> None:
+    """Write another pid as the holder (a child the descriptor was passed to holds it too)."""
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(pid).encode(), 0)
 
 
 def release(fd: int | None) -> None:

@@ -106,10 +106,14 @@ class NatsServer:
         conf = self.store_dir / f"{self.name}.conf"
         conf.write_text(self._config())
         self._ready = threading.Event()
+        # the server holds the store's lock too: it stays locked while an orphaned server
+        # runs on it (the `ow up` that started it was killed), until that server exits
+        assert self._lock is not None
         self.proc = subprocess.Popen(
-            [find_binary(), "-c", str(conf)],
+            [find_binary(), "-c", str(conf)], pass_fds=(self._lock,),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
         )
+        locks.note_holder(self._lock, self.proc.pid)
         threading.Thread(target=self._pump, daemon=True, name=f"nats-log-{self.name}").start()
         if wait_ready:
             self.wait_ready(timeout)
@@ -124,8 +128,8 @@ class NatsServer:
         if self._lock is None:
             raise BusUnavailableError(
                 f"the JetStream store {self.store_dir} is in use by another nats-server "
-                f"(started by pid {locks.holder(lock)}): stop that one first, or give this "
-                "server its own store directory"
+                f"(pid {locks.holder(lock)}): stop that one first, or give this server its own "
+                "store directory"
             )
 
     def _pump(self) -> None:

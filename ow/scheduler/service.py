@@ -13,6 +13,11 @@ and on a tick, then carries the actions out:
 - Requeue: `ow.core.claims.release` (CAS-delete the claim, then `JobRequeued`).
 - DropClaim / the reconciler: claims in `ow_claims` the log does not explain are repaired.
 
+While leading it also asks the provider, every `defaults.POD_STATUS_POLL_S`, about the pods it
+recorded: a pod reported exited (a local agent process that died, a RunPod pod that stopped)
+is evidence that its worker is lost now (`plan`'s process_exited rule), as is a
+`ServiceRestarted` from `ow up` naming the worker of an agent it restarted.
+
 No event, action or provider failure stops the loop: each is logged and the next tick retries.
 
 Imports: anyio, msgspec, `ow.core` and `ow.scheduler`.

@@ -204,3 +204,31 @@ async def test_a_local_agent_killed_mid_job_is_lost_at_once_by_its_exit(nats_ser
 async def _completed(bus, job_id):
     state = await job_state(bus, job_id)
     return state if state.status == "completed" else None
+
+
+async def test_the_scheduler_survives_a_server_killed_under_it(fresh_nats, org, caplog):
+    """kill -9 of the server while the scheduler leads: its lease renewal timed out with an
+    unhandled nats TimeoutError and the scheduler died. Now it waits the outage out, leads
+    again and acts on what comes after."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="ow.core.bus")
+    setup = await bus_mod.connect(fresh_nats.url, org=org, actor="test")
+    await setup.provision()
+    await setup.close()
+    async with scheduler(fresh_nats.url, org, FakeRunPod()) as s:
+        await eventually(lambda: s.is_leader)
+        fresh_nats.proc.kill()  # kill -9
+        fresh_nats.proc.wait()
+        lease = subjects.lease_key("scheduler", org)
+        # the renewal that met the dead server (the old code died of its TimeoutError here)
+        await eventually(lambda: f"kv update {lease}: no answer" in caplog.text, timeout=30)
+        fresh_nats.start()  # the same port and store
+        b = await bus_mod.connect(fresh_nats.url, org=org, actor="test")
+        try:
+            await b.publish(ev.JobSubmitted(job_id="after", image="img", requires_vram_gb=0))
+            (p,) = await eventually(lambda: events_of(b, ev.WorkerProvisioned), timeout=30)
+            assert p.job_ids == ["after"]
+        finally:
+            await b.close()
+        assert s.is_leader
