@@ -17,6 +17,7 @@ Imports: stdlib, anyio, `ow`.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import random
@@ -171,10 +172,8 @@ async def inject(stack: Stack, fault: Fault, rng: random.Random) -> None:
 
 
 def _signal(pid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 async def tail(client: AsyncOpenWeights, run: Run, t0: float) -> None:
@@ -217,9 +216,9 @@ async def chaos(stack: Stack, run: Run, duration: float, rng: random.Random, t0:
         await anyio.sleep(rng.uniform(*gap))
 
 
-async def settle(client: AsyncOpenWeights, run: Run, timeout: float) -> dict[str, Any]:
+async def settle(client: AsyncOpenWeights, run: Run, timeout_s: float) -> dict[str, Any]:
     """Wait until every job is terminal; returns job_id -> Job."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + timeout_s
     while True:
         jobs = {j.id: j for j in await client.jobs.list() if j.id in run.jobs}
         open_ = [j for j in run.jobs if j not in jobs or jobs[j].status not in
@@ -228,7 +227,7 @@ async def settle(client: AsyncOpenWeights, run: Run, timeout: float) -> dict[str
             return jobs
         if time.monotonic() > deadline:
             raise AssertionError(
-                f"{len(open_)} of {len(run.jobs)} jobs not terminal after {timeout:.0f}s, e.g. "
+                f"{len(open_)} of {len(run.jobs)} jobs not terminal after {timeout_s:.0f}s, e.g. "
                 + ", ".join(f"{j}={jobs[j].status if j in jobs else 'missing'}"
                             for j in open_[:5]))
         await anyio.sleep(0.5)
