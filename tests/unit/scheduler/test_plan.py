@@ -320,6 +320,8 @@ def test_multi_gpu_only_when_asked(vram, allowed, gpus):
         else:
             assert isinstance(a, Notice)
             assert a.rule == "no_hardware"
+            assert a.message.startswith(f"needs {vram:g} GB VRAM")
+            assert " — " in a.message  # then what to do about it
 
 
 @pytest.mark.parametrize(
