@@ -166,7 +166,7 @@ async def exec_job(command: str, mounts: list[str], vram: float, detach: bool = 
 
     from ow.cli import _app, render
     from ow.core.ids import uuid7
-    from ow.sdk import Jobs, _pending
+    from ow.sdk import Jobs
 
     class Exec(Jobs):
         job_type = "exec"
@@ -182,35 +182,15 @@ async def exec_job(command: str, mounts: list[str], vram: float, detach: bool = 
             job = await Exec(c).create(command=command, nonce=uuid7())
             print(job.id)
             return 0
-        bus = await c.bus()
-        done = anyio.Event()
-        box: dict[str, Any] = {"state": None, "interrupted": False}
+        box: dict[str, Any] = {"interrupted": False}
         state, job_id = None, ""
         with anyio.CancelScope() as scope:
             async with anyio.create_task_group() as outer:
                 await outer.start(_interrupted, scope, box)
                 job = await Exec(c).create(command=command, nonce=uuid7())  # always runs anew
                 job_id = job.id
-                err.print(f"[bright_black]job {job.id}[/]")
-                folded = anyio.Event()  # the watch judges notices against the job's state
-
-                def on_state(s: JobState) -> None:
-                    box["state"] = s
-                    folded.set()
-
-                async def watch() -> None:
-                    await folded.wait()
-                    await _pending.watch(bus, job_id, lambda: box["state"], _say(err))
-
-                async with anyio.create_task_group() as logs:
-                    async def on_run(run_id: str) -> None:
-                        logs.start_soon(write_log, bus, run_id, True, done)
-
-                    async with anyio.create_task_group() as side:
-                        side.start_soon(watch)
-                        state = await follow_job(bus, job.id, on_run, on_state)
-                        side.cancel_scope.cancel()
-                    done.set()
+                err.print(f"[bright_black]job {job_id}[/]")
+                state = await _follow(await c.bus(), job_id, err)
                 outer.cancel_scope.cancel()
         if box["interrupted"] or state is None:
             return await _cancel(c, job_id, err) if job_id else INTERRUPTED
@@ -219,6 +199,34 @@ async def exec_job(command: str, mounts: list[str], vram: float, detach: bool = 
         return last.exit_code or 0 if last else 0
     render.error(f"job {job_id} {state.status}: {state.error}")
     return (last.exit_code if last and last.exit_code else 1)
+
+
+async def _follow(bus: Any, job_id: str, err: Any) -> JobState:
+    """Follow a job to its end: its runs' output to stdout, the scheduler's reasons for a
+    wait to stderr (each once)."""
+    from ow.sdk import _pending
+
+    done, folded = anyio.Event(), anyio.Event()
+    box: dict[str, Any] = {"state": None}
+
+    def on_state(s: JobState) -> None:
+        box["state"] = s
+        folded.set()
+
+    async def watch() -> None:
+        await folded.wait()  # notices are judged against the job's state
+        await _pending.watch(bus, job_id, lambda: box["state"], _say(err))
+
+    async with anyio.create_task_group() as logs:
+        async def on_run(run_id: str) -> None:
+            logs.start_soon(write_log, bus, run_id, True, done)
+
+        async with anyio.create_task_group() as side:
+            side.start_soon(watch)
+            state = await follow_job(bus, job_id, on_run, on_state)
+            side.cancel_scope.cancel()
+        done.set()
+    return state
 
 
 async def deploy_model(model: str, vram: float | None = None) -> int:

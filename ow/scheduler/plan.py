@@ -292,10 +292,10 @@ def _cooling(view: View, hw: Hardware, now: datetime) -> datetime | None:
     return max((u for u in until if u is not None and now < u), default=None)
 
 
-def _why_not(view: View, job: JobView) -> tuple[str, dict[str, Any]]:
+def _why_not(view: View, job: JobView, staying: list[WorkerView]) -> tuple[str, dict[str, Any]]:
     """What to tell the user of a job no offer fits, and the numbers behind it."""
     need = f"needs {job.requires_vram_gb:g} GB VRAM"
-    biggest = max((w.vram_gb for w in view.workers if w.status in LIVE), default=0)
+    biggest = max((w.vram_gb for w in staying), default=0)
     here = f"the largest worker here has {biggest:g} GB"
     gpu_rows = [h for h in view.offers if h.count > 0]
     single = largest_single(view.offers)
@@ -304,8 +304,7 @@ def _why_not(view: View, job: JobView) -> tuple[str, dict[str, Any]]:
         "gpus": job.gpus, "largest_worker_vram_gb": biggest,
         "offers": [h.name for h in view.offers],
     }
-    cpu = any(h.count == 0 for h in view.offers) or any(
-        w.status in LIVE and not w.vram_gb for w in view.workers)
+    cpu = any(h.count == 0 for h in view.offers) or any(not w.vram_gb for w in staying)
     if not gpu_rows:
         offered = ", ".join(h.name for h in view.offers) or "nothing"
         hint = " — pass requires_vram_gb=0 to run on this CPU" if cpu else ""
@@ -326,13 +325,25 @@ def _why_not(view: View, job: JobView) -> tuple[str, dict[str, Any]]:
 
 
 def _provision(
-    view: View, unserved: list[JobView], live_count: int, now: datetime, limits: Limits
+    view: View, unserved: list[JobView], staying: list[WorkerView], live_count: int,
+    now: datetime, limits: Limits,
 ) -> list[Action]:
+    """Provision for, or explain, each job no free worker serves. `staying`: the live
+    workers this plan does not retire."""
     out: list[Action] = []
     ready = tuple(h for h in view.offers if _cooling(view, h, now) is None)
     for job in unserved:
         if cheapest(job.requires_vram_gb, job.allowed_hardware, view.offers, job.gpus) is None:
-            message, evidence = _why_not(view, job)
+            able = sorted(w.worker_id for w in staying
+                          if w.status in ("starting", "active") and can_serve(w, job))
+            if able:  # nothing to start, but a busy worker here will take it when free
+                out += _notice(
+                    view, job.job_id, "workers_busy",
+                    f"waiting for a busy worker: {len(able)} here can run it, none is free",
+                    workers=able,
+                )
+                continue
+            message, evidence = _why_not(view, job, staying)
             out += _notice(view, job.job_id, UNSCHEDULABLE, message, **evidence)
             continue
         hw = cheapest(job.requires_vram_gb, job.allowed_hardware, ready, job.gpus)
@@ -406,8 +417,8 @@ def plan(view: View, now: datetime, limits: Limits) -> list[Action]:
                 actions += idle
     known = {w.worker_id for w in view.workers}
     in_flight = {wid for wid in view.reservations.values() if wid not in known}
-    live_count = sum(1 for w in live if w.worker_id not in retired) + len(in_flight)
-    actions += _provision(view, unserved, live_count, now, limits)
+    staying = [w for w in live if w.worker_id not in retired]
+    actions += _provision(view, unserved, staying, len(staying) + len(in_flight), now, limits)
     return actions
 
 

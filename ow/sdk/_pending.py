@@ -3,9 +3,9 @@
 The scheduler publishes `SchedulerNoticed{subject_id=job_id, rule, message, evidence}` on
 `subjects.aggregate_subject(org, "scheduler", job_id)` when a job cannot be served (it plans on
 every change, debounced by `SCHEDULER_DEBOUNCE_S`, so within a second of the submit). A notice
-*stands* while the job is still pending and nothing happened to the job since (no run started
-or ended after it). `reason` reads the standing one; `watch` follows them live for `job.wait()`,
-`ow exec`, `ow deploy` and `api.deploy`.
+*stands* while the job is still pending and has had no event since. `reason` reads the
+standing one; `watch` follows them live for `job.wait()`, `ow exec`, `ow deploy` and
+`api.deploy`.
 
 Imports: anyio and `ow.core`.
 """
@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 import anyio
@@ -29,18 +28,14 @@ __all__ = ["reason", "reason_of", "stands", "watch"]
 log = logging.getLogger(__name__)
 
 
-def _pending_since(state: JobState) -> datetime | None:
-    """When the job last became pending (its submit, or the end of its last run)."""
-    times = [state.created_at] + [r.finished_at or r.started_at for r in state.runs]
-    return max((t for t in times if t is not None), default=None)
-
-
 def stands(notice: ev.SchedulerNoticed | None, state: JobState | None) -> bool:
-    """Whether `notice` still explains why the job waits."""
+    """Whether `notice` still explains why the job waits: the job is pending and nothing
+    happened to it since the notice. (The scheduler forgets a notice whenever the job has an
+    event, and notices again within its debounce if the reason holds, so a notice older than
+    the job's last event is history: a reason from before a reset, a requeue, ...)"""
     if notice is None or state is None or state.status != "pending" or state.cancel_requested:
         return False
-    since = _pending_since(state)
-    return since is None or notice.ts is None or notice.ts >= since
+    return state.updated_at is None or notice.ts is None or notice.ts >= state.updated_at
 
 
 async def last_notice(bus: Any, job_id: str) -> ev.SchedulerNoticed | None:

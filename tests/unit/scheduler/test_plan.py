@@ -320,6 +320,8 @@ def test_multi_gpu_only_when_asked(vram, allowed, gpus):
         else:
             assert isinstance(a, Notice)
             assert a.rule == "no_hardware"
+            assert a.message.startswith(f"needs {vram:g} GB VRAM")
+            assert " — " in a.message  # then what to do about it
 
 
 @pytest.mark.parametrize(
@@ -354,3 +356,16 @@ def test_the_cluster_passes_the_gpu_count_and_the_cooldown_ladder_to_the_plan():
     c.apply(ev.WorkerProvisioned(worker_id="w1", provider="runpod", pod_id="p1",
                                  hardware="2x A6000", job_ids=["j1"]))
     assert c.failures == {}  # it started: the ladder starts again from the bottom
+
+
+def test_a_job_a_busy_worker_can_run_waits_for_it_and_is_not_unschedulable():
+    cpu = (GPU_TABLE[0],)
+    busy = worker(hw="cpu", vram=40, run="r1", image="*")
+    (n,) = plan(View(pending=(job(vram=12),), workers=(busy,), offers=cpu), NOW, L)
+    assert isinstance(n, Notice)
+    assert n.rule == "workers_busy"
+    assert n.message == "waiting for a busy worker: 1 here can run it, none is free"
+    assert n.evidence["workers"] == ["w1"]
+    lost = worker(hw="cpu", vram=40, run="r1", image="*", ping=500)  # retired: it does not count
+    (req, term, n) = plan(View(pending=(job(vram=12),), workers=(lost,), offers=cpu), NOW, L)
+    assert n.rule == "no_hardware"
