@@ -22,7 +22,7 @@ from typing import Any
 
 import anyio
 
-from ow.core import defaults
+from ow.core import defaults, locks
 
 __all__ = ["main", "register", "serve", "state_file"]
 
@@ -48,7 +48,7 @@ async def serve(
         async with anyio.create_task_group() as tg:
             await tg.start(svc.run)
             port = await _start_web(tg, svc, home, host, web_port) if web_port is not None else None
-            state.write_text(json.dumps({"pid": os.getpid(), "web_port": port, "url": url}))
+            locks.write_state(state, {"pid": os.getpid(), "web_port": port, "url": url})
             announce(f"read service: orgs {', '.join(sorted(svc.orgs))} on {url}")
             if port:
                 announce(f"dashboard: http://{host}:{port}")

@@ -158,8 +158,8 @@ class Supervisor:
             up = self.root / "up.json"  # where `ow token …` finds the server to reload
             if up.exists():
                 info = json.loads(up.read_text())
-                up.write_text(json.dumps(
-                    {**info, "nats_pid": self.server.proc.pid, "accounts": True}))
+                locks.write_state(
+                    up, {**info, "nats_pid": self.server.proc.pid, "accounts": True})
         elif tenancy.write_accounts(self.root, state, _now()):
             try:
                 self.server.reload()

@@ -165,9 +165,9 @@ def _serve(config: Any, root: Path, port: int, quiet: bool) -> None:
 def _write_state(root: Path, server: NatsServer, accounts: bool) -> None:
     """up.json: who runs this home, where its server listens, whether accounts are on."""
     assert server.proc is not None
-    _state_file(root).write_text(json.dumps({
+    locks.write_state(_state_file(root), {
         "pid": os.getpid(), "url": server.url, "nats_pid": server.proc.pid, "accounts": accounts,
-    }))
+    })
 
 
 def _restart_server(server: NatsServer, root: Path, reporter: Reporter, org: str) -> None:

@@ -19,7 +19,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["hold", "holder", "note_holder", "release", "try_lock"]
+__all__ = ["hold", "holder", "note_holder", "release", "try_lock", "write_state"]
 
 
 def try_lock(path: str | Path) -> int | None:
@@ -73,3 +73,16 @@ def hold(path: str | Path) -> Iterator[bool]:
         yield fd is not None
     finally:
         release(fd)
+
+
+def write_state(path: str | Path, data: dict) -> None:
+    """Write a small JSON state file (up.json, serve.json) atomically, owner-only: a reader
+    never sees it half written."""
+    import json
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(data))
+    os.replace(tmp, path)
