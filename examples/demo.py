@@ -1,4 +1,5 @@
-"""`make demo`: `ow up` in the background, then the main jobs end to end, then `ow down`.
+"""`make demo`: `ow up` in the background, then the main jobs end to end; the stack stays up
+so the demo's jobs stay visible on the dashboard (its address is printed; `ow down` stops it).
 
 1. the cookbook's custom addition job (a=5, b=9), its events and output shown live;
 2. an SFT LoRA run on a tiny model built here (random weights, a locally trained tokenizer:
@@ -135,6 +136,7 @@ async def deploy(ow, model: str) -> None:
 
 async def main() -> None:
     from ow import AsyncOpenWeights
+    from ow.cli.serve import dashboard_url
     from ow.cli.up import down, start_detached
     from ow.core.server import free_port
 
@@ -142,7 +144,11 @@ async def main() -> None:
     os.environ["OW_HOME"] = home
     url = start_detached(free_port(), home)
     os.environ["OW_URL"] = url
-    print(f"ow up: NATS at {url}, scheduler (local provider) and one local agent")
+    print(f"ow up: NATS at {url}, scheduler (local provider), one local agent, read service")
+    dashboard = await anyio.to_thread.run_sync(dashboard_url, Path(home))
+    if dashboard:
+        print(f"dashboard: {dashboard}  (watch the jobs below appear there, live)")
+    ok = False
     try:
         load_cookbook_job()
         import payloads.jobs  # noqa: F401 - the built-in job types (fine_tuning, inference, api)
@@ -154,9 +160,14 @@ async def main() -> None:
             adapter = await fine_tune(ow, model)
             await infer(ow, adapter)
             await deploy(ow, model)
+        ok = True
     finally:
-        down(home)
-        print("\now down: everything stopped")
+        if ok and dashboard:
+            print(f"\nthe demo's stack stays up: its jobs are on the dashboard at {dashboard}\n"
+                  f"stop it with: OW_HOME={home} ow down")
+        else:
+            down(home)
+            print("\now down: everything stopped")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,33 @@ def state_file(home: Path) -> Path:
     return Path(home) / "serve.json"
 
 
+def dashboard_url(home: Path, timeout_s: float = 15.0) -> str | None:
+    """The running service's dashboard address (from serve.json), waiting up to `timeout_s`
+    for it to start; None if it serves none (or is not up by then)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with contextlib.suppress(OSError, ValueError):
+            info = json.loads(state_file(home).read_text())
+            return f"http://127.0.0.1:{info['web_port']}" if info.get("web_port") else None
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.1)  # a file another process writes: polling is the only option
+
+
+def _free(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 async def serve(
     *, url: str, home: Path, web_port: int | None = defaults.WEB_PORT, host: str = "127.0.0.1",
     orgs: tuple[str, ...] = (), announce: Any = print,
@@ -66,6 +93,9 @@ async def _start_web(tg: Any, svc: Any, home: Path, host: str, port: int) -> int
         log.info("no ow.web in this build: serving queries without a dashboard")
         return None
     app = web.create_app(projector_for=svc.projector_for, bus_for=svc.bus_for, home=home)
+    if port and not _free(host, port):  # another stack's dashboard: take a free port
+        log.warning("dashboard port %s is taken: serving on a free port", port)
+        port = 0
     return await tg.start(_web, web, app, host, port)
 
 

@@ -137,8 +137,8 @@ def _serve(config: Any, root: Path, port: int, quiet: bool) -> None:
     say = (lambda _line: None) if quiet else print
     say(f"ow is up: NATS at {server.url} (org {config.org!r}, data in {root})")
     say(f"logs in {logs}; Ctrl-C stops everything")
-    if importlib.util.find_spec("ow.web") is not None:
-        say(f"dashboard: http://127.0.0.1:{defaults.WEB_PORT}")
+    if not quiet and importlib.util.find_spec("ow.web") is not None:
+        threading.Thread(target=_say_dashboard, args=(root,), daemon=True).start()
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -160,6 +160,14 @@ def _serve(config: Any, root: Path, port: int, quiet: bool) -> None:
         server.stop()
         _state_file(root).unlink(missing_ok=True)
         say("ow is down")
+
+
+def _say_dashboard(root: Path) -> None:
+    """Print the dashboard's address once the read service serves it."""
+    from ow.cli.serve import dashboard_url
+
+    if url := dashboard_url(root):
+        print(f"dashboard: {url}", flush=True)
 
 
 def _write_state(root: Path, server: NatsServer, accounts: bool) -> None:
@@ -245,6 +253,7 @@ def register(app: Any) -> None:
             print(f"ow is already up at {url} (stop it with `ow down`)")
         elif detach:
             print(f"ow is up: NATS at {start_detached(port)} (stop it with `ow down`)")
+            _say_dashboard(from_env().home_path)
         else:
             serve(port)
 
