@@ -68,22 +68,6 @@ async def read_batches(
             yield buf
         if start_seq > stop_at:
             return
-    async for batch in _subscribed(bus, stream, subject_filter, start_seq=start_seq,
-                                   stop_at=stop_at, max_batch=max_batch, max_bytes=max_bytes):
-        yield batch
-
-
-async def _subscribed(
-    bus: Bus,
-    stream: str,
-    subject_filter: str,
-    *,
-    start_seq: int,
-    stop_at: int | None,
-    max_batch: int,
-    max_bytes: int,
-) -> AsyncIterator[list[Msg]]:
-    """`read_batches` through the bus's batched subscription (following live, or a fallback)."""
     async for part in bus.subscribe_batches(stream, subject_filter, start_seq=start_seq,
                                             stop_at=stop_at, max_batch=max_batch,
                                             max_bytes=max_bytes):
