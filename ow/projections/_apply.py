@@ -9,7 +9,7 @@ next to the code that builds their rows.
 
 Rows are loaded through Arrow tables (never `executemany`).
 
-Imports: duckdb and pyarrow (lazily), `ow.core` and the projection's private modules.
+Imports: `ow.core` and the projection's private modules (which load duckdb and pyarrow lazily).
 """
 
 from __future__ import annotations
