@@ -434,6 +434,94 @@ class Bus:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
 
+    async def subscribe_batches(
+        self,
+        stream: str,
+        subject: str,
+        *,
+        start_seq: int = 1,
+        stop_at: int | None = None,
+        max_batch: int = 10_000,
+        max_bytes: int = 16 << 20,
+    ) -> AsyncIterator[list[tuple[int, str, bytes, int]]]:
+        """Ordered, gap-free messages of a subject filter from `start_seq`, in batches of
+        `(seq, subject, data, stored_ns)`; ends after `stop_at` if given, else follows live.
+
+        `subscribe` yields one message per `await` (an asyncio task per message in nats-py's
+        iterator: about 35k messages/s); this takes the same ordered consumer with a callback
+        that appends into a list (about 100k messages/s) and hands out whatever has arrived,
+        at most `max_batch` messages and `max_bytes` of data (`take_batch`). With `stop_at`,
+        a batch is held until it is full or reaches `stop_at`."""
+        if stop_at is not None and stop_at < start_seq:
+            return
+        buf: list[tuple[int, str, bytes, int]] = []
+        last = [start_seq - 1]
+        size = [0]  # bytes in buf
+        wake = [anyio.Event()]
+
+        def full() -> bool:
+            return (stop_at is None or last[0] >= stop_at or len(buf) >= max_batch
+                    or size[0] >= max_bytes)
+
+        async def on_msg(msg: Any) -> None:
+            seq, ts = self._ack_meta(msg.reply)
+            if seq <= last[0]:
+                return  # redelivered after a consumer reset
+            last[0] = seq
+            buf.append((seq, msg.subject, msg.data, ts))
+            size[0] += len(msg.data)
+            if full():
+                wake[0].set()
+
+        cfg = api.ConsumerConfig(
+            deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=max(1, start_seq)
+        )
+        with mapped("subscribe", subject):
+            sub = await self.js.subscribe(
+                subject, stream=stream, ordered_consumer=True, config=cfg, cb=on_msg,
+                idle_heartbeat=2.0, pending_msgs_limit=-1, pending_bytes_limit=-1,
+            )
+        try:
+            while True:
+                await wake[0].wait()
+                wake[0] = anyio.Event()
+                batch = self.take_batch(buf, max_batch, max_bytes)
+                size[0] = sum(len(m[2]) for m in buf)
+                if buf and full():
+                    wake[0].set()
+                if stop_at is not None and batch and batch[-1][0] >= stop_at:
+                    yield [m for m in batch if m[0] <= stop_at]
+                    return
+                if batch:
+                    yield batch
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    @staticmethod
+    def take_batch(buf: list[Any], max_batch: int, max_bytes: int) -> list[Any]:
+        """Remove and return the first messages (`(seq, subject, data, ...)` tuples) of
+        `buf`: at most `max_batch`, and at most `max_bytes` of data unless a single message
+        is larger."""
+        n, total = 0, 0
+        for m in buf[:max_batch]:
+            total += len(m[2])
+            if n and total > max_bytes:
+                break
+            n += 1
+        batch = buf[:n]
+        del buf[:n]
+        return batch
+
+    @staticmethod
+    def _ack_meta(reply: str) -> tuple[int, int]:
+        """(stream sequence, store time in ns) from a JetStream ack subject."""
+        tokens = reply.split(".")
+        if len(tokens) == 9:  # $JS.ACK.<stream>.<consumer>.<dlv>.<sseq>.<cseq>.<ts>.<pending>
+            return int(tokens[5]), int(tokens[7])
+        # $JS.ACK.<domain>.<account>.<stream>.<consumer>.<dlv>.<sseq>.<cseq>.<ts>.<pending>...
+        return int(tokens[7]), int(tokens[9])
+
     async def read_range(
         self, stream: str, subject: str, start_seq: int, stop_at: int
     ) -> AsyncIterator[list[tuple[int, str, bytes, int]]]:

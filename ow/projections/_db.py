@@ -5,9 +5,10 @@ DuckDB allows one writing process per file. Opening a file another process holds
 what to do. A file DuckDB cannot open (truncated, garbage) is moved aside as
 `<name>.corrupt-<UTC time>` with a one-line warning and a fresh one is made: a projection is
 only a cache of the log, so the caller's catch-up rebuilds it. No duckdb exception crosses
-this module's functions (`mapped`).
+this module's functions (`mapped`). The tables are declared by the modules that write them
+(`_tables.Table`); the schema here is derived from those declarations.
 
-Imports: duckdb (lazily), stdlib and `ow.core`.
+Imports: duckdb (lazily), stdlib, `ow.core` and the projection's table declarations.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from ow.core.errors import ProjectionError, ProjectionLockedError  # re-exported: their old home
+from ow.projections._control import EVENTS, FILES, JOBS, RUNS, WORKERS
+from ow.projections._heartbeats import PINGS
+from ow.projections._metrics import METRICS
+from ow.projections._tables import ANOMALIES, POSITIONS
 
 __all__ = [
     "STREAMS", "TABLES", "ProjectionError", "ProjectionLockedError", "connect", "mapped", "rows",
@@ -29,56 +34,13 @@ __all__ = [
 #: streams a projection folds, in the order a rebuild reads them
 STREAMS = ("OW_EVENTS", "OW_METRICS", "OW_HEARTBEATS")
 
-#: JSON documents are compressed with zstd: DuckDB's default string compressions
-#: (dictionary, FSST) spent 0.3 s of a 1M-event rebuild analysing them at the last checkpoint,
-#: after every stream had finished, for a file twice the size (bench/bench_projection.py)
-_DDL = """
-CREATE TABLE IF NOT EXISTS positions (stream VARCHAR PRIMARY KEY, seq BIGINT NOT NULL);
-CREATE TABLE IF NOT EXISTS events (
-    seq BIGINT, stream VARCHAR, subject VARCHAR, type VARCHAR, event_id VARCHAR,
-    org VARCHAR, ts TIMESTAMPTZ, actor VARCHAR, json JSON USING COMPRESSION zstd);
-CREATE TABLE IF NOT EXISTS jobs (
-    job_id VARCHAR, org VARCHAR, type VARCHAR, model VARCHAR, status VARCHAR, gen INTEGER,
-    error VARCHAR, cancel_requested BOOLEAN, requires_vram_gb DOUBLE, image VARCHAR,
-    runs INTEGER, run_id VARCHAR, worker_id VARCHAR, outputs JSON USING COMPRESSION zstd,
-    params JSON USING COMPRESSION zstd, created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ,
-    state JSON USING COMPRESSION zstd);
-CREATE TABLE IF NOT EXISTS runs (
-    run_id VARCHAR, job_id VARCHAR, gen INTEGER, worker_id VARCHAR, claim_rev BIGINT,
-    status VARCHAR, started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ, exit_code INTEGER,
-    error VARCHAR, log_file VARCHAR, outputs JSON USING COMPRESSION zstd,
-    artifacts JSON USING COMPRESSION zstd);
-CREATE TABLE IF NOT EXISTS workers (
-    worker_id VARCHAR, status VARCHAR, provider VARCHAR, pod_id VARCHAR, hardware VARCHAR,
-    gpus JSON, vram_gb DOUBLE, image VARCHAR, price_per_hour DOUBLE,
-    provisioned_at TIMESTAMPTZ, registered_at TIMESTAMPTZ, terminated_at TIMESTAMPTZ,
-    last_ping TIMESTAMPTZ, run_id VARCHAR, reason VARCHAR, state JSON);
-CREATE TABLE IF NOT EXISTS pings (
-    worker_id VARCHAR PRIMARY KEY, ts TIMESTAMPTZ, run_id VARCHAR, seq BIGINT);
-CREATE TABLE IF NOT EXISTS files (
-    file_id VARCHAR, purpose VARCHAR, filename VARCHAR, size_bytes BIGINT, sha256 VARCHAR,
-    store VARCHAR, key VARCHAR, created_at TIMESTAMPTZ, seq BIGINT);
-CREATE TABLE IF NOT EXISTS metrics (
-    seq BIGINT, idx INTEGER, run_id VARCHAR, job_id VARCHAR, step BIGINT, key VARCHAR,
-    value DOUBLE, ts TIMESTAMPTZ, raw JSON);
-ALTER TABLE metrics ADD COLUMN IF NOT EXISTS raw JSON;
-CREATE TABLE IF NOT EXISTS anomalies (
-    seq BIGINT, stream VARCHAR, subject VARCHAR, event_id VARCHAR, type VARCHAR,
-    aggregate_id VARCHAR, rule VARCHAR, json VARCHAR);
-"""
+#: every table, in the order they are created (each declared next to its rows' builder)
+_DECLARED = (POSITIONS, EVENTS, JOBS, RUNS, WORKERS, PINGS, FILES, METRICS, ANOMALIES)
+
+_DDL = "\n".join(t.ddl() for t in _DECLARED)
 
 #: every table, and the columns that order it (for comparing two projections)
-TABLES: dict[str, str] = {
-    "positions": "stream",
-    "events": "seq",
-    "jobs": "job_id",
-    "runs": "job_id, gen, run_id",
-    "workers": "worker_id",
-    "pings": "worker_id",
-    "files": "file_id",
-    "metrics": "seq, idx, key",
-    "anomalies": "stream, seq, event_id",
-}
+TABLES: dict[str, str] = {t.name: t.order for t in _DECLARED}
 
 log = logging.getLogger(__name__)
 
