@@ -9,18 +9,27 @@ Every token `ow_<id>_<secret>` is a NATS user `<id>` in its org's account whose 
 the bcrypt hash of `<secret>` (nats-server verifies bcrypt itself, in constant time, so the
 config file holds no secret) and whose publish/subscribe permissions are exactly its scope:
 
-    read    subscribe and JetStream read/consume API; no publishing into ow.ev / ow.mx
+    read    subscribe; read ow's streams (message gets, ephemeral unnamed consumers); no
+            publishing into ow.ev / ow.mx / ow.log, no KV writes, no secrets, no durable or
+            named consumers, no pause/delete/pull of the dispatch consumer
     submit  read + job submission/cancel events, FileUploaded, object store writes
-    worker  read + run/worker events, metrics, logs, heartbeats, claims (KV), file writes;
-            JobSubmitted / JobCancelRequested / JobReset / JobUpdated explicitly denied
+    worker  read + run/worker events, metrics, logs, heartbeats, claims (KV), file writes,
+            the dispatch consumer (create, pull, ack; never delete or pause), the secrets
+    job     (not a user scope) read ow's streams but no KV at all; metrics, logs,
+            ArtifactUploaded, CheckpointSaved, FileUploaded and object store writes: what a
+            job's own code needs, never a result or a claim
     admin   everything in the org's account
 
-Each org also has a control user (`ctl…`, admin scope) and a workers user (`wrk…`, worker
-scope) whose tokens live only in the state file: `ow up` hands the control token to that
-org's scheduler, and the workers token to the agents it starts (and so to their jobs); the
-local operator's CLI uses the control token when no token is given. The state file
-(`<home>/tenancy.json`, mode 0600) is the operator's; it is rendered into
-`<home>/nats/accounts.conf`, which the embedded server includes. With no org created, the
+Which events each scope may publish is `events.PUBLISHED_BY`; tests/security/test_scopes.py
+tries every JetStream API verb that matters against every scope.
+
+Each org also has a control user (`ctl…`, admin scope), a workers user (`wrk…`, worker
+scope) and a jobs user (`job…`, job scope) whose tokens live only in the state file: `ow up`
+hands the control token to that org's scheduler, the workers token to the agents it starts,
+and the agents give their jobs the jobs token (`secrets.job_env`); the local operator's CLI
+uses the control token when no token is given. The state file (`<home>/tenancy.json`, mode
+0600) is the operator's; it is rendered into `<home>/nats/accounts.conf`, which the embedded
+server includes. With no org created, the
 rendered file is empty: no accounts, no auth, exactly the zero-config default.
 
 Pure functions (`render_accounts`, `permissions`, `check_token`, `parse_expires`) take `now`;
@@ -70,10 +79,12 @@ __all__ = [
     "render_accounts",
     "revoke_token",
     "update",
+    "job_token",
     "worker_token",
 ]
 
-SCOPES = ("read", "submit", "worker", "admin")
+SCOPES = ("read", "submit", "worker", "admin")  # what `ow token create` gives users
+JOB_SCOPE = "job"  # the org's credential for its jobs' own code: never a user's
 DEFAULT_ORG = "default"
 GLOBAL_ACCOUNT = "$G"
 STATE_FILE = "tenancy.json"
@@ -109,6 +120,7 @@ class OrgRecord(msgspec.Struct, kw_only=True):
     created: datetime
     control_token: str  # plaintext: only in the 0600 state file, never on the bus
     worker_token: str = ""  # the same; "" in state files older than it (ensure_worker_token)
+    job_token: str = ""  # the same, job scope: what the jobs the agents start get
     announced: bool = False  # OrgCreated published
 
 
@@ -164,10 +176,10 @@ def new_token(
     control: bool = False,
 ) -> tuple[str, TokenRecord]:
     """A fresh token and its record (which holds only the hash)."""
-    if scope not in SCOPES:
+    if scope not in SCOPES and not (control and scope == JOB_SCOPE):
         raise ConfigError(f"unknown scope {scope!r}: use one of {', '.join(SCOPES)}")
     alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-    prefix = ("ctl" if scope == "admin" else "wrk") if control else ""
+    prefix = {"admin": "ctl", "worker": "wrk", JOB_SCOPE: "job"}[scope] if control else ""
     tid = prefix + "".join(secrets.choice(alphabet) for _ in range(12 - len(prefix)))
     secret = secrets.token_urlsafe(32)
     record = TokenRecord(
@@ -226,60 +238,87 @@ def active(state: TenancyState, now: datetime) -> list[TokenRecord]:
 
 # --- permissions and the accounts block (pure) ------------------------------------------
 
-_SUBMIT_EVENTS = ("JobSubmitted", "JobUpdated", "JobReset", "JobCancelRequested",
-                  "JobTimeoutExtended")
-_WORKER_EVENTS = ("RunStarted", "RunFinished", "ArtifactUploaded", "CheckpointSaved",
-                  "JobRequeued", "JobCompleted", "JobFailed", "JobCanceled")
 #: the streams `Bus.provision` creates (KV buckets and the object store are streams too)
 _OW_STREAMS = (subjects.EVENTS_STREAM, subjects.METRICS_STREAM, subjects.LOGS_STREAM,
                subjects.HEARTBEATS_STREAM, f"KV_{subjects.CLAIMS_BUCKET}",
                f"KV_{subjects.LEASES_BUCKET}", f"OBJ_{subjects.FILES_BUCKET}")
-_JS_READ = [
-    "$JS.API.INFO", "$JS.API.STREAM.INFO.>", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST",
-    # provision() runs on every connect: creating a stream that exists with the same config
-    # is a no-op (a different config is refused, not applied); update/delete/purge stay
-    # denied, and so does creating any stream that is not one of ow's
-    *(f"$JS.API.STREAM.CREATE.{name}" for name in _OW_STREAMS),
-    "$JS.API.STREAM.MSG.GET.>", "$JS.API.DIRECT.GET.>",
-    "$JS.API.CONSUMER.>", "$JS.ACK.>", "$JS.FC.>", "_INBOX.>",
-]
-_SECRETS_READ = [
-    f"$JS.API.DIRECT.GET.KV_{SECRETS_BUCKET}", f"$JS.API.DIRECT.GET.KV_{SECRETS_BUCKET}.>",
-    f"$JS.API.STREAM.MSG.GET.KV_{SECRETS_BUCKET}", f"$JS.API.CONSUMER.*.KV_{SECRETS_BUCKET}",
-    f"$JS.API.CONSUMER.*.KV_{SECRETS_BUCKET}.>",
-]
+_KV_STREAMS = (f"KV_{subjects.CLAIMS_BUCKET}", f"KV_{subjects.LEASES_BUCKET}")
+_API = "$JS.API"
+#: event types outside `ow.ev` (their own streams)
+_OWN_FAMILY = {"MetricLogged": "mx", "MetricBatch": "mx", "WorkerPinged": "hb"}
+#: the aggregate of each event type not under `job` (see `subjects.subject_of`)
+_AGGREGATE = {"FileUploaded": "file", "WorkerProvisioned": "worker",
+              "WorkerRegistered": "worker", "WorkerDraining": "worker",
+              "WorkerTerminated": "worker", "SchedulerNoticed": "scheduler",
+              "OrgCreated": "org", "TokenCreated": "token", "TokenRevoked": "token",
+              "SecretSet": "secret"}
+
+
+def _reads(streams: tuple[str, ...]) -> list[str]:
+    """The JetStream API a reader of `streams` needs, exactly: stream info and (idempotent)
+    creation for `provision()`, message gets, and ephemeral unnamed consumers (ordered
+    consumers, `read_range`; the server refuses a durable name on that subject), their info
+    and their deletion. Never a named or durable consumer, a pull, a pause, a list."""
+    allow = []
+    for s in streams:
+        allow += [f"{_API}.STREAM.INFO.{s}", f"{_API}.STREAM.CREATE.{s}",
+                  f"{_API}.STREAM.MSG.GET.{s}", f"{_API}.DIRECT.GET.{s}",
+                  f"{_API}.DIRECT.GET.{s}.>", f"{_API}.CONSUMER.CREATE.{s}",
+                  f"{_API}.CONSUMER.INFO.{s}.*", f"{_API}.CONSUMER.DELETE.{s}.*"]
+    return allow
+
+
+def event_subjects(scope: str, org: str) -> list[str]:
+    """The subjects of the events `scope` may publish in `org` (from `events.PUBLISHED_BY`)."""
+    o = encode_token(org)
+    out = []
+    for kind, scopes in ev.PUBLISHED_BY.items():
+        if scope not in scopes:
+            continue
+        if family := _OWN_FAMILY.get(kind):
+            subject = f"ow.{family}.{o}.>"
+        else:
+            subject = f"ow.ev.{o}.{_AGGREGATE.get(kind, 'job')}.*.{kind}"
+        if subject not in out:
+            out.append(subject)
+    return out
 
 
 def permissions(scope: str, org: str, token_id: str) -> dict[str, Any]:
-    """The NATS permissions of token `token_id` of `scope` in `org`'s account."""
+    """The NATS permissions of token `token_id` of `scope` in `org`'s account.
+
+    Allow-lists only: what each scope may send to the JetStream API is spelled out verb by
+    verb (tests/security/test_scopes.py tries every verb that matters against every scope),
+    and the events it may publish come from `events.PUBLISHED_BY`.
+    """
     o = encode_token(org)
     if scope == "admin":
         return {"publish": {"allow": [">"]}, "subscribe": {"allow": [">"]}}
-    allow = list(_JS_READ)
-    deny: list[str] = []
-    if scope == "read":
-        deny += ["ow.ev.>", "ow.mx.>", "ow.log.>", "ow.hb.>", "$KV.>", "$O.>"]
-    if scope in ("read", "submit"):  # secrets are the workers' (ciphertext, still: no)
-        deny += _SECRETS_READ
-        # the dispatch consumer is the agents': no pulling its jobs, deleting or redefining it
+    streams = _OW_STREAMS if scope != "job" else tuple(
+        s for s in _OW_STREAMS if s not in _KV_STREAMS)  # a job reads and writes no KV
+    allow = [f"{_API}.INFO", f"{_API}.STREAM.NAMES", f"{_API}.STREAM.LIST",
+             *(f"{_API}.STREAM.{op}.{s}" for s in _KV_STREAMS for op in ("INFO", "CREATE")),
+             f"{_API}.STREAM.INFO.KV_{SECRETS_BUCKET}", *_reads(streams), "$JS.FC.>",
+             f"{inbox_prefix(token_id)}.>", *event_subjects(scope, org)]
+    if scope in ("submit", "worker", "job"):
+        allow += [f"$O.{subjects.FILES_BUCKET}.>"]
+    if scope in ("worker", "job"):
+        allow += [f"ow.log.{o}.>"]
+    if scope == "worker":  # claims, the dispatch consumer, the secrets' ciphertext
         d = f"{subjects.EVENTS_STREAM}.{subjects.dispatch_consumer(org)}"
-        deny += [f"$JS.API.CONSUMER.{op}.{d}"
-                 for op in ("CREATE", "DURABLE.CREATE", "DELETE", "MSG.NEXT")]
-        deny += [f"$JS.API.CONSUMER.CREATE.{d}.>"]
-    if scope == "submit":
-        allow += [f"ow.ev.{o}.job.*.{t}" for t in _SUBMIT_EVENTS]
-        allow += [f"ow.ev.{o}.file.*.FileUploaded", "$O.ow_files.>"]
-    if scope == "worker":
-        allow += [f"ow.ev.{o}.job.*.{t}" for t in _WORKER_EVENTS]
-        allow += [f"ow.ev.{o}.worker.>", f"ow.ev.{o}.file.*.FileUploaded", "$O.ow_files.>",
-                  f"ow.mx.{o}.>", f"ow.log.{o}.>", f"ow.hb.{o}.>", f"$KV.ow_claims.{o}.>"]
-        deny += [f"ow.ev.*.job.*.{t}" for t in _SUBMIT_EVENTS[:4]]
+        allow += [f"$KV.{subjects.CLAIMS_BUCKET}.{o}.>",
+                  f"{_API}.CONSUMER.DURABLE.CREATE.{d}", f"{_API}.CONSUMER.CREATE.{d}",
+                  f"{_API}.CONSUMER.CREATE.{d}.>", f"{_API}.CONSUMER.INFO.{d}",
+                  f"{_API}.CONSUMER.MSG.NEXT.{d}", f"$JS.ACK.{d}.>",
+                  *_reads((f"KV_{SECRETS_BUCKET}",))]
     # subscribe: the org's subjects and this token's own inboxes (`inbox_prefix`), so
     # replies to other clients (KV reads, consumer deliveries) stay theirs
     perms: dict[str, Any] = {"publish": {"allow": allow},
                              "subscribe": {"allow": ["ow.>", f"{inbox_prefix(token_id)}.>"]}}
-    if deny:
-        perms["publish"]["deny"] = deny
+    # the dispatch consumer is the agents': nobody else pulls its jobs or redefines it, and
+    # no scope but admin pauses or deletes it (`CONSUMER.DELETE.<stream>.*` above)
+    d = f"{subjects.EVENTS_STREAM}.{subjects.dispatch_consumer(org)}"
+    perms["publish"]["deny"] = [f"{_API}.CONSUMER.DELETE.{d}"]
     return perms
 
 
@@ -319,14 +358,19 @@ def _control(state: TenancyState, org: str, now: datetime) -> None:
 
 
 def ensure_worker_token(state: TenancyState, org: str, now: datetime) -> bool:
-    """Give `org` its built-in workers token (worker scope) if it has none; True if made."""
+    """Give `org` its built-in workers token (worker scope) and jobs token (job scope) if it
+    has none; True if one was made."""
     record = state.orgs[org]
-    if record.worker_token:
-        return False
-    token, tok = new_token(org, "worker", now, None, name="workers", control=True)
-    state.tokens[tok.token_id] = tok
-    record.worker_token = token
-    return True
+    made = False
+    if not record.worker_token:
+        token, tok = new_token(org, "worker", now, None, name="workers", control=True)
+        state.tokens[tok.token_id] = tok
+        record.worker_token, made = token, True
+    if not record.job_token:
+        token, tok = new_token(org, JOB_SCOPE, now, None, name="jobs", control=True)
+        state.tokens[tok.token_id] = tok
+        record.job_token, made = token, True
+    return made
 
 
 def _queue(state: TenancyState, org: str, event: ev.Event, now: datetime) -> None:
@@ -388,6 +432,11 @@ def revoke_token(
 
 def control_token(state: TenancyState, org: str) -> str:
     return state.orgs[org].control_token if org in state.orgs else ""
+
+
+def job_token(state: TenancyState, org: str) -> str:
+    """The org's built-in jobs token ("" if the org or the token does not exist)."""
+    return state.orgs[org].job_token if org in state.orgs else ""
 
 
 def worker_token(state: TenancyState, org: str) -> str:
