@@ -31,6 +31,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     org: str = defaults.DEFAULT_ORG
     home: str = defaults.DEFAULT_HOME
     token: str = ""
+    job_token: str = ""  # the org's job credential, handed to the jobs a worker runs
     s3_bucket: str = ""
     s3_endpoint: str = ""
     run_id: str = ""

@@ -309,7 +309,7 @@ async def test_agents_and_their_jobs_get_the_workers_token(tenants, tmp_path):
     assert worker_env(admin)["OW_TOKEN"] == wtoken
     async with await admin_bus(t, "orga") as b:  # an agent with no token of its own (local)
         assert (await sec.job_env(b, from_env({}, org="orga", home=str(t.home))))[
-            "OW_TOKEN"] == wtoken
+            "OW_TOKEN"] == tn.job_token(tn.load(t.home), "orga")  # jobs: the job credential
     worker = from_env({}, url=t.url, org="orga", home=str(t.home), heartbeat_s=1.0, token=wtoken)
     agent = Agent(worker, Hardware(image="*"), workdir=tmp_path / "work")
     script = (
@@ -338,7 +338,7 @@ async def test_agents_and_their_jobs_get_the_workers_token(tenants, tmp_path):
             done = await ow.jobs.wait(job.id, timeout=60)
             log = (await ow.files.content(done.runs[-1].log_file)).decode()
         agent.shutdown()
-    assert "token ow_wrk" in log
+    assert "token ow_job" in log
     assert "refused" in log, log
     assert done.outputs == {"ok": 1}
 
