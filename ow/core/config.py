@@ -47,6 +47,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     org_secret_key: str = ""  # one org's derived secrets key: what a remote worker is given
     sync_interval: str = defaults.EMBEDDED_SYNC_INTERVAL  # the embedded server (`ow up`)
     replicas: int = 1  # stream/bucket replicas when provisioning (3 on a cluster)
+    sandbox: str = "auto"  # how an agent isolates its jobs: auto | bwrap | user | off
+    keep_failed_runs: int = defaults.KEEP_FAILED_RUNS  # work dirs of failed runs kept
 
     @property
     def home_path(self) -> Path:

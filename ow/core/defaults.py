@@ -58,3 +58,4 @@ RUN_LOG_BATCH = 512
 RUN_LOG_FLUSH_S = 0.2
 
 DEFAULT_REQUIRES_VRAM_GB = 24.0
+KEEP_FAILED_RUNS = 3  # failed runs whose work dirs an agent keeps (OW_KEEP_FAILED_RUNS)

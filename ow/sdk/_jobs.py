@@ -30,6 +30,7 @@ from ow.core.errors import (
     ValidationError,
     WaitTimeoutError,
 )
+from ow.core.files import inside
 from ow.core.state import TERMINAL, JobState, apply, fold_all
 from ow.sdk._objects import Job
 
@@ -315,8 +316,8 @@ class AsyncJobsResource:
         root = Path(dest)
         for run in runs:
             base = root if only_last_run else root / run.id
-            for path, file_id in run.artifacts.items():
-                await self.client.files.download(file_id, base / path)
+            for path, file_id in run.artifacts.items():  # a path the job chose: kept inside
+                await self.client.files.download(file_id, inside(base, path, "artifact path"))
             if run.log_file:
                 await self.client.files.download(run.log_file, base / "log.txt")
         os.makedirs(root, exist_ok=True)

@@ -14,9 +14,9 @@ import pytest
 from ow.core import bus as bus_mod
 from ow.core import tenancy as tn
 from ow.core.server import NatsServer
-from tests.integration.conftest import eventually
+from tests.integration.conftest import eventually, fresh_nats, org
 
-__all__ = ["ORGS", "Probe", "Tenants", "eventually"]
+__all__ = ["ORGS", "Probe", "Tenants", "eventually", "fresh_nats", "org"]
 
 ORGS = ("orga", "orgb")
 SCOPES = (*tn.SCOPES, "job")
