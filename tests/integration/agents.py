@@ -50,9 +50,12 @@ async def running_agents(url: str, org: str, n: int = 1, tmp: Path | None = None
             a.shutdown()
 
 
-def start_agent_process(url: str, org: str, worker_id: str, tmp: Path) -> subprocess.Popen:
+def start_agent_process(
+    url: str, org: str, worker_id: str, tmp: Path, sandbox: str = "auto"
+) -> subprocess.Popen:
     """An agent as a real process (for kill -9 tests)."""
-    env = {**os.environ, "OW_URL": url, "OW_ORG": org, "OW_HEARTBEAT_S": "0.5"}
+    env = {**os.environ, "OW_URL": url, "OW_ORG": org, "OW_HEARTBEAT_S": "0.5",
+           "OW_SANDBOX": sandbox}
     log = open(tmp / f"{worker_id}.log", "wb")  # noqa: SIM115 - lives as long as the process
     return subprocess.Popen(
         [sys.executable, "-m", "ow.agent", "--worker-id", worker_id, "--image", "*",

@@ -292,6 +292,7 @@ async def test_secret_reaches_the_job_and_nothing_else(tenants, tmp_path):
 async def test_agents_and_their_jobs_get_the_workers_token(tenants, tmp_path):
     """`ow up` hands an org's agents its built-in workers token (worker scope), not the
     admin control token; a job's calls back (ow.run.log) work with it, submitting does not."""
+    import shlex
     import sys
 
     from ow.cli.tenancy import Supervisor
@@ -329,12 +330,12 @@ async def test_agents_and_their_jobs_get_the_workers_token(tenants, tmp_path):
         "    await nc.close()\n"
         "asyncio.run(submit())\n"
     )
-    (tmp_path / "job.py").write_text(script)
     async with anyio.create_task_group() as tg:
         await tg.start(agent.run)
         async with AsyncOpenWeights(url=t.url, org="orga", token=t.tokens[("orga", "submit")],
                                     env={}) as ow:
-            job = await ow.shell.create(command=f"{sys.executable} {tmp_path / 'job.py'}")
+            job = await ow.shell.create(  # inline: a sandboxed job cannot see tmp_path
+                command=f"{sys.executable} -c {shlex.quote(script)}")
             done = await ow.jobs.wait(job.id, timeout=60)
             log = (await ow.files.content(done.runs[-1].log_file)).decode()
         agent.shutdown()
