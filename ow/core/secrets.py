@@ -53,8 +53,9 @@ def ensure_key(config: Config) -> bytes:
         return key
     from cryptography.fernet import Fernet
 
-    path = config.home_path / KEY_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from ow.core.config import private_home
+
+    path = private_home(config.home_path, walk=False) / KEY_FILE
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:  # another process made it a moment ago

@@ -479,8 +479,9 @@ def save(home: Path, state: TenancyState) -> None:
 @contextlib.contextmanager
 def update(home: Path) -> Iterator[TenancyState]:
     """Load, let the caller change, and save the state under an exclusive file lock."""
-    home = Path(home).expanduser()
-    home.mkdir(parents=True, exist_ok=True)
+    from ow.core.config import private_home
+
+    home = private_home(Path(home).expanduser(), walk=False)
     fd = os.open(home / "tenancy.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -542,8 +543,8 @@ def connect_options(token: str, org: str, home: Path | None = None) -> dict[str,
     """nats-py connect options for a token (user = id, password = secret).
 
     Without a token, the local operator (who can read `<home>/tenancy.json`) connects as
-    the org's control user. A token this machine's state knows to be revoked or expired is
-    refused here, before the server is asked.
+    the org's control user. A token this machine's state knows to be revoked or expired, or
+    to be another org's, is refused here, before the server is asked.
     """
     if home is None:
         from ow.core.config import from_env
@@ -560,7 +561,19 @@ def connect_options(token: str, org: str, home: Path | None = None) -> dict[str,
         state = load(home)
         if tid in state.tokens and (why := why_invalid(state.tokens[tid], token, _now())):
             raise TokenError(why)
+        if tid in state.tokens and (why := other_org(state.tokens[tid], token, org)):
+            raise TokenError(why)
     return {"user": tid, "password": secret, "inbox_prefix": inbox_prefix(tid)}
+
+
+def other_org(record: TokenRecord, token: str, org: str) -> str:
+    """Why `token` cannot be used for `org` (it is another org's), or ''. Without this the
+    server accepts it in its own org's account, where `org`'s subjects are empty: every
+    list would come back `[]` and every write be refused, with no word of why."""
+    if record.org == org or (org == DEFAULT_ORG and not record.org):
+        return ""
+    return (f"token {mask(token)} belongs to org {record.org!r}, not {org!r}: use "
+            f"--org {record.org} (OW_ORG={record.org}) or a token of org {org!r}")
 
 
 def inbox_prefix(token_id: str) -> str:
