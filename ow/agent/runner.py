@@ -90,14 +90,17 @@ def _python_dirs() -> list[str]:
 def job_argv(
     entrypoint: str, isolation: str = "none", workdir: Path | None = None,
     env: Mapping[str, str] | None = None, hidden: tuple[Path, ...] = (),
+    read_only: tuple[str, ...] = (),
 ) -> list[str]:
     """The job's command: `bash -c`, inside its sandbox (`isolation`), led on Linux by
     `_reaper.py`, which takes the job's process group down when this agent dies (even by
-    kill -9). `hidden` are paths a sandbox must never expose (the ow home, all work dirs)."""
+    kill -9). `hidden` are paths a sandbox must never expose (the ow home, all work dirs);
+    `read_only` more dirs it may read (OW_SANDBOX_RO: the operator's model dirs)."""
     command = ["bash", "-c", entrypoint]
     if isolation == "bwrap":
         assert workdir is not None
-        ro = sandbox.read_only_paths(env or {}, _python_dirs(), hidden=[str(h) for h in hidden])
+        ro = sandbox.read_only_paths(env or {}, [*_python_dirs(), *read_only],
+                                     hidden=[str(h) for h in hidden])
         command = sandbox.bwrap_argv(command, workdir=workdir, read_only=ro,
                                      euid=os.geteuid(), symlinks=_symlinks())
     elif isolation == "user":
@@ -123,6 +126,7 @@ class Execution:
     env: dict[str, str]
     isolation: str = "none"  # sandbox.choose: bwrap | user | none
     hidden: tuple[Path, ...] = ()  # never inside a sandbox: the ow home, all work dirs
+    read_only: tuple[str, ...] = ()  # more dirs a sandboxed job may read (OW_SANDBOX_RO)
     keep_failed: int = defaults.KEEP_FAILED_RUNS
     canceled: bool = False
     status: str = ""
@@ -167,7 +171,7 @@ class Execution:
             self._log_futures.append(await self.bus.publish_raw(
                 subjects.log_subject(self.bus.org, self.run_id), first, wait=False))
             argv = job_argv(spec.entrypoint, self.isolation, self.workdir, self.env,
-                            self.hidden)
+                            self.hidden, self.read_only)
             try:
                 self.proc = proc = await anyio.open_process(
                     argv, cwd=self.workdir, env=self.env, stdout=-1, stderr=-2,

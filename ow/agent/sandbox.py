@@ -115,7 +115,7 @@ def read_only_paths(
         path = os.path.realpath(raw)
         if path in ("/", "") or any(_within(path, d) for d in SYSTEM_DIRS):
             continue
-        if any(_within(h, path) for h in secret):
+        if any(_within(h, path) or _within(path, h) for h in secret):
             continue
         if os.path.isdir(path) and path not in found:
             found.append(path)

@@ -312,6 +312,7 @@ class Agent:
             bus=self.bus, blobs=self.blobs, state=state, last_seq=seq, run_id=run_id,
             claim=claim, claim_rev=rev, workdir=workdir, env=env, isolation=self.isolation,
             hidden=(self.config.home_path, self.workdir),
+            read_only=tuple(p for p in self.config.sandbox_ro.split(os.pathsep) if p),
             keep_failed=self.config.keep_failed_runs,
         )
         log.info("worker_id=%s runs job_id=%s run_id=%s", self.worker_id, state.job_id, run_id)

@@ -48,6 +48,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     sync_interval: str = defaults.EMBEDDED_SYNC_INTERVAL  # the embedded server (`ow up`)
     replicas: int = 1  # stream/bucket replicas when provisioning (3 on a cluster)
     sandbox: str = "auto"  # how an agent isolates its jobs: auto | bwrap | user | off
+    sandbox_ro: str = ""  # more dirs sandboxed jobs may read (os.pathsep-separated): models
     keep_failed_runs: int = defaults.KEEP_FAILED_RUNS  # work dirs of failed runs kept
 
     @property

@@ -37,7 +37,7 @@ class ShellJob(Jobs):
 async def running_agents(url: str, org: str, n: int = 1, tmp: Path | None = None, **kw):
     """Start `n` in-process agents; yields them; shuts them down (requeue + deregister)."""
     config = from_env({}, url=url, org=org, heartbeat_s=kw.pop("heartbeat_s", 1.0),
-                      sandbox=kw.pop("sandbox", None))
+                      sandbox=kw.pop("sandbox", None), sandbox_ro=kw.pop("sandbox_ro", None))
     agents = [
         Agent(config, Hardware(image="*"), workdir=(tmp / f"a{i}") if tmp else None, **kw)
         for i in range(n)
