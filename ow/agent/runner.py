@@ -69,7 +69,7 @@ def _bwrap_works() -> bool:
     import subprocess
 
     argv = sandbox.bwrap_argv(["/bin/true"], workdir=Path("/"), read_only=[],
-                              euid=os.geteuid(), symlinks=_symlinks())
+                              symlinks=_symlinks())
     try:
         return subprocess.run(argv, capture_output=True, timeout=10).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
@@ -102,7 +102,7 @@ def job_argv(
         ro = sandbox.read_only_paths(env or {}, [*_python_dirs(), *read_only],
                                      hidden=[str(h) for h in hidden])
         command = sandbox.bwrap_argv(command, workdir=workdir, read_only=ro,
-                                     euid=os.geteuid(), symlinks=_symlinks())
+                                     symlinks=_symlinks())
     elif isolation == "user":
         command = sandbox.user_argv(command)
     if not sys.platform.startswith("linux"):
@@ -127,6 +127,7 @@ class Execution:
     isolation: str = "none"  # sandbox.choose: bwrap | user | none
     hidden: tuple[Path, ...] = ()  # never inside a sandbox: the ow home, all work dirs
     read_only: tuple[str, ...] = ()  # more dirs a sandboxed job may read (OW_SANDBOX_RO)
+    open_server: bool = False  # no auth: the submitter is the operator (shared_model_dir)
     keep_failed: int = defaults.KEEP_FAILED_RUNS
     canceled: bool = False
     status: str = ""
@@ -157,7 +158,7 @@ class Execution:
                 await anyio.to_thread.run_sync(self._clean_up, log_path)
 
     async def _run(self, log_path: Path) -> str:
-        if self.isolation != "none" and os.geteuid() == 0:
+        if self.isolation == "user":
             _give(self.workdir, sandbox.NOBODY)  # the job runs as nobody: its dir is its own
         spec = self.state.spec
         if spec.timeout_s:
@@ -166,12 +167,15 @@ class Execution:
             self.deadline = max(self.deadline or self.state.timeout_until, self.state.timeout_until)
         exit_code: int | None = None
         with open(log_path, "wb") as logf:  # noqa: ASYNC230 - local appends, chunk by chunk
-            first = sandbox.describe(self.isolation, os.geteuid()).encode()
+            first = sandbox.describe(self.isolation).encode()
             logf.write(first)  # which isolation this job got, before anything it prints
             self._log_futures.append(await self.bus.publish_raw(
                 subjects.log_subject(self.bus.org, self.run_id), first, wait=False))
+            shared = sandbox.shared_model_dir(spec.model, open_server=self.open_server)
+            log.info("run_id=%s isolation=%s extra read-only=%s", self.run_id, self.isolation,
+                     [*self.read_only, *shared])
             argv = job_argv(spec.entrypoint, self.isolation, self.workdir, self.env,
-                            self.hidden, self.read_only)
+                            self.hidden, (*self.read_only, *shared))
             try:
                 self.proc = proc = await anyio.open_process(
                     argv, cwd=self.workdir, env=self.env, stdout=-1, stderr=-2,

@@ -6,8 +6,8 @@ Pure functions; the runner carries them out. Three levels, best first:
            and /dev, a private /tmp, system dirs and the Python it needs read-only, only its
            run's work dir writable; no ow home, no other work dir, no other process in view.
            Ending the namespace's first process ends every process the job left (`setsid`
-           daemons too). Run as an unprivileged user (`nobody`) when ow runs as root, and
-           without capabilities in any case. Network stays: jobs talk to NATS.
+           daemons too). No capabilities (as root: uid 0 that cannot override a permission,
+           with /etc's secrets masked). Network stays: jobs talk to NATS.
     user   no bubblewrap, ow runs as root: the job runs as `nobody`, its work dir its own.
            It sees the file system as that user does, and other processes.
     none   neither: the job runs as ow's own user, as before (said plainly in the log).
@@ -28,7 +28,8 @@ from pathlib import Path
 
 from ow.core.errors import ConfigError
 
-__all__ = ["MODES", "NOBODY", "bwrap_argv", "choose", "describe", "job_env", "user_argv"]
+__all__ = ["MODES", "NOBODY", "bwrap_argv", "choose", "describe", "job_env", "read_only_paths",
+           "shared_model_dir", "user_argv"]
 
 MODES = ("auto", "bwrap", "user", "off")
 NOBODY = 65534  # uid and gid of `nobody`/`nogroup` on Debian
@@ -36,6 +37,9 @@ BWRAP = "/usr/bin/bwrap"
 SETPRIV = "/usr/bin/setpriv"
 #: system directories a job sees read-only (a symlink, as /bin -> usr/bin, stays a symlink)
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt")
+#: what of /etc a job never reads: password hashes, host and TLS keys
+MASKED = ("/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-", "/etc/ssh",
+          "/etc/ssl/private", "/etc/sudoers", "/etc/sudoers.d")
 
 #: variables a job inherits from the agent, by exact name or by prefix (`NVIDIA_*`)
 _ALLOWED = {"PATH", "LANG", "LANGUAGE", "TZ", "TERM", "PYTHONPATH", "PYTHONHASHSEED",
@@ -71,12 +75,12 @@ def choose(mode: str, *, has_bwrap: bool, has_setpriv: bool, euid: int) -> str:
     return "user" if can_user else "none"
 
 
-def describe(isolation: str, euid: int) -> str:
+def describe(isolation: str) -> str:
     """The run log's first line: which isolation this job got, in plain words."""
-    as_whom = "as nobody" if euid == 0 else "as the agent's user"
     text = {
-        "bwrap": f"bubblewrap sandbox {as_whom}: own PID/IPC/UTS/mount namespaces, only the "
-                 "work dir writable, no view of the ow home, other work dirs or processes",
+        "bwrap": "bubblewrap sandbox without capabilities: own PID/IPC/UTS/mount namespaces, "
+                 "only the work dir writable, no view of the ow home, other work dirs or "
+                 "processes",
         "user": "separate user (nobody), no sandbox: the job sees the file system as nobody "
                 "does, and other processes",
         "none": "NO isolation: the job runs as the agent's own user and sees what it sees",
@@ -122,31 +126,46 @@ def read_only_paths(
     return found
 
 
+def shared_model_dir(model: str, *, open_server: bool) -> list[str]:
+    """The job's `model` when it names a local directory, to bind read-only, or nothing.
+
+    Only on an `open_server` (no auth: `ow up` without orgs, where whoever submits is this
+    machine's operator, as in the cookbook's local-model quickstart). With orgs, a remote
+    submitter never chooses what of this machine its job sees: OW_SANDBOX_RO, the
+    operator's list, is the way to share a model dir then."""
+    if not open_server or not model.startswith("/") or not os.path.isdir(model):
+        return []
+    return [os.path.realpath(model)]
+
+
 def _within(path: str, parent: str) -> bool:
     return path == parent or path.startswith(parent.rstrip("/") + "/")
 
 
 def bwrap_argv(
-    command: list[str], *, workdir: Path, read_only: Iterable[str], euid: int,
+    command: list[str], *, workdir: Path, read_only: Iterable[str],
     symlinks: Mapping[str, str],
 ) -> list[str]:
     """`command` inside a bubblewrap sandbox whose only writable place is `workdir`.
 
     `symlinks` maps each existing system dir that is a symlink (/bin -> usr/bin) to its
-    target; the others are bound read-only. As root, bwrap (which can then reach a Python
-    under /root) starts the job through setpriv as `nobody` with no capabilities left: a
-    job is never root, not even a capability-less one. Otherwise bwrap drops them itself.
+    target; the others are bound read-only. The job keeps ow's uid but no capability at all
+    (as root: it reads root's own files in what is bound, such as a model written 0600, but
+    /etc's secrets are masked, and it sees nothing else of the machine).
     """
     argv = [BWRAP, "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-            "--die-with-parent", "--hostname", "ow-job"]
-    if euid != 0:
-        argv += ["--cap-drop", "ALL"]
+            "--die-with-parent", "--hostname", "ow-job", "--cap-drop", "ALL"]
     for d in SYSTEM_DIRS:
         if d in symlinks:
             argv += ["--symlink", symlinks[d], d]
         else:
             argv += ["--ro-bind-try", d, d]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    for secret in MASKED:  # readable by root's uid even without capabilities
+        if os.path.isdir(secret):
+            argv += ["--tmpfs", secret]
+        elif os.path.exists(secret):
+            argv += ["--ro-bind", "/dev/null", secret]
+    argv += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
     read_only = list(read_only)
     # the empty dirs leading to each bind are traversable (bwrap would copy /root's 0700)
     made: list[str] = []
@@ -158,8 +177,8 @@ def bwrap_argv(
                 argv += ["--perms", "0755", "--dir", p]
     for path in read_only:
         argv += ["--ro-bind", path, path]
-    inner = user_argv(command) if euid == 0 else command
-    return [*argv, "--bind", str(workdir), str(workdir), "--chdir", str(workdir), "--", *inner]
+    return [*argv, "--bind", str(workdir), str(workdir), "--chdir", str(workdir), "--",
+            *command]
 
 
 def user_argv(command: list[str]) -> list[str]:

@@ -32,6 +32,7 @@ from ow.core.config import Config
 from ow.core.errors import ConfigError, ConflictError, OWError
 from ow.core.ids import new_id
 from ow.core.state import JobState, apply, fold_all, fold_worker
+from ow.core.tenancy import open_server
 
 __all__ = ["Agent"]
 
@@ -313,6 +314,7 @@ class Agent:
             claim=claim, claim_rev=rev, workdir=workdir, env=env, isolation=self.isolation,
             hidden=(self.config.home_path, self.workdir),
             read_only=tuple(p for p in self.config.sandbox_ro.split(os.pathsep) if p),
+            open_server=not self.config.token or open_server(self.config.home_path),
             keep_failed=self.config.keep_failed_runs,
         )
         log.info("worker_id=%s runs job_id=%s run_id=%s", self.worker_id, state.job_id, run_id)

@@ -74,6 +74,7 @@ __all__ = [
     "inbox_prefix",
     "load",
     "mask",
+    "open_server",
     "parse_expires",
     "parse_token",
     "permissions",
@@ -423,6 +424,12 @@ def write_accounts(home: Path, state: TenancyState, now: datetime) -> bool:
         f.write(text)
     os.replace(tmp, path)
     return True
+
+
+def open_server(home: Path) -> bool:
+    """Whether this machine's server runs without auth (`ow up` with no org but the default):
+    whoever reaches it is its operator."""
+    return state_path(home).exists() and not load(home).enabled
 
 
 def accounts_on(home: Path) -> bool:
