@@ -4,6 +4,7 @@ now get the org's job credential, which cannot publish a result."""
 
 from __future__ import annotations
 
+import shlex
 import sys
 
 import anyio
@@ -45,7 +46,6 @@ async def test_a_job_cannot_publish_another_runs_result(tenants, tmp_path):
     wtoken = tn.worker_token(tn.load(t.home), "orga")
     worker = from_env({}, url=t.url, org="orga", home=str(t.home), heartbeat_s=1.0,
                       token=wtoken)
-    (tmp_path / "forge.py").write_text(FORGE)
     agents = [Agent(worker, Hardware(image="*"), workdir=tmp_path / f"w{i}") for i in (1, 2)]
     async with anyio.create_task_group() as tg:
         for agent in agents:
@@ -60,7 +60,7 @@ async def test_a_job_cannot_publish_another_runs_result(tenants, tmp_path):
 
             run_id = await eventually(running, timeout=30)
             attack = await ow.shell.create(
-                command=f"{sys.executable} {tmp_path / 'forge.py'} {run_id} {victim.id}")
+                command=f"{sys.executable} -c {shlex.quote(FORGE)} {run_id} {victim.id}")
             done = await ow.jobs.wait(attack.id, timeout=60)
             log = (await ow.files.content(done.runs[-1].log_file)).decode()
             still = await ow.jobs.retrieve(victim.id)
