@@ -160,6 +160,8 @@ class Execution:
     async def _run(self, log_path: Path) -> str:
         if self.isolation == "user":
             _give(self.workdir, sandbox.NOBODY)  # the job runs as nobody: its dir is its own
+            # and it can reach it by its absolute path (HOME), without listing its siblings
+            self.workdir.parent.chmod(self.workdir.parent.stat().st_mode | 0o111)
         spec = self.state.spec
         if spec.timeout_s:
             self.deadline = ev.now() + _seconds(spec.timeout_s)
