@@ -30,7 +30,7 @@ import anyio
 
 from ow.agent import policy
 from ow.agent.policy import Hardware
-from ow.agent.runner import Execution, child_env, kill_group
+from ow.agent.runner import Execution, child_env, isolation_for, kill_group
 from ow.core import bus as bus_mod
 from ow.core import claims, commands, defaults, subjects
 from ow.core import events as ev
@@ -38,6 +38,7 @@ from ow.core.config import Config
 from ow.core.errors import ConfigError, ConflictError, OWError
 from ow.core.ids import new_id
 from ow.core.state import JobState, apply, fold_all, fold_worker
+from ow.core.tenancy import open_server
 
 __all__ = ["Agent"]
 
@@ -65,6 +66,7 @@ class Agent:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="ow-agent-"))
         self.max_failures = max_failures
         self.environ = dict(os.environ if environ is None else environ)
+        self.isolation = isolation_for(config.sandbox)  # bwrap | user | none
         self.rng = random.Random()
         self.bus: bus_mod.Bus | None = None
         self.blobs: Any = None
@@ -162,7 +164,7 @@ class Agent:
                 worker_id=self.worker_id, hardware=self.hw.name, gpus=list(self.hw.gpus),
                 vram_gb=self.hw.vram_gb, image=self.hw.image,
                 cached_models=list(self.hw.cached_models), pid=os.getpid(),
-                host=socket.gethostname(),
+                host=socket.gethostname(), isolation=self.isolation,
             )
         )
 
@@ -333,13 +335,18 @@ class Agent:
         ))[0] or state
         from ow.core.secrets import job_env  # the org's secrets (decrypted) and OW_TOKEN
 
-        env = child_env(
+        workdir = self.workdir / run_id
+        env = child_env(  # an allow-list of ours, never all of it (ow.agent.sandbox)
             self.environ, run_id=run_id, job_id=state.job_id, url=self.config.url,
-            org=self.bus.org, secrets=await job_env(self.bus, self.config),
+            org=self.bus.org, secrets=await job_env(self.bus, self.config), workdir=workdir,
         )
         self.current = Execution(
             bus=self.bus, blobs=self.blobs, state=state, last_seq=seq, run_id=run_id,
-            claim=claim, claim_rev=rev, workdir=self.workdir / run_id, env=env,
+            claim=claim, claim_rev=rev, workdir=workdir, env=env, isolation=self.isolation,
+            hidden=(self.config.home_path, self.workdir),
+            read_only=tuple(p for p in self.config.sandbox_ro.split(os.pathsep) if p),
+            open_server=not self.config.token or open_server(self.config.home_path),
+            keep_failed=self.config.keep_failed_runs,
         )
         log.info("worker_id=%s runs job_id=%s run_id=%s", self.worker_id, state.job_id, run_id)
         try:

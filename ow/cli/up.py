@@ -31,7 +31,7 @@ from typing import Any
 from ow.cli._supervise import Child, Reporter, Services
 from ow.core import defaults, locks
 from ow.core import events as ev
-from ow.core.config import from_env
+from ow.core.config import from_env, private_home
 from ow.core.errors import BusUnavailableError, ConfigError
 from ow.core.ids import uuid7
 from ow.core.server import NatsServer
@@ -102,6 +102,7 @@ def serve(port: int | None = None, home: str | None = None, quiet: bool = False)
         if not held:
             print(f"ow is already up at {already_up(root, port)} (stop it with `ow down`)")
             return
+        private_home(root, walk=True, umask=True)  # 0700/0600: other local users read nothing
         port = defaults.DEFAULT_PORT if port is None else port
         if port > 0 and not _port_free(port):
             raise ConfigError(

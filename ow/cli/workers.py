@@ -14,7 +14,8 @@ from ow.cli._app import run
 
 __all__ = ["register", "ssh_command"]
 
-_COLUMNS = ("worker_id", "status", "provider", "hardware", "vram_gb", "run_id", "last_ping")
+_COLUMNS = ("worker_id", "status", "provider", "hardware", "vram_gb", "isolation", "run_id",
+            "last_ping")
 
 
 def ssh_command(worker: dict[str, Any]) -> str:

@@ -21,7 +21,7 @@ import msgspec
 from ow.core import defaults
 from ow.core.errors import ConfigError
 
-__all__ = ["Config", "from_env", "home_dir"]
+__all__ = ["Config", "from_env", "home_dir", "private_home"]
 
 
 class Config(msgspec.Struct, frozen=True, kw_only=True):
@@ -31,6 +31,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     org: str = defaults.DEFAULT_ORG
     home: str = defaults.DEFAULT_HOME
     token: str = ""
+    job_token: str = ""  # the org's job credential, handed to the jobs a worker runs
     s3_bucket: str = ""
     s3_endpoint: str = ""
     run_id: str = ""
@@ -46,6 +47,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     org_secret_key: str = ""  # one org's derived secrets key: what a remote worker is given
     sync_interval: str = defaults.EMBEDDED_SYNC_INTERVAL  # the embedded server (`ow up`)
     replicas: int = 1  # stream/bucket replicas when provisioning (3 on a cluster)
+    sandbox: str = "auto"  # how an agent isolates its jobs: auto | bwrap | user | off
+    sandbox_ro: str = ""  # more dirs sandboxed jobs may read (os.pathsep-separated): models
+    keep_failed_runs: int = defaults.KEEP_FAILED_RUNS  # work dirs of failed runs kept
 
     @property
     def home_path(self) -> Path:
@@ -79,7 +83,33 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
 
 
 def home_dir(env: Mapping[str, str] | None = None) -> Path:
-    """The ow home directory (`OW_HOME` or ~/.ow), created if missing."""
-    path = from_env(env).home_path
-    path.mkdir(parents=True, exist_ok=True)
+    """The ow home directory (`OW_HOME` or ~/.ow), created if missing, its owner's only."""
+    return private_home(from_env(env).home_path, walk=False)
+
+
+def private_home(path: Path, *, walk: bool = True, umask: bool = False) -> Path:
+    """Make `path` (an ow home) its owner's only: the dir 0700 and, with `walk`, every dir
+    in it 0700 and every file 0600 (homes made before this were 0755 with 0644 files: any
+    local user could read every org's projection). `umask` also sets this process's umask
+    to 077, so what it creates later is private too (`ow up` does, at start)."""
+    if umask:
+        os.umask(0o077)
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o700)
+    if walk:
+        for top, dirs, files in os.walk(path):
+            for name in dirs:
+                _private(Path(top) / name, 0o700)
+            for name in files:
+                _private(Path(top) / name, 0o600)
     return path
+
+
+def _private(path: Path, mode: int) -> None:
+    try:
+        st = path.lstat()
+        if st.st_mode & 0o077 and not path.is_symlink():
+            path.chmod(mode | (st.st_mode & 0o100 if mode == 0o600 else 0))
+    except OSError:  # gone meanwhile, or not ours
+        pass

@@ -79,3 +79,4 @@ QUERY_TIMEOUT_S = 10.0  # a client waits this long for an answer
 READ_WAIT_S = 5.0  # the service waits this long to fold up to a requested position
 ORGS_TICK_S = 2.0  # how often the service looks for orgs created since it started
 QUERY_CONCURRENCY = 64  # queries one org's endpoint answers at once
+KEEP_FAILED_RUNS = 3  # failed runs whose work dirs an agent keeps (OW_KEEP_FAILED_RUNS)

@@ -35,6 +35,7 @@ __all__ = [
     "MetricLogged",
     "MetricRecord",
     "OrgCreated",
+    "PUBLISHED_BY",
     "RunFinished",
     "RunStarted",
     "SchedulerNoticed",
@@ -246,6 +247,7 @@ class WorkerRegistered(Event, frozen=True, kw_only=True):
     cached_models: list[str] = []
     pid: int = 0
     host: str = ""
+    isolation: str = ""  # how its jobs are isolated: bwrap | user | none (ow.agent.sandbox)
 
 
 class WorkerPinged(Event, frozen=True, kw_only=True):
@@ -347,3 +349,41 @@ AnyEvent = (
     | TokenRevoked
     | SecretSet
 )
+
+# --- who may publish what (ow.core.tenancy derives token permissions from this) -----------
+
+#: event type -> the token scopes whose connections may publish it. `admin` (an org admin,
+#: the operator's control identity: the scheduler, the CLI) may publish every event and is
+#: not listed; `read` publishes nothing. `job` is the credential a job's own code gets (its
+#: run's metrics, artifacts, checkpoints and files, never a result or a claim). A new event
+#: type must be added here (tests/security/test_scopes.py checks that every one is).
+PUBLISHED_BY: dict[str, frozenset[str]] = {
+    "FileUploaded": frozenset({"submit", "worker", "job"}),
+    "JobSubmitted": frozenset({"submit"}),
+    "JobUpdated": frozenset({"submit"}),
+    "JobReset": frozenset({"submit"}),
+    "JobCancelRequested": frozenset({"submit"}),
+    "JobTimeoutExtended": frozenset({"submit"}),  # an API deployment's keep-alive
+    "JobRequeued": frozenset({"worker"}),  # an agent releasing its claim (claims.release)
+    "JobCompleted": frozenset(),
+    "JobFailed": frozenset(),
+    "JobCanceled": frozenset(),
+    "RunStarted": frozenset({"worker"}),
+    "ArtifactUploaded": frozenset({"worker", "job"}),
+    "CheckpointSaved": frozenset({"worker", "job"}),
+    "RunFinished": frozenset({"worker"}),
+    "MetricLogged": frozenset({"worker", "job"}),
+    "MetricBatch": frozenset({"worker", "job"}),
+    "WorkerProvisioned": frozenset(),  # the scheduler
+    "WorkerRegistered": frozenset({"worker"}),
+    "WorkerPinged": frozenset({"worker"}),
+    "WorkerDraining": frozenset({"worker"}),
+    "WorkerTerminated": frozenset({"worker"}),
+    "SchedulerNoticed": frozenset(),
+    "OrgCreated": frozenset(),
+    "TokenCreated": frozenset(),
+    "TokenRevoked": frozenset(),
+    "SecretSet": frozenset(),
+    "ServiceRestarted": frozenset(),  # `ow up` (the operator)
+}
+

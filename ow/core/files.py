@@ -1,8 +1,14 @@
-"""Storing a file: hash it, derive its content id, put its bytes, publish `FileUploaded` once.
+"""Storing a file: hash it, derive its content id, put its bytes, publish `FileUploaded` once;
+and the one rule for paths that come from a job or an upload.
 
 Shared by the SDK (uploads) and the agent (artifacts, logs). Idempotent: the same bytes of
 the same purpose in the same org are one file id, stored once, announced by one event (the
 event id is derived from the file id and published with an expected subject sequence of 0).
+
+Paths (`relative_path`, `inside`): a file name, an artifact path or a mounted file's place
+comes from someone else (a job, an upload) and is written under a destination the reader
+chose. It must be a relative path that stays there: not absolute, no `..`, no NUL, and no
+existing symlink on the way that leads out. Refused at upload and again at download.
 
 Imports: anyio and `ow.core`.
 """
@@ -11,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +25,53 @@ import anyio
 
 from ow.core import events as ev
 from ow.core import ids, subjects
-from ow.core.errors import ConflictError
+from ow.core.errors import ConflictError, OWError, Problem, ValidationError
 
-__all__ = ["hash_file", "store_file"]
+__all__ = ["UnsafePathError", "hash_file", "inside", "relative_path", "store_file"]
+
+
+class UnsafePathError(ValidationError):
+    """A path from a job or an upload that would not stay inside its destination (a
+    `ValidationError` whose message is the one problem: it is raised at download too)."""
+
+    def __init__(self, message: str):
+        self.problems = [Problem("", 0, message)]
+        OWError.__init__(self, message)
+
+
+def relative_path(path: str, what: str = "path") -> str:
+    """`path` normalised to a relative POSIX path (`a/./b//c` -> `a/b/c`), or
+    `ValidationError` naming `what` if it is empty, absolute, climbs out (`..`) or has NUL."""
+    problem = ""
+    parts = [p for p in str(path).replace("\\", "/").split("/") if p not in ("", ".")]
+    if "\0" in str(path):
+        problem = "contains a NUL byte"
+    elif str(path).startswith(("/", "\\")) or re.match(r"^[A-Za-z]:[\\/]", str(path)):
+        problem = "is absolute"
+    elif ".." in parts:
+        problem = "climbs out of its destination (..)"
+    elif not parts:
+        problem = "is empty"
+    if problem:
+        raise UnsafePathError(f"{what} {str(path)!r} {problem}: use a relative path inside the "
+                              "destination, e.g. 'results/out.csv'")
+    return "/".join(parts)
+
+
+def inside(root: Path | str, path: str, what: str = "path") -> Path:
+    """Where `path` (see `relative_path`) goes under `root`; `ValidationError` if an existing
+    symlink on the way (or the target itself) would take it out of `root`."""
+    root = Path(root)
+    target = root / relative_path(path, what)
+    real_root = root.resolve()
+    parent = target.parent.resolve()
+    if parent != real_root and real_root not in parent.parents:
+        raise UnsafePathError(f"{what} {path!r} leads out of {str(root)!r} through a symlink: "
+                              "remove the symlink or choose another destination")
+    if target.is_symlink():
+        raise UnsafePathError(f"{what} {path!r} is a symlink under {str(root)!r}: writing "
+                              "would follow it; remove it first")
+    return target
 
 _CHUNK = 1 << 20
 

@@ -53,8 +53,9 @@ def ensure_key(config: Config) -> bytes:
         return key
     from cryptography.fernet import Fernet
 
-    path = config.home_path / KEY_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from ow.core.config import private_home
+
+    path = private_home(config.home_path, walk=False) / KEY_FILE
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:  # another process made it a moment ago
@@ -167,15 +168,20 @@ async def job_env(bus: Bus, config: Config) -> dict[str, str]:
     elif await names(bus):
         log.warning("org=%s has secrets but this worker has no key: set OW_SECRET_KEY or "
                     "OW_ORG_SECRET_KEY", bus.org)
-    token = config.token or _local_token(config, bus.org)
+    # the job credential (job scope), never this worker's own token: a job's code may log
+    # metrics and upload files, not publish results or take claims (issue 15, finding 2)
+    token = config.job_token or _local_job_token(config, bus.org)
     if token:
         env["OW_TOKEN"] = token
+    elif config.token:
+        log.warning("org=%s: no job credential (OW_JOB_TOKEN) for this worker's jobs: they run "
+                    "without a token and cannot call back", bus.org)
     return env
 
 
-def _local_token(config: Config, org: str) -> str:
+def _local_job_token(config: Config, org: str) -> str:
     from ow.core import tenancy
 
     home = Path(config.home_path)
-    return tenancy.worker_token(tenancy.load(home), org) if tenancy.state_path(home).exists() \
+    return tenancy.job_token(tenancy.load(home), org) if tenancy.state_path(home).exists() \
         else ""

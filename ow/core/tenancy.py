@@ -9,24 +9,33 @@ Every token `ow_<id>_<secret>` is a NATS user `<id>` in its org's account whose 
 the bcrypt hash of `<secret>` (nats-server verifies bcrypt itself, in constant time, so the
 config file holds no secret) and whose publish/subscribe permissions are exactly its scope:
 
-    read    subscribe and JetStream read/consume API; no publishing into ow.ev / ow.mx
+    read    subscribe; read ow's streams (message gets, ephemeral unnamed consumers); no
+            publishing into ow.ev / ow.mx / ow.log, no KV writes, no secrets, no durable or
+            named consumers, no pause/delete/pull of the dispatch consumer
     submit  read + job submission/cancel events, FileUploaded, object store writes
-    worker  read + run/worker events, metrics, logs, heartbeats, claims (KV), file writes;
-            JobSubmitted / JobCancelRequested / JobReset / JobUpdated explicitly denied
+    worker  read + run/worker events, metrics, logs, heartbeats, claims (KV), file writes,
+            the dispatch consumer (create, pull, ack; never delete or pause), the secrets
+    job     (not a user scope) read ow's streams but no KV at all; metrics, logs,
+            ArtifactUploaded, CheckpointSaved, FileUploaded and object store writes: what a
+            job's own code needs, never a result or a claim
     admin   everything in the org's account
 
-Each org also has a control user (`ctl…`, admin scope) and a workers user (`wrk…`, worker
-scope) whose tokens live only in the state file: `ow up` hands the control token to that
-org's scheduler, and the workers token to the agents it starts (and so to their jobs); the
-local operator's CLI uses the control token when no token is given. The state file
-(`<home>/tenancy.json`, mode 0600) is the operator's; it is rendered into
-`<home>/nats/accounts.conf`, which the embedded server includes. With no org created, the
+Which events each scope may publish is `events.PUBLISHED_BY`; tests/security/test_scopes.py
+tries every JetStream API verb that matters against every scope.
+
+Each org also has a control user (`ctl…`, admin scope), a workers user (`wrk…`, worker
+scope) and a jobs user (`job…`, job scope) whose tokens live only in the state file: `ow up`
+hands the control token to that org's scheduler, the workers token to the agents it starts,
+and the agents give their jobs the jobs token (`secrets.job_env`); the local operator's CLI
+uses the control token when no token is given. The state file (`<home>/tenancy.json`, mode
+0600) is the operator's; it is rendered into `<home>/nats/accounts.conf`, which the embedded
+server includes. With no org created, the
 rendered file is empty: no accounts, no auth, exactly the zero-config default.
 
 Pure functions (`render_accounts`, `permissions`, `check_token`, `parse_expires`) take `now`;
 the file functions (`load`, `save`, `update`) are the only I/O. bcrypt is imported lazily.
 
-Imports: stdlib, msgspec and `ow.core` (config, errors, events, ids).
+Imports: stdlib, msgspec and `ow.core` (config, errors, events, ids, permissions).
 """
 
 from __future__ import annotations
@@ -44,10 +53,11 @@ from typing import Any
 
 import msgspec
 
-from ow.core import codec, subjects
+from ow.core import codec
 from ow.core import events as ev
 from ow.core.errors import ConfigError, OWError, TokenError
-from ow.core.ids import encode_token, uuid7
+from ow.core.ids import uuid7
+from ow.core.permissions import SECRETS_BUCKET, event_subjects, inbox_prefix, permissions
 
 __all__ = [
     "SCOPES",
@@ -55,14 +65,17 @@ __all__ = [
     "TenancyState",
     "TokenError",
     "TokenRecord",
+    "SECRETS_BUCKET",
     "check_token",
     "connect_options",
     "create_org",
     "create_token",
     "ensure_worker_token",
+    "event_subjects",
     "inbox_prefix",
     "load",
     "mask",
+    "open_server",
     "parse_expires",
     "parse_token",
     "permissions",
@@ -70,16 +83,17 @@ __all__ = [
     "render_accounts",
     "revoke_token",
     "update",
+    "job_token",
     "worker_token",
 ]
 
-SCOPES = ("read", "submit", "worker", "admin")
+SCOPES = ("read", "submit", "worker", "admin")  # what `ow token create` gives users
+JOB_SCOPE = "job"  # the org's credential for its jobs' own code: never a user's
 DEFAULT_ORG = "default"
 GLOBAL_ACCOUNT = "$G"
 STATE_FILE = "tenancy.json"
 ACCOUNTS_FILE = "accounts.conf"  # next to the server's config (`<home>/nats/`)
 BCRYPT_COST = 11  # ~0.1 s per check: the server checks once per connection
-SECRETS_BUCKET = "ow_secrets"
 
 _ORG_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _TOKEN = re.compile(r"^ow_([a-z0-9]{12})_([A-Za-z0-9_-]{20,})$")
@@ -105,6 +119,7 @@ class OrgRecord(msgspec.Struct, kw_only=True):
     created: datetime
     control_token: str  # plaintext: only in the 0600 state file, never on the bus
     worker_token: str = ""  # the same; "" in state files older than it (ensure_worker_token)
+    job_token: str = ""  # the same, job scope: what the jobs the agents start get
     announced: bool = False  # OrgCreated published
 
 
@@ -160,10 +175,10 @@ def new_token(
     control: bool = False,
 ) -> tuple[str, TokenRecord]:
     """A fresh token and its record (which holds only the hash)."""
-    if scope not in SCOPES:
+    if scope not in SCOPES and not (control and scope == JOB_SCOPE):
         raise ConfigError(f"unknown scope {scope!r}: use one of {', '.join(SCOPES)}")
     alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-    prefix = ("ctl" if scope == "admin" else "wrk") if control else ""
+    prefix = {"admin": "ctl", "worker": "wrk", JOB_SCOPE: "job"}[scope] if control else ""
     tid = prefix + "".join(secrets.choice(alphabet) for _ in range(12 - len(prefix)))
     secret = secrets.token_urlsafe(32)
     record = TokenRecord(
@@ -220,65 +235,7 @@ def active(state: TenancyState, now: datetime) -> list[TokenRecord]:
     ]
 
 
-# --- permissions and the accounts block (pure) ------------------------------------------
-
-_SUBMIT_EVENTS = ("JobSubmitted", "JobUpdated", "JobReset", "JobCancelRequested",
-                  "JobTimeoutExtended")
-_WORKER_EVENTS = ("RunStarted", "RunFinished", "ArtifactUploaded", "CheckpointSaved",
-                  "JobRequeued", "JobCompleted", "JobFailed", "JobCanceled")
-#: the streams `Bus.provision` creates (KV buckets and the object store are streams too)
-_OW_STREAMS = (subjects.EVENTS_STREAM, subjects.METRICS_STREAM, subjects.LOGS_STREAM,
-               subjects.HEARTBEATS_STREAM, f"KV_{subjects.CLAIMS_BUCKET}",
-               f"KV_{subjects.LEASES_BUCKET}", f"OBJ_{subjects.FILES_BUCKET}")
-_JS_READ = [
-    "$JS.API.INFO", "$JS.API.STREAM.INFO.>", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST",
-    # provision() runs on every connect: creating a stream that exists with the same config
-    # is a no-op (a different config is refused, not applied); update/delete/purge stay
-    # denied, and so does creating any stream that is not one of ow's
-    *(f"$JS.API.STREAM.CREATE.{name}" for name in _OW_STREAMS),
-    "$JS.API.STREAM.MSG.GET.>", "$JS.API.DIRECT.GET.>",
-    "$JS.API.CONSUMER.>", "$JS.ACK.>", "$JS.FC.>", "_INBOX.>",
-]
-_SECRETS_READ = [
-    f"$JS.API.DIRECT.GET.KV_{SECRETS_BUCKET}", f"$JS.API.DIRECT.GET.KV_{SECRETS_BUCKET}.>",
-    f"$JS.API.STREAM.MSG.GET.KV_{SECRETS_BUCKET}", f"$JS.API.CONSUMER.*.KV_{SECRETS_BUCKET}",
-    f"$JS.API.CONSUMER.*.KV_{SECRETS_BUCKET}.>",
-]
-
-
-def permissions(scope: str, org: str, token_id: str) -> dict[str, Any]:
-    """The NATS permissions of token `token_id` of `scope` in `org`'s account."""
-    o = encode_token(org)
-    if scope == "admin":
-        return {"publish": {"allow": [">"]}, "subscribe": {"allow": [">"]}}
-    allow = list(_JS_READ)
-    allow.append(subjects.query_filter(org))  # the read service's queries (every scope)
-    deny: list[str] = []
-    if scope == "read":
-        deny += ["ow.ev.>", "ow.mx.>", "ow.log.>", "ow.hb.>", "$KV.>", "$O.>"]
-    if scope in ("read", "submit"):  # secrets are the workers' (ciphertext, still: no)
-        deny += _SECRETS_READ
-        # the dispatch consumer is the agents': no pulling its jobs, deleting or redefining it
-        d = f"{subjects.EVENTS_STREAM}.{subjects.dispatch_consumer(org)}"
-        deny += [f"$JS.API.CONSUMER.{op}.{d}"
-                 for op in ("CREATE", "DURABLE.CREATE", "DELETE", "MSG.NEXT")]
-        deny += [f"$JS.API.CONSUMER.CREATE.{d}.>"]
-    if scope == "submit":
-        allow += [f"ow.ev.{o}.job.*.{t}" for t in _SUBMIT_EVENTS]
-        allow += [f"ow.ev.{o}.file.*.FileUploaded", "$O.ow_files.>"]
-    if scope == "worker":
-        allow += [f"ow.ev.{o}.job.*.{t}" for t in _WORKER_EVENTS]
-        allow += [f"ow.ev.{o}.worker.>", f"ow.ev.{o}.file.*.FileUploaded", "$O.ow_files.>",
-                  f"ow.mx.{o}.>", f"ow.log.{o}.>", f"ow.hb.{o}.>", f"$KV.ow_claims.{o}.>"]
-        deny += [f"ow.ev.*.job.*.{t}" for t in _SUBMIT_EVENTS[:4]]
-    # subscribe: the org's subjects and this token's own inboxes (`inbox_prefix`), so
-    # replies to other clients (KV reads, consumer deliveries) stay theirs
-    perms: dict[str, Any] = {"publish": {"allow": allow},
-                             "subscribe": {"allow": ["ow.>", f"{inbox_prefix(token_id)}.>"]}}
-    if deny:
-        perms["publish"]["deny"] = deny
-    return perms
-
+# --- the accounts block (pure; the permissions are `ow.core.permissions`) -----------------
 
 def _user(record: TokenRecord) -> str:
     perms = json.dumps(permissions(record.scope, record.org, record.token_id))
@@ -316,14 +273,19 @@ def _control(state: TenancyState, org: str, now: datetime) -> None:
 
 
 def ensure_worker_token(state: TenancyState, org: str, now: datetime) -> bool:
-    """Give `org` its built-in workers token (worker scope) if it has none; True if made."""
+    """Give `org` its built-in workers token (worker scope) and jobs token (job scope) if it
+    has none; True if one was made."""
     record = state.orgs[org]
-    if record.worker_token:
-        return False
-    token, tok = new_token(org, "worker", now, None, name="workers", control=True)
-    state.tokens[tok.token_id] = tok
-    record.worker_token = token
-    return True
+    made = False
+    if not record.worker_token:
+        token, tok = new_token(org, "worker", now, None, name="workers", control=True)
+        state.tokens[tok.token_id] = tok
+        record.worker_token, made = token, True
+    if not record.job_token:
+        token, tok = new_token(org, JOB_SCOPE, now, None, name="jobs", control=True)
+        state.tokens[tok.token_id] = tok
+        record.job_token, made = token, True
+    return made
 
 
 def _queue(state: TenancyState, org: str, event: ev.Event, now: datetime) -> None:
@@ -387,6 +349,11 @@ def control_token(state: TenancyState, org: str) -> str:
     return state.orgs[org].control_token if org in state.orgs else ""
 
 
+def job_token(state: TenancyState, org: str) -> str:
+    """The org's built-in jobs token ("" if the org or the token does not exist)."""
+    return state.orgs[org].job_token if org in state.orgs else ""
+
+
 def worker_token(state: TenancyState, org: str) -> str:
     """The org's built-in workers token ("" if the org or the token does not exist)."""
     return state.orgs[org].worker_token if org in state.orgs else ""
@@ -427,8 +394,9 @@ def save(home: Path, state: TenancyState) -> None:
 @contextlib.contextmanager
 def update(home: Path) -> Iterator[TenancyState]:
     """Load, let the caller change, and save the state under an exclusive file lock."""
-    home = Path(home).expanduser()
-    home.mkdir(parents=True, exist_ok=True)
+    from ow.core.config import private_home
+
+    home = private_home(Path(home).expanduser(), walk=False)
     fd = os.open(home / "tenancy.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -453,6 +421,12 @@ def write_accounts(home: Path, state: TenancyState, now: datetime) -> bool:
         f.write(text)
     os.replace(tmp, path)
     return True
+
+
+def open_server(home: Path) -> bool:
+    """Whether this machine's server runs without auth (`ow up` with no org but the default):
+    whoever reaches it is its operator."""
+    return state_path(home).exists() and not load(home).enabled
 
 
 def accounts_on(home: Path) -> bool:
@@ -490,8 +464,8 @@ def connect_options(token: str, org: str, home: Path | None = None) -> dict[str,
     """nats-py connect options for a token (user = id, password = secret).
 
     Without a token, the local operator (who can read `<home>/tenancy.json`) connects as
-    the org's control user. A token this machine's state knows to be revoked or expired is
-    refused here, before the server is asked.
+    the org's control user. A token this machine's state knows to be revoked or expired, or
+    to be another org's, is refused here, before the server is asked.
     """
     if home is None:
         from ow.core.config import from_env
@@ -508,13 +482,19 @@ def connect_options(token: str, org: str, home: Path | None = None) -> dict[str,
         state = load(home)
         if tid in state.tokens and (why := why_invalid(state.tokens[tid], token, _now())):
             raise TokenError(why)
+        if tid in state.tokens and (why := other_org(state.tokens[tid], token, org)):
+            raise TokenError(why)
     return {"user": tid, "password": secret, "inbox_prefix": inbox_prefix(tid)}
 
 
-def inbox_prefix(token_id: str) -> str:
-    """The reply-subject prefix of a token's connections: a non-admin token may subscribe
-    to its own inboxes only, so it never sees replies meant for another client."""
-    return f"_INBOX_{token_id}"
+def other_org(record: TokenRecord, token: str, org: str) -> str:
+    """Why `token` cannot be used for `org` (it is another org's), or ''. Without this the
+    server accepts it in its own org's account, where `org`'s subjects are empty: every
+    list would come back `[]` and every write be refused, with no word of why."""
+    if record.org == org or (org == DEFAULT_ORG and not record.org):
+        return ""
+    return (f"token {mask(token)} belongs to org {record.org!r}, not {org!r}: use "
+            f"--org {record.org} (OW_ORG={record.org}) or a token of org {org!r}")
 
 
 def refused(token: str, org: str, home: Path | None = None) -> OWError:

@@ -14,19 +14,27 @@ is `{"type": "text", "text": str}` with optional `weight` (a number, token-weigh
 numbers match an editor's); a file without any row is a problem. Other purposes are not
 validated. Every problem is reported, up to `MAX_PROBLEMS`.
 
-Imports: stdlib, msgspec and `ow.core.errors`.
+`job_problems(spec)` checks a `JobSubmitted` against the event schema before it is published:
+a wrong type, NaN/inf anywhere, a negative VRAM or timeout, `allowed_hardware` that is not a
+list of labels, a mounted file's place outside the work dir. An event that fails here would
+be published undecodable, and every reader would have to skip it.
+
+Imports: stdlib, msgspec and `ow.core` (errors, events, files).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
 import msgspec
 
-from ow.core.errors import Problem
+from ow.core import events as ev
+from ow.core.errors import Problem, ValidationError
 
-__all__ = ["MAX_PROBLEMS", "ROLES", "VALIDATED_PURPOSES", "validate", "validate_row"]
+__all__ = ["MAX_PROBLEMS", "ROLES", "VALIDATED_PURPOSES", "job_problems", "validate",
+           "validate_row"]
 
 ROLES = ("system", "user", "assistant")
 VALIDATED_PURPOSES = frozenset({"conversations", "preference", "inference"})
@@ -161,3 +169,49 @@ def validate(purpose: str, lines: Iterable[bytes | str], filename: str = "") -> 
     if rows == 0:
         problems.append(Problem(filename, 0, f"no rows: a {purpose} file needs one JSON per line"))
     return problems
+
+
+# --- a job's spec, before it is published ------------------------------------------------
+
+_NON_NEGATIVE = ("requires_vram_gb", "timeout_s")
+
+
+def _non_finite(value: Any, where: str) -> list[str]:
+    if isinstance(value, float) and not math.isfinite(value):
+        return [where]
+    if isinstance(value, dict):
+        return [w for k, v in value.items() for w in _non_finite(v, f"{where}.{k}")]
+    if isinstance(value, list | tuple):
+        return [w for i, v in enumerate(value) for w in _non_finite(v, f"{where}[{i}]")]
+    return []
+
+
+def job_problems(spec: ev.JobSubmitted) -> list[Problem]:
+    """Every reason `spec` must not be published, each naming its field."""
+    from ow.core.files import relative_path
+
+    label = spec.job_id or "job"
+    out: list[str] = []
+    try:  # a Struct does not check types when built: the round trip is what readers do
+        msgspec.convert(msgspec.to_builtins(spec), ev.JobSubmitted)
+    except (msgspec.ValidationError, TypeError) as exc:
+        out.append(f"{exc} (wrong type)")
+    for name in ("requires_vram_gb", "timeout_s", "params"):
+        out += [f"{w}: {getattr(spec, name)!r} is not a finite number"
+                if w == name else f"{w}: NaN/inf is not a value JSON can carry"
+                for w in _non_finite(getattr(spec, name), name)]
+    for name in _NON_NEGATIVE:
+        value = getattr(spec, name)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+            out.append(f"{name}: {value!r} is negative (use 0 for none)")
+    hw = spec.allowed_hardware
+    # TODO(hardware): check each label with ow/core/hardware.py's normaliser once it lands
+    if not isinstance(hw, list) or not all(isinstance(h, str) and h.strip() for h in hw):
+        out.append(f"allowed_hardware: {hw!r} is not a list of hardware labels "
+                   "(e.g. ['1x H100'])")
+    for dest in spec.mounted_files:
+        try:
+            relative_path(dest, "mounted file")
+        except ValidationError as exc:
+            out.append(f"mounted_files: {exc}")
+    return [Problem(label, 0, text) for text in out]

@@ -29,6 +29,8 @@ def worker_env(config: Config) -> dict[str, str]:
     env = {"OW_URL": config.url, "OW_ORG": config.org, "OW_HOME": config.home}
     if token := _workers_token(config) or config.token:
         env["OW_TOKEN"] = token
+    if job_token := _workers_token(config, job=True):  # what the worker's jobs get
+        env["OW_JOB_TOKEN"] = job_token
     if key := secrets.org_key(config, config.org):  # this org's secrets only, never the master
         env["OW_ORG_SECRET_KEY"] = key.decode()
     if config.s3_bucket:
@@ -37,14 +39,14 @@ def worker_env(config: Config) -> dict[str, str]:
     return env
 
 
-def _workers_token(config: Config) -> str:
+def _workers_token(config: Config, job: bool = False) -> str:
     """The org's workers token (worker scope) when this machine's tenancy state has one: the
     workers this scheduler starts, and their jobs, never hold its own admin token."""
     from ow.core import tenancy
 
     home = Path(config.home_path)
-    return tenancy.worker_token(tenancy.load(home), config.org) \
-        if tenancy.state_path(home).exists() else ""
+    get = tenancy.job_token if job else tenancy.worker_token
+    return get(tenancy.load(home), config.org) if tenancy.state_path(home).exists() else ""
 
 
 async def run_scheduler(

@@ -28,7 +28,7 @@ import anyio
 from ow.core import codec, subjects
 from ow.core import events as ev
 from ow.core.errors import ConfigError, NotFoundError, Problem, ValidationError
-from ow.core.files import store_file
+from ow.core.files import inside, relative_path, store_file
 from ow.core.ids import encode_token
 from ow.core.validate import VALIDATED_PURPOSES, validate
 
@@ -175,6 +175,7 @@ class AsyncFiles:
         """Validate, then store and announce (idempotent); the `FileObject` that results."""
         if not purpose:
             raise ValidationError([Problem(label, 0, "a file needs a purpose")])
+        filename = relative_path(filename, "file name")  # it names the file at download
         sha, size, problems = await anyio.to_thread.run_sync(_scan, path, purpose, label)
         if problems:
             raise ValidationError(problems)
@@ -212,8 +213,8 @@ class AsyncFiles:
         """Stream the file to `dest` (into it, under its filename, if `dest` is a directory)."""
         obj = await self.retrieve(file_id)
         target = Path(dest)
-        if await anyio.to_thread.run_sync(target.is_dir):
-            target = target / (obj.filename or encode_token(obj.id))
+        if await anyio.to_thread.run_sync(target.is_dir):  # the name is the uploader's
+            target = inside(target, obj.filename or encode_token(obj.id), "file name")
         with self._missing_bytes(obj):
             return await self._blobs_of(obj).get_file(self._key_of(obj), target)
 

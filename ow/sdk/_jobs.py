@@ -33,7 +33,9 @@ from ow.core.errors import (
     ValidationError,
     WaitTimeoutError,
 )
+from ow.core.files import inside, relative_path
 from ow.core.state import TERMINAL, JobState, apply, fold_all
+from ow.core.validate import job_problems
 from ow.sdk._objects import Job
 
 __all__ = ["AsyncJobsResource", "Jobs"]
@@ -162,29 +164,38 @@ class Jobs:
         model: str | None = None,
         extra_params: dict[str, Any] | None = None,
     ) -> Job:
-        """Submit a job whose params are already validated."""
+        """Submit a job whose params are already validated.
+
+        The spec is checked against the event schema first (`validate.job_problems`): a
+        wrong type, NaN/inf, a negative VRAM or timeout is a `ValidationError` naming the
+        field, before any mount is uploaded and before anything is published."""
         dumped = _dump(validated)
-        mounted = await self._upload_mounts()
         entrypoint = self.get_entrypoint(validated)
         params = {"validated_params": dumped, **(extra_params or {})}
-        image = self.base_image
-        content = {"params": params, "mounted_files": mounted, "entrypoint": entrypoint}
-        job_id = ids.job_id(self.job_type, content, image, self.client.org)
         spec = ev.JobSubmitted(
-            event_id=job_id, job_id=job_id, job_type=self.job_type,
+            job_id="", job_type=self.job_type,
             model=model if model is not None else str(dumped.get("model", "")),
-            params=params, mounted_files=mounted, entrypoint=entrypoint, image=image,
+            params=params, entrypoint=entrypoint, image=self.base_image,
             requires_vram_gb=self.requires_vram_gb if requires_vram_gb is None
             else requires_vram_gb,
-            allowed_hardware=list(allowed_hardware or []),
+            allowed_hardware=allowed_hardware if allowed_hardware is not None else [],
             timeout_s=self.timeout_s if timeout_s is None else timeout_s,
         )
+        if problems := job_problems(spec):
+            raise ValidationError([msgspec.structs.replace(p, file=self.job_type)
+                                   for p in problems])
+        mounted = await self._upload_mounts()
+        content = {"params": params, "mounted_files": mounted, "entrypoint": entrypoint}
+        job_id = ids.job_id(self.job_type, content, spec.image, self.client.org)
+        spec = msgspec.structs.replace(spec, event_id=job_id, job_id=job_id,
+                                       mounted_files=mounted)
         return await self.client.jobs.submit(spec)
 
     async def _upload_mounts(self) -> dict[str, str]:
         """Upload every mounted file (directories recursively): {dest path: file id}."""
         mounted: dict[str, str] = {}
         for src, dest in self.mount.items():
+            relative_path(dest, f"mounted file (from {src!r})")  # inside the work dir
             path = Path(src).expanduser()
             if not path.exists():
                 raise ValidationError(
@@ -378,8 +389,8 @@ class AsyncJobsResource:
         root = Path(dest)
         for run in runs:
             base = root if only_last_run else root / run.id
-            for path, file_id in run.artifacts.items():
-                await self.client.files.download(file_id, base / path)
+            for path, file_id in run.artifacts.items():  # a path the job chose: kept inside
+                await self.client.files.download(file_id, inside(base, path, "artifact path"))
             if run.log_file:
                 await self.client.files.download(run.log_file, base / "log.txt")
         os.makedirs(root, exist_ok=True)

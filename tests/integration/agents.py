@@ -36,7 +36,8 @@ class ShellJob(Jobs):
 @asynccontextmanager
 async def running_agents(url: str, org: str, n: int = 1, tmp: Path | None = None, **kw):
     """Start `n` in-process agents; yields them; shuts them down (requeue + deregister)."""
-    config = from_env({}, url=url, org=org, heartbeat_s=kw.pop("heartbeat_s", 1.0))
+    config = from_env({}, url=url, org=org, heartbeat_s=kw.pop("heartbeat_s", 1.0),
+                      sandbox=kw.pop("sandbox", None), sandbox_ro=kw.pop("sandbox_ro", None))
     agents = [
         Agent(config, Hardware(image="*"), workdir=(tmp / f"a{i}") if tmp else None, **kw)
         for i in range(n)
@@ -49,9 +50,12 @@ async def running_agents(url: str, org: str, n: int = 1, tmp: Path | None = None
             a.shutdown()
 
 
-def start_agent_process(url: str, org: str, worker_id: str, tmp: Path) -> subprocess.Popen:
+def start_agent_process(
+    url: str, org: str, worker_id: str, tmp: Path, sandbox: str = "auto"
+) -> subprocess.Popen:
     """An agent as a real process (for kill -9 tests)."""
-    env = {**os.environ, "OW_URL": url, "OW_ORG": org, "OW_HEARTBEAT_S": "0.5"}
+    env = {**os.environ, "OW_URL": url, "OW_ORG": org, "OW_HEARTBEAT_S": "0.5",
+           "OW_SANDBOX": sandbox}
     log = open(tmp / f"{worker_id}.log", "wb")  # noqa: SIM115 - lives as long as the process
     return subprocess.Popen(
         [sys.executable, "-m", "ow.agent", "--worker-id", worker_id, "--image", "*",

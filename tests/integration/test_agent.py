@@ -19,6 +19,9 @@ from .conftest import eventually
 
 pytestmark = pytest.mark.anyio
 
+#: for tests whose job shares files or host pids with the test (a sandboxed job sees neither;
+#: tests/security/test_sandbox.py checks the same rules for sandboxed jobs)
+OFF = "off"
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "custom_job"
 
 
@@ -66,7 +69,7 @@ async def test_missing_entrypoint_fails_with_that_message(nats_server, org, tmp_
 
 async def test_cancel_kills_the_process_group_within_a_second(nats_server, org, tmp_path):
     url = nats_server.url
-    async with client(url, org) as ow, running_agents(url, org, 1, tmp_path):
+    async with client(url, org) as ow, running_agents(url, org, 1, tmp_path, sandbox=OFF):
         job, pid = await _with_child(ow, tmp_path, "wait")
         t0 = time.monotonic()
         await ow.jobs.cancel(job.id)
@@ -81,7 +84,7 @@ async def test_cancel_sends_the_job_sigterm_first(nats_server, org, tmp_path):
     """A job may clean up on SIGTERM (its group gets it before SIGKILL), background children
     included: they do not inherit an ignored SIGTERM from the group leader."""
     url = nats_server.url
-    async with client(url, org) as ow, running_agents(url, org, 1, tmp_path):
+    async with client(url, org) as ow, running_agents(url, org, 1, tmp_path, sandbox=OFF):
         job, pid = await _with_child(
             ow, tmp_path, "trap 'echo got-term; exit 0' TERM; while true; do sleep 0.02; done"
         )
@@ -104,7 +107,7 @@ async def test_a_job_ends_with_its_entrypoint_and_its_leftovers_die(nats_server,
     pidfile = tmp_path / "pid"
     command = f"sleep 60 & echo $! > {pidfile}; echo started"
     url = nats_server.url
-    async with client(url, org) as ow, running_agents(url, org, 1, tmp_path):
+    async with client(url, org) as ow, running_agents(url, org, 1, tmp_path, sandbox=OFF):
         t0 = time.monotonic()
         job = await ow.shell.create(command=command)
         done = await ow.jobs.wait(job.id, timeout=20)
@@ -120,7 +123,7 @@ async def test_fenced_out_run_publishes_no_result(nats_server, org, tmp_path):
     flag = tmp_path / "go"
     command = f"while [ ! -e {flag} ]; do sleep 0.05; done; echo done"
     url = nats_server.url
-    async with client(url, org) as ow, running_agents(url, org, 1, tmp_path):
+    async with client(url, org) as ow, running_agents(url, org, 1, tmp_path, sandbox=OFF):
         job = await ow.shell.create(command=command)
         running = await eventually(lambda: _in_progress(ow, job.id), timeout=20)
         bus = await ow.bus()

@@ -16,6 +16,9 @@ from ow.core.server import NatsServer, pid_alive
 from .agents import client, kill9, running_agents, start_agent_process
 from .conftest import eventually
 
+#: these jobs share flag files and host pids with the test: unsandboxed (see tests/security)
+OFF = "off"
+
 pytestmark = pytest.mark.anyio
 
 
@@ -40,7 +43,7 @@ async def test_server_restart_mid_job_loses_nothing(fresh_nats, org, tmp_path):
     url, port, store = fresh_nats.url, fresh_nats.port, fresh_nats.store_dir
     restarted = None
     try:
-        async with client(url, org) as ow, running_agents(url, org, 1, tmp_path):
+        async with client(url, org) as ow, running_agents(url, org, 1, tmp_path, sandbox=OFF):
             job = await ow.shell.create(command=command)
             await eventually(lambda: _in_progress(ow, job.id), timeout=20)
             before = await _history(ow, job.id)
@@ -63,7 +66,7 @@ async def test_sigterm_requeues_the_job_for_another_agent(nats_server, org, tmp_
     flag = tmp_path / "go"
     command = f"while [ ! -e {flag} ]; do sleep 0.05; done; echo finished"
     async with client(nats_server.url, org) as ow:
-        proc = start_agent_process(nats_server.url, org, "victim", tmp_path)
+        proc = start_agent_process(nats_server.url, org, "victim", tmp_path, sandbox=OFF)
         try:
             job = await ow.shell.create(command=command)
             first = await eventually(lambda: _in_progress(ow, job.id), timeout=20)
@@ -75,7 +78,7 @@ async def test_sigterm_requeues_the_job_for_another_agent(nats_server, org, tmp_
                 kill9(proc)
         events = await _history(ow, job.id)
         assert any(isinstance(e, ev.JobRequeued) for e in events)
-        async with running_agents(nats_server.url, org, 1, tmp_path) as (other,):
+        async with running_agents(nats_server.url, org, 1, tmp_path, sandbox=OFF) as (other,):
             flag.touch()
             done = await ow.jobs.wait(job.id, timeout=30)
             assert done.runs[-1].worker_id == other.worker_id
@@ -95,7 +98,7 @@ async def test_kill9_agent_mid_job_is_requeued_and_completes_once(nats_server, o
                f"while [ ! -e {flag} ]; do sleep 0.05; done; echo finished")
     limits = Limits(lost_after_s=2.0, tick_s=0.2, debounce_s=0.05, claim_grace_s=60)
     async with client(nats_server.url, org) as ow:
-        proc = start_agent_process(nats_server.url, org, "doomed", tmp_path)
+        proc = start_agent_process(nats_server.url, org, "doomed", tmp_path, sandbox=OFF)
         job = await ow.shell.create(command=command)
         first = await eventually(lambda: _in_progress(ow, job.id), timeout=20)
         orphans = [int(p) for p in (await eventually(
@@ -108,7 +111,7 @@ async def test_kill9_agent_mid_job_is_requeued_and_completes_once(nats_server, o
         sbus = await bus_mod.connect(nats_server.url, org=org, actor="scheduler")
         try:
             async with anyio.create_task_group() as tg, running_agents(
-                nats_server.url, org, 1, tmp_path
+                nats_server.url, org, 1, tmp_path, sandbox=OFF
             ) as (other,):
                 sched = Scheduler(sbus, FakeRunPod(), limits)
                 await tg.start(sched.run)

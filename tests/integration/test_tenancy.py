@@ -292,6 +292,7 @@ async def test_secret_reaches_the_job_and_nothing_else(tenants, tmp_path):
 async def test_agents_and_their_jobs_get_the_workers_token(tenants, tmp_path):
     """`ow up` hands an org's agents its built-in workers token (worker scope), not the
     admin control token; a job's calls back (ow.run.log) work with it, submitting does not."""
+    import shlex
     import sys
 
     from ow.cli.tenancy import Supervisor
@@ -309,7 +310,7 @@ async def test_agents_and_their_jobs_get_the_workers_token(tenants, tmp_path):
     assert worker_env(admin)["OW_TOKEN"] == wtoken
     async with await admin_bus(t, "orga") as b:  # an agent with no token of its own (local)
         assert (await sec.job_env(b, from_env({}, org="orga", home=str(t.home))))[
-            "OW_TOKEN"] == wtoken
+            "OW_TOKEN"] == tn.job_token(tn.load(t.home), "orga")  # jobs: the job credential
     worker = from_env({}, url=t.url, org="orga", home=str(t.home), heartbeat_s=1.0, token=wtoken)
     agent = Agent(worker, Hardware(image="*"), workdir=tmp_path / "work")
     script = (
@@ -329,16 +330,16 @@ async def test_agents_and_their_jobs_get_the_workers_token(tenants, tmp_path):
         "    await nc.close()\n"
         "asyncio.run(submit())\n"
     )
-    (tmp_path / "job.py").write_text(script)
     async with anyio.create_task_group() as tg:
         await tg.start(agent.run)
         async with AsyncOpenWeights(url=t.url, org="orga", token=t.tokens[("orga", "submit")],
                                     env={}) as ow:
-            job = await ow.shell.create(command=f"{sys.executable} {tmp_path / 'job.py'}")
+            job = await ow.shell.create(  # inline: a sandboxed job cannot see tmp_path
+                command=f"{sys.executable} -c {shlex.quote(script)}")
             done = await ow.jobs.wait(job.id, timeout=60)
             log = (await ow.files.content(done.runs[-1].log_file)).decode()
         agent.shutdown()
-    assert "token ow_wrk" in log
+    assert "token ow_job" in log
     assert "refused" in log, log
     assert done.outputs == {"ok": 1}
 

@@ -57,6 +57,8 @@ def _offline_env(root: Path, hf_home: Path) -> dict[str, str]:
         OW_HOME=str(root / "home"), HF_HOME=str(hf_home), HF_HUB_OFFLINE="1",
         TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
         MPLBACKEND="Agg", TMPDIR=str(root / "tmp"),
+        # the operator shares the examples' local model dir with sandboxed jobs
+        OW_SANDBOX_RO=str(root / "tmp" / "ow-tiny-model"),
     )
     return env
 

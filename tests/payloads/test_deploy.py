@@ -70,7 +70,7 @@ async def test_multi_deploy_serves_adapters_beside_their_base(nats, tiny_model, 
     messages = [{"role": "user", "content": "hello"}]
     home = str(tmp_path / "home")
     async with AsyncOpenWeights(url=url, org=org, home=home, env={}) as ow, running_agents(
-        url, org, 1, tmp_path
+        url, org, 1, tmp_path, sandbox_ro=f"{model}:{adapter}"  # local dirs the jobs may read
     ):
         apis = ow.api.multi_deploy([model, adapter])
         assert apis[model] is apis[adapter]  # one server for the base and its adapter

@@ -18,7 +18,9 @@ async def test_fine_tune_then_infer_with_the_adapter(nats, tiny_model, tmp_path)
     import payloads.jobs  # noqa: F401  (registers the built-in job types)
 
     url, org = nats.url, f"t{uuid.uuid4().hex[:10]}"
-    async with client(url, org) as ow, running_agents(url, org, 1, tmp_path):
+    # the operator shares the local base model with sandboxed jobs (the adapter names it)
+    async with client(url, org) as ow, running_agents(url, org, 1, tmp_path,
+                                                      sandbox_ro=str(tiny_model)):
         train = await ow.files.upload(data.conversations(tmp_path / "train.jsonl", n=8),
                                       "conversations")
         job = await ow.fine_tuning.create(
