@@ -162,7 +162,8 @@ async def main() -> None:
         show_private, _ = await anyio.to_thread.run_sync(_timed, show, env)
         t0 = time.perf_counter()
         svc = subprocess.Popen([sys.executable, "-m", "ow.cli.serve", "--no-web"], env=env,
-                               stdout=open(root / "serve.log", "wb"), stderr=subprocess.STDOUT)
+                               stdout=open(root / "serve.log", "wb"),  # noqa: SIM115
+                               stderr=subprocess.STDOUT)
         while not (home / "serve.json").exists():
             if svc.poll() is not None:
                 raise SystemExit((root / "serve.log").read_text())

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-import anyio
 import msgspec
 
 from ow.core import subjects
@@ -27,7 +26,7 @@ from ow.projections.runner import Projector
 
 __all__ = [
     "QUERIES", "Answer", "Ask", "Query", "QueryError", "ServiceBehindError", "audit_report",
-    "export", "latest_positions", "params_of", "run_query",
+    "export", "params_of", "run_query",
 ]
 
 EV, MX, HB = subjects.EVENTS_STREAM, subjects.METRICS_STREAM, subjects.HEARTBEATS_STREAM
@@ -186,18 +185,3 @@ async def run_query(p: Projector, name: str, params: dict[str, Any], scratch: Pa
     if q.scratch:
         return await q.fn(p, **params, scratch=scratch)
     return await q.fn(p, **params)
-
-
-async def latest_positions(p: Projector, streams: tuple[str, ...]) -> dict[str, int]:
-    """The last sequence of the org's messages on each stream now (what "latest" waits for)."""
-    from ow.projections.runner import stream_filter
-
-    out: dict[str, int] = {}
-
-    async def one(s: str) -> None:
-        out[s] = await p.bus.last_seq(s, stream_filter(s, p.bus.org))
-
-    async with anyio.create_task_group() as tg:
-        for s in streams:
-            tg.start_soon(one, s)
-    return out

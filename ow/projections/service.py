@@ -42,11 +42,10 @@ from ow.projections.queries import (
     Ask,
     QueryError,
     ServiceBehindError,
-    latest_positions,
     params_of,
     run_query,
 )
-from ow.projections.runner import Projector
+from ow.projections.runner import Projector, stream_filter
 
 __all__ = ["ReadService", "service_path"]
 
@@ -68,6 +67,57 @@ def orgs_of(home: Path, extra: tuple[str, ...] = ()) -> dict[str, str]:
     if not state.enabled:
         return {org: "" for org in (defaults.DEFAULT_ORG, *extra)}
     return {org: tenancy.control_token(state, org) for org in state.orgs}
+
+
+@dataclass
+class _Flight:
+    done: anyio.Event = field(default_factory=anyio.Event)
+    value: int = 0
+    error: BaseException | None = None
+
+
+class LastSeqs:
+    """The org's last sequence on each stream, looked up once for many requests: a request
+    joins the lookup that will start next (never one already under way, which might miss
+    what the request's caller wrote), so 50 concurrent readers cost about one lookup per
+    round trip instead of 50."""
+
+    def __init__(self, p: Projector):
+        self.p = p
+        self._next: dict[str, _Flight] = {}
+        self._locks: dict[str, anyio.Lock] = {}
+
+    async def get(self, stream: str) -> int:
+        flight = self._next.get(stream)
+        if flight is not None:  # not started yet: its lookup begins after we arrived
+            await flight.done.wait()
+        else:
+            flight = self._next[stream] = _Flight()
+            try:
+                async with self._locks.setdefault(stream, anyio.Lock()):
+                    del self._next[stream]  # who comes now waits for the next lookup
+                    flight.value = await self.p.bus.last_seq(
+                        stream, stream_filter(stream, self.p.bus.org))
+            except BaseException as exc:
+                flight.error = exc
+                raise
+            finally:
+                self._next.pop(stream, None) if self._next.get(stream) is flight else None
+                flight.done.set()
+        if flight.error is not None:
+            raise OWError(f"looking up the last sequence of {stream} failed: {flight.error}")
+        return flight.value
+
+    async def of(self, streams: tuple[str, ...]) -> dict[str, int]:
+        out: dict[str, int] = {}
+
+        async def one(s: str) -> None:
+            out[s] = await self.get(s)
+
+        async with anyio.create_task_group() as tg:
+            for s in streams:
+                tg.start_soon(one, s)
+        return out
 
 
 @dataclass
@@ -169,8 +219,10 @@ class ReadService:
             async with Projector(bus, service_path(self.home, org)) as p:
                 endpoints = {q: subjects.query_subject(org, q) for q in QUERIES}
 
+                last = LastSeqs(p)
+
                 async def handle(name: str, data: bytes) -> bytes:
-                    return await self.answer(p, name, data)
+                    return await self.answer(p, name, data, last)
 
                 async with anyio.create_task_group() as tg:
                     await tg.start(p.run)
@@ -183,7 +235,9 @@ class ReadService:
             with anyio.CancelScope(shield=True):
                 await bus.close()
 
-    async def answer(self, p: Projector, name: str, data: bytes) -> bytes:
+    async def answer(
+        self, p: Projector, name: str, data: bytes, last: LastSeqs | None = None
+    ) -> bytes:
         """One request: parse, wait for the positions asked, run the query, encode."""
         try:
             try:
@@ -191,7 +245,7 @@ class ReadService:
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 raise QueryError(f"malformed request to query {name!r}: {exc}") from exc
             params = params_of(name, ask.params)
-            await self._wait(p, name, ask)
+            await self._wait(p, name, ask, last or LastSeqs(p))
             positions = p.positions()
             result = await run_query(p, name, params, self.home / "projections" / "exports")
             return _enc.encode(Answer(result=result, positions=positions))
@@ -201,11 +255,11 @@ class ReadService:
                 log.warning("query %s failed: %s", name, exc)
             raise ServiceFault(code, str(exc), body) from exc
 
-    async def _wait(self, p: Projector, name: str, ask: Ask) -> None:
+    async def _wait(self, p: Projector, name: str, ask: Ask, last: LastSeqs) -> None:
         target = dict(ask.at_least)
         with anyio.move_on_after(self.read_wait_s) as scope:
             if ask.latest:
-                for s, seq in (await latest_positions(p, QUERIES[name].streams)).items():
+                for s, seq in (await last.of(QUERIES[name].streams)).items():
                     target[s] = max(seq, target.get(s, 0))
             await p.wait_for(target)
         if scope.cancelled_caught:
