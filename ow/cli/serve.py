@@ -93,6 +93,8 @@ def register(app: Any) -> None:
 def _run(url: str, home: Path, web_port: int | None, orgs: tuple[str, ...]) -> None:
     import signal
 
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     home.mkdir(parents=True, exist_ok=True)
 
     async def until_signal() -> None:
@@ -116,8 +118,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--web-port", type=int, default=defaults.WEB_PORT)
     parser.add_argument("--no-web", action="store_true")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = from_env()
     _run(cfg.url, cfg.home_path, None if args.no_web else args.web_port, (cfg.org,))
 

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -47,12 +48,12 @@ def service(env, tmp_path):
     """start() runs `python -m ow.cli.serve --no-web` and waits for its serve.json."""
     procs: list[subprocess.Popen] = []
 
-    async def start() -> subprocess.Popen:
+    async def start(cmd: tuple[str, ...] = (sys.executable, "-m", "ow.cli.serve")) -> Any:
         state = tmp_path / "serve.json"
         state.unlink(missing_ok=True)
         log = open(tmp_path / "serve.log", "ab")  # noqa: SIM115 - the child's
-        proc = subprocess.Popen([sys.executable, "-m", "ow.cli.serve", "--no-web"], env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([*cmd, "--no-web"], env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
         procs.append(proc)
         await eventually(lambda: state.exists() or proc.poll() is not None, timeout=30)
         assert proc.poll() is None, (tmp_path / "serve.log").read_text()
@@ -142,7 +143,7 @@ async def test_killed_service_resumes_and_equals_a_fresh_rebuild(bus, ow, servic
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     await completed_job(bus, "j2", "r2", "w2")  # while it is down
-    await service()
+    await service((OW, "serve"))  # the `ow serve` command this time
     log = (tmp_path / "serve.log").read_text()
     resumed = [ln for ln in log.splitlines() if f"org {bus.org}: resuming after" in ln]
     assert len(resumed) == 2
@@ -175,3 +176,21 @@ async def _both(*coros):
         for i, c in enumerate(coros):
             tg.start_soon(one, i, c)
     return out
+
+
+async def test_the_dashboard_is_hosted_when_ow_web_exists(nats_server, org, tmp_path):
+    pytest.importorskip("ow.web")
+    import urllib.request
+
+    from ow.cli.serve import serve, state_file
+
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(lambda task_status: serve(
+            url=nats_server.url, home=tmp_path, web_port=0, orgs=(org,),
+            announce=lambda _: None, task_status=task_status))
+        assert json.loads(state_file(tmp_path).read_text())["web_port"] == port
+        status = await anyio.to_thread.run_sync(
+            lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10).status)
+        assert status == 200
+        tg.cancel_scope.cancel()
+    assert not state_file(tmp_path).exists()
