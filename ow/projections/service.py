@@ -204,9 +204,10 @@ class ReadService:
         while True:
             try:
                 await self._serve(entry, token)
-            except (OWError, OSError) as exc:
-                log.warning("read service for org %s stopped (%s); restarting", entry.name, exc)
-            entry.ready = anyio.Event() if entry.ready.is_set() else entry.ready
+            except Exception as exc:  # one org's failure never stops the others
+                log.warning("read service for org %s stopped (%s: %s); restarting",
+                            entry.name, type(exc).__name__, exc, exc_info=not isinstance(
+                                exc, OWError | OSError))
             await anyio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
@@ -231,6 +232,8 @@ class ReadService:
                     entry.ready.set()
                     log.info("read service: org %s at %s", org, p.positions())
         finally:
+            if entry.ready.is_set():  # who asks now waits for the next start
+                entry.ready = anyio.Event()
             entry.bus = entry.projector = None
             with anyio.CancelScope(shield=True):
                 await bus.close()
