@@ -194,3 +194,15 @@ async def test_the_dashboard_is_hosted_when_ow_web_exists(nats_server, org, tmp_
         assert status == 200
         tg.cancel_scope.cancel()
     assert not state_file(tmp_path).exists()
+
+
+async def test_bad_input_through_the_service_is_one_line_naming_it(bus, ow, service):
+    await service()
+    for args, wanted in ((("show", "nope"), "job 'nope' not found"),
+                         (("logs", "nope"), "run 'nope' not found"),
+                         (("ls", "--limit", "-1"), "$.limit")):
+        code, _, err = await ow(*args)
+        assert code == 1, err
+        assert err.strip().splitlines() == [err.strip()]  # one line, and no notice: served
+        assert wanted in err
+        assert "Traceback" not in err
