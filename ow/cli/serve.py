@@ -66,7 +66,12 @@ async def _start_web(tg: Any, svc: Any, home: Path, host: str, port: int) -> int
         log.info("no ow.web in this build: serving queries without a dashboard")
         return None
     app = web.create_app(projector_for=svc.projector_for, bus_for=svc.bus_for, home=home)
-    return await tg.start(_web, web, app, host, port)
+    try:
+        return await tg.start(_web, web, app, host, port)
+    except (OSError, SystemExit) as exc:  # uvicorn exits when it cannot bind
+        log.warning("no dashboard: cannot listen on %s:%s (%s); queries go on — pick "
+                    "another port with --web-port (0: a free one)", host, port, exc)
+        return None
 
 
 async def _web(web: Any, app: Any, host: str, port: int, *, task_status: Any) -> None:
