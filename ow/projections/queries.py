@@ -125,6 +125,9 @@ class Query:
     params: type[_P]
     streams: tuple[str, ...]  # what the answer depends on ("latest" waits for these)
     scratch: bool = False  # takes `scratch=<dir>`: writes a file there
+    #: its answer depends only on the projection (not the clock or a file): one answer
+    #: serves every equal request until a stream position moves
+    cached: bool = True
 
 
 async def export(p: Projector, *, scratch: Path) -> dict[str, Any]:
@@ -162,9 +165,9 @@ QUERIES: dict[str, Query] = {
     "metric_series": Query(views.metric_series, Metrics, (MX,)),
     "events_page": Query(views.events_page, Events, (EV,)),
     "anomalies": Query(views.anomalies, Limit, (EV, MX, HB)),
-    "costs": Query(views.costs, NoParams, (EV,)),
-    "export": Query(export, NoParams, (EV, MX, HB), scratch=True),
-    "audit": Query(audit_report, NoParams, (EV, MX, HB), scratch=True),
+    "costs": Query(views.costs, NoParams, (EV,), cached=False),  # up to now()
+    "export": Query(export, NoParams, (EV, MX, HB), scratch=True, cached=False),
+    "audit": Query(audit_report, NoParams, (EV, MX, HB), scratch=True, cached=False),
 }
 
 
