@@ -85,8 +85,9 @@ class LastSeqs:
 
     def __init__(self, p: Projector):
         self.p = p
-        #: encoded answers by (query, params, positions of every stream): the projection
-        #: at those positions is fixed, so an equal request gets the same bytes
+        #: encoded answers by (query, params, positions of the streams it reads): the
+        #: tables it reads are fixed at those positions, so an equal request gets the same
+        #: bytes
         self.answers: dict[tuple[str, bytes, tuple[int, ...]], bytes] = {}
         self._next: dict[str, _Flight] = {}
         self._locks: dict[str, anyio.Lock] = {}
@@ -255,7 +256,10 @@ class ReadService:
             last = last or LastSeqs(p)
             await self._wait(p, name, ask, last)
             positions = p.positions()
-            key = (name, _enc.encode(params), tuple(positions.values()))
+            # the positions of the streams the query reads: metrics streaming in do not
+            # invalidate a job list
+            key = (name, _enc.encode(params), tuple(positions.get(s, 0)
+                                                    for s in QUERIES[name].streams))
             if QUERIES[name].cached and key in last.answers:
                 return last.answers[key]
             result = await run_query(p, name, params, self.home / "projections" / "exports")
