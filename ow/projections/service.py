@@ -255,11 +255,10 @@ class ReadService:
             params = params_of(name, ask.params)
             last = last or LastSeqs(p)
             await self._wait(p, name, ask, last)
-            positions = p.positions()
+            positions = {s: p.position(s) for s in QUERIES[name].streams}  # what it reflects
             # the positions of the streams the query reads: metrics streaming in do not
             # invalidate a job list
-            key = (name, _enc.encode(params), tuple(positions.get(s, 0)
-                                                    for s in QUERIES[name].streams))
+            key = (name, _enc.encode(params), tuple(positions.values()))
             if QUERIES[name].cached and key in last.answers:
                 return last.answers[key]
             result = await run_query(p, name, params, self.home / "projections" / "exports")
