@@ -115,14 +115,30 @@ def _show_metrics(summary: dict[str, Any], key: str, json: bool) -> None:
 async def _follow_metrics(
     bus: Any, reader: Any, params: dict[str, Any], positions: dict[str, int], json: bool
 ) -> None:
-    """Re-render after each new metrics message of the run, from an answer that includes it."""
+    """Re-render after new metrics messages of the run, from an answer that includes them.
+    Messages that arrive while an answer is on its way make one more render, not one each."""
+    import anyio
+
     from ow.core import subjects
 
     stream = subjects.METRICS_STREAM
-    async for seq, _, _ in bus.subscribe(
-        subjects.metric_subject(bus.org, params["run_id"]), stream=stream,
-        start_seq=positions.get(stream, 0) + 1, raw=True,
-    ):
-        answer = await reader.ask("metrics_summary", params, at_least={stream: seq},
-                                  latest=False)
-        _show_metrics(answer.result, params["key"], json)
+    newest = [positions.get(stream, 0)]
+    arrived = anyio.Event()
+
+    async def watch() -> None:
+        nonlocal arrived
+        async for seq, _, _ in bus.subscribe(
+            subjects.metric_subject(bus.org, params["run_id"]), stream=stream,
+            start_seq=newest[0] + 1, raw=True,
+        ):
+            newest[0] = seq
+            arrived.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch)
+        while True:
+            await arrived.wait()
+            arrived = anyio.Event()
+            answer = await reader.ask("metrics_summary", params,
+                                      at_least={stream: newest[0]}, latest=False)
+            _show_metrics(answer.result, params["key"], json)

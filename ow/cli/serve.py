@@ -96,7 +96,12 @@ async def _start_web(tg: Any, svc: Any, home: Path, host: str, port: int) -> int
     if port and not _free(host, port):  # another stack's dashboard: take a free port
         log.warning("dashboard port %s is taken: serving on a free port", port)
         port = 0
-    return await tg.start(_web, web, app, host, port)
+    try:
+        return await tg.start(_web, web, app, host, port)
+    except (OSError, SystemExit) as exc:  # uvicorn exits when it cannot bind
+        log.warning("no dashboard: cannot listen on %s:%s (%s); queries go on — pick "
+                    "another port with --web-port (0: a free one)", host, port, exc)
+        return None
 
 
 async def _web(web: Any, app: Any, host: str, port: int, *, task_status: Any) -> None:
@@ -123,6 +128,8 @@ def register(app: Any) -> None:
 def _run(url: str, home: Path, web_port: int | None, orgs: tuple[str, ...]) -> None:
     import signal
 
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     home.mkdir(parents=True, exist_ok=True)
 
     async def until_signal() -> None:
@@ -146,8 +153,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--web-port", type=int, default=defaults.WEB_PORT)
     parser.add_argument("--no-web", action="store_true")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = from_env()
     _run(cfg.url, cfg.home_path, None if args.no_web else args.web_port, (cfg.org,))
 

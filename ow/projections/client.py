@@ -183,7 +183,8 @@ class Reader:
                     raise
                 raise_error(code, str(exc), body)
             # the same bytes a service would send: both paths answer alike
-            return decode_answer(_enc.encode(Answer(result=result, positions=p.positions())))
+            positions = {s: p.position(s) for s in QUERIES[name].streams}
+            return decode_answer(_enc.encode(Answer(result=result, positions=positions)))
 
     def close(self) -> None:
         if self._projector is not None:

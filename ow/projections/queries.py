@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-import anyio
 import msgspec
 
 from ow.core import subjects
@@ -28,7 +27,7 @@ from ow.projections.runner import Projector
 
 __all__ = [
     "QUERIES", "Answer", "Ask", "Query", "QueryError", "ServiceBehindError", "audit_report",
-    "export", "latest_positions", "params_of", "run_query",
+    "export", "params_of", "run_query",
 ]
 
 EV, MX, HB = subjects.EVENTS_STREAM, subjects.METRICS_STREAM, subjects.HEARTBEATS_STREAM
@@ -119,6 +118,9 @@ class Query:
     params: type[_P]
     streams: tuple[str, ...]  # what the answer depends on ("latest" waits for these)
     scratch: bool = False  # takes `scratch=<dir>`: writes a file there
+    #: its answer depends only on the projection (not the clock or a file): one answer
+    #: serves every equal request until a stream position moves
+    cached: bool = True
 
 
 async def export(p: Projector, *, scratch: Path) -> dict[str, Any]:
@@ -156,9 +158,9 @@ QUERIES: dict[str, Query] = {
     "metric_series": Query(views.metric_series, Metrics, (MX,)),
     "events_page": Query(views.events_page, Events, (EV,)),
     "anomalies": Query(views.anomalies, Limit, (EV, MX, HB)),
-    "costs": Query(views.costs, NoParams, (EV,)),
-    "export": Query(export, NoParams, (EV, MX, HB), scratch=True),
-    "audit": Query(audit_report, NoParams, (EV, MX, HB), scratch=True),
+    "costs": Query(views.costs, NoParams, (EV,), cached=False),  # up to now()
+    "export": Query(export, NoParams, (EV, MX, HB), scratch=True, cached=False),
+    "audit": Query(audit_report, NoParams, (EV, MX, HB), scratch=True, cached=False),
 }
 
 
@@ -179,18 +181,3 @@ async def run_query(p: Projector, name: str, params: dict[str, Any], scratch: Pa
     if q.scratch:
         return await q.fn(p, **params, scratch=scratch)
     return await q.fn(p, **params)
-
-
-async def latest_positions(p: Projector, streams: tuple[str, ...]) -> dict[str, int]:
-    """The last sequence of the org's messages on each stream now (what "latest" waits for)."""
-    from ow.projections.runner import stream_filter
-
-    out: dict[str, int] = {}
-
-    async def one(s: str) -> None:
-        out[s] = await p.bus.last_seq(s, stream_filter(s, p.bus.org))
-
-    async with anyio.create_task_group() as tg:
-        for s in streams:
-            tg.start_soon(one, s)
-    return out

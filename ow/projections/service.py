@@ -42,17 +42,17 @@ from ow.projections.queries import (
     Ask,
     QueryError,
     ServiceBehindError,
-    latest_positions,
     params_of,
     run_query,
 )
-from ow.projections.runner import Projector
+from ow.projections.runner import Projector, stream_filter
 
 __all__ = ["ReadService", "service_path"]
 
 log = logging.getLogger(__name__)
 
 _enc = msgspec.json.Encoder()
+_CACHED_ANSWERS = 512  # per org; all dropped when full
 _ask_dec = msgspec.json.Decoder(Ask)
 
 
@@ -68,6 +68,61 @@ def orgs_of(home: Path, extra: tuple[str, ...] = ()) -> dict[str, str]:
     if not state.enabled:
         return {org: "" for org in (defaults.DEFAULT_ORG, *extra)}
     return {org: tenancy.control_token(state, org) for org in state.orgs}
+
+
+@dataclass
+class _Flight:
+    done: anyio.Event = field(default_factory=anyio.Event)
+    value: int = 0
+    error: BaseException | None = None
+
+
+class LastSeqs:
+    """The org's last sequence on each stream, looked up once for many requests: a request
+    joins the lookup that will start next (never one already under way, which might miss
+    what the request's caller wrote), so 50 concurrent readers cost about one lookup per
+    round trip instead of 50. It also keeps the org's recent answers (`answers`)."""
+
+    def __init__(self, p: Projector):
+        self.p = p
+        #: encoded answers by (query, params, positions of the streams it reads): the
+        #: tables it reads are fixed at those positions, so an equal request gets the same
+        #: bytes
+        self.answers: dict[tuple[str, bytes, tuple[int, ...]], bytes] = {}
+        self._next: dict[str, _Flight] = {}
+        self._locks: dict[str, anyio.Lock] = {}
+
+    async def get(self, stream: str) -> int:
+        flight = self._next.get(stream)
+        if flight is not None:  # not started yet: its lookup begins after we arrived
+            await flight.done.wait()
+        else:
+            flight = self._next[stream] = _Flight()
+            try:
+                async with self._locks.setdefault(stream, anyio.Lock()):
+                    del self._next[stream]  # who comes now waits for the next lookup
+                    flight.value = await self.p.bus.last_seq(
+                        stream, stream_filter(stream, self.p.bus.org))
+            except BaseException as exc:
+                flight.error = exc
+                raise
+            finally:
+                self._next.pop(stream, None) if self._next.get(stream) is flight else None
+                flight.done.set()
+        if flight.error is not None:
+            raise OWError(f"looking up the last sequence of {stream} failed: {flight.error}")
+        return flight.value
+
+    async def of(self, streams: tuple[str, ...]) -> dict[str, int]:
+        out: dict[str, int] = {}
+
+        async def one(s: str) -> None:
+            out[s] = await self.get(s)
+
+        async with anyio.create_task_group() as tg:
+            for s in streams:
+                tg.start_soon(one, s)
+        return out
 
 
 @dataclass
@@ -154,9 +209,10 @@ class ReadService:
         while True:
             try:
                 await self._serve(entry, token)
-            except (OWError, OSError) as exc:
-                log.warning("read service for org %s stopped (%s); restarting", entry.name, exc)
-            entry.ready = anyio.Event() if entry.ready.is_set() else entry.ready
+            except Exception as exc:  # one org's failure never stops the others
+                log.warning("read service for org %s stopped (%s: %s); restarting",
+                            entry.name, type(exc).__name__, exc, exc_info=not isinstance(
+                                exc, OWError | OSError))
             await anyio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
@@ -169,8 +225,10 @@ class ReadService:
             async with Projector(bus, service_path(self.home, org)) as p:
                 endpoints = {q: subjects.query_subject(org, q) for q in QUERIES}
 
+                last = LastSeqs(p)
+
                 async def handle(name: str, data: bytes) -> bytes:
-                    return await self.answer(p, name, data)
+                    return await self.answer(p, name, data, last)
 
                 async with anyio.create_task_group() as tg:
                     await tg.start(p.run)
@@ -179,11 +237,15 @@ class ReadService:
                     entry.ready.set()
                     log.info("read service: org %s at %s", org, p.positions())
         finally:
+            if entry.ready.is_set():  # who asks now waits for the next start
+                entry.ready = anyio.Event()
             entry.bus = entry.projector = None
             with anyio.CancelScope(shield=True):
                 await bus.close()
 
-    async def answer(self, p: Projector, name: str, data: bytes) -> bytes:
+    async def answer(
+        self, p: Projector, name: str, data: bytes, last: LastSeqs | None = None
+    ) -> bytes:
         """One request: parse, wait for the positions asked, run the query, encode."""
         try:
             try:
@@ -191,21 +253,32 @@ class ReadService:
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 raise QueryError(f"malformed request to query {name!r}: {exc}") from exc
             params = params_of(name, ask.params)
-            await self._wait(p, name, ask)
-            positions = p.positions()
+            last = last or LastSeqs(p)
+            await self._wait(p, name, ask, last)
+            positions = {s: p.position(s) for s in QUERIES[name].streams}  # what it reflects
+            # the positions of the streams the query reads: metrics streaming in do not
+            # invalidate a job list
+            key = (name, _enc.encode(params), tuple(positions.values()))
+            if QUERIES[name].cached and key in last.answers:
+                return last.answers[key]
             result = await run_query(p, name, params, self.home / "projections" / "exports")
-            return _enc.encode(Answer(result=result, positions=positions))
+            data = _enc.encode(Answer(result=result, positions=positions))
+            if QUERIES[name].cached:
+                if len(last.answers) >= _CACHED_ANSWERS:
+                    last.answers.clear()
+                last.answers[key] = data
+            return data
         except OWError as exc:
             code, body = encode_error(exc)
             if code == "500":
                 log.warning("query %s failed: %s", name, exc)
             raise ServiceFault(code, str(exc), body) from exc
 
-    async def _wait(self, p: Projector, name: str, ask: Ask) -> None:
+    async def _wait(self, p: Projector, name: str, ask: Ask, last: LastSeqs) -> None:
         target = dict(ask.at_least)
         with anyio.move_on_after(self.read_wait_s) as scope:
             if ask.latest:
-                for s, seq in (await latest_positions(p, QUERIES[name].streams)).items():
+                for s, seq in (await last.of(QUERIES[name].streams)).items():
                     target[s] = max(seq, target.get(s, 0))
             await p.wait_for(target)
         if scope.cancelled_caught:

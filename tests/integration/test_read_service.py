@@ -9,8 +9,9 @@ import pytest
 from ow.core import events as ev
 from ow.core import subjects
 from ow.core.errors import NotFoundError
+from ow.projections import _db
 from ow.projections.client import Reader
-from ow.projections.queries import QUERIES, QueryError
+from ow.projections.queries import QUERIES, Query, QueryError, ServiceBehindError
 from ow.projections.service import running, service_path
 from tests.integration.agents import ShellJob, client
 from tests.integration.test_projections_helpers import completed_job, pending_job
@@ -44,7 +45,7 @@ async def test_at_least_waits_for_the_fold_and_behind_is_an_error(bus, served):
         answer = await reader.ask("list_jobs", at_least={subjects.EVENTS_STREAM: seq},
                                   latest=False)
         assert [j["job_id"] for j in answer.result] == ["j9"]
-        with pytest.raises(Exception, match="read service is behind"):
+        with pytest.raises(ServiceBehindError, match="read service is behind"):
             await reader.ask("list_jobs", at_least={subjects.EVENTS_STREAM: seq + 1000},
                              latest=False)
         assert (await reader.ask("list_jobs")).result  # and it goes on answering
@@ -145,3 +146,61 @@ def test_every_scope_may_ask_its_own_orgs_queries_only(scope):
     assert subjects.query_filter("acme") in allow or ">" in allow
     if scope != "admin":
         assert not any(a.startswith("ow.q.") and "acme" not in a for a in allow)
+
+
+async def test_a_failing_query_answers_an_error_and_the_service_goes_on(bus, served, monkeypatch):
+    async def boom(p):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setitem(QUERIES, "costs", Query(boom, QUERIES["costs"].params, ()))
+    async with served():
+        reader = Reader(bus)
+        with pytest.raises(_db.ProjectionError, match="disk on fire"):
+            await reader.ask("costs")
+        await pending_job(bus)
+        assert [j["job_id"] for j in await reader.result("list_jobs")] == ["j2"]
+
+
+async def test_the_sdk_logs_its_fallback_once_at_info(nats_server, org, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="ow.sdk._jobs")
+    async with client(nats_server.url, org) as ow:
+        job = await ShellJob(ow).create(command="true")
+        assert [j.id for j in await ow.jobs.list()] == [job.id]
+        assert [j.id for j in await ow.jobs.find(command="true")] == [job.id]
+    notices = [r for r in caplog.records if "no read service" in r.getMessage()]
+    assert len(notices) == 1
+    assert notices[0].levelno == logging.INFO
+
+
+async def test_export_without_a_service_is_a_file_duckdb_opens(bus, tmp_path):
+    import duckdb
+
+    await completed_job(bus)
+    async with Reader(bus, notice=lambda _: None) as reader:
+        made = await reader.result("export")
+    with duckdb.connect(made["path"], read_only=True) as con:
+        assert con.execute("SELECT job_id, status FROM jobs").fetchall() == [("j1", "completed")]
+        assert dict(con.execute("SELECT stream, seq FROM positions").fetchall()) == \
+            made["positions"]
+
+
+async def test_the_costs_ledger_prices_workers_and_jobs(bus, served):
+    from datetime import timedelta
+
+    t0 = ev.now() - timedelta(hours=2)
+    await bus.publish(ev.WorkerProvisioned(worker_id="w1", provider="runpod", pod_id="p1",
+                                           hardware="1x A100", price_per_hour=2.0, ts=t0))
+    await bus.publish(ev.WorkerRegistered(worker_id="w1", hardware="1x A100", ts=t0))
+    await bus.publish(ev.JobSubmitted(job_id="j1", job_type="ft", model="m", ts=t0))
+    await bus.publish(ev.RunStarted(run_id="r1", job_id="j1", gen=0, worker_id="w1",
+                                    claim_rev=1, ts=t0))
+    await bus.publish(ev.RunFinished(run_id="r1", job_id="j1", status="completed",
+                                     exit_code=0, ts=t0 + timedelta(hours=1)))
+    await bus.publish(ev.WorkerTerminated(worker_id="w1", reason="idle",
+                                          ts=t0 + timedelta(hours=1, minutes=30)))
+    async with served():
+        ledger = await Reader(bus).result("costs")
+    assert ledger["total"] == pytest.approx(3.0)  # 1.5 h at $2
+    assert [(j["job_id"], round(j["cost"], 6)) for j in ledger["jobs"]] == [("j1", 2.0)]
