@@ -14,7 +14,7 @@ from typing import Any
 
 from payloads._data import flat_messages
 
-__all__ = ["Sampling", "generate", "render_prompt"]
+__all__ = ["Sampling", "generate", "render_prompt", "top_logprobs"]
 
 
 @dataclass
@@ -25,17 +25,37 @@ class Sampling:
     min_tokens: int = 1
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
+    prefill: str = ""  # the answer starts with this (not part of the completion)
+    logprobs: int | None = None  # top-k log-probs of every generated token
 
 
-def render_prompt(tokenizer: Any, messages: list[dict[str, Any]]) -> str:
-    """The text the model continues: generation prompt, or the open assistant prefix."""
+def render_prompt(tokenizer: Any, messages: list[dict[str, Any]], prefill: str = "") -> str:
+    """The text the model continues: the generation prompt and `prefill`, or the open
+    assistant prefix (which takes the place of `prefill`, as in openweights)."""
     flat = flat_messages(messages)
     if flat and flat[-1]["role"] == "assistant":
         head = tokenizer.apply_chat_template(
             flat[:-1], tokenize=False, add_generation_prompt=True
         )
         return head + flat[-1]["content"]
-    return tokenizer.apply_chat_template(flat, tokenize=False, add_generation_prompt=True)
+    head = tokenizer.apply_chat_template(flat, tokenize=False, add_generation_prompt=True)
+    return head + prefill
+
+
+def top_logprobs(tokenizer: Any, logits: Any, chosen: int, k: int) -> list[dict[str, Any]]:
+    """One position's top-k log-probs (and the chosen token's, if outside them), ranked:
+    `{"logprob_key", "decoded_token", "logprob", "rank"}` as openweights writes them."""
+    import torch
+
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    ids = torch.topk(logp, k).indices.tolist() if k else []
+    if chosen not in ids:
+        ids.append(chosen)
+    return [
+        {"logprob_key": t, "decoded_token": tokenizer.decode([t]),
+         "logprob": float(logp[t]), "rank": int((logp > logp[t]).sum()) + 1}
+        for t in ids
+    ]
 
 
 def _trim(text: str, stop: list[str]) -> tuple[str, str]:
@@ -62,7 +82,8 @@ def generate(
     device = next(model.parameters()).device
     out: list[dict[str, Any]] = []
     for i in range(0, len(conversations), batch_size):
-        prompts = [render_prompt(tokenizer, c) for c in conversations[i : i + batch_size]]
+        prompts = [render_prompt(tokenizer, c, sampling.prefill)
+                   for c in conversations[i : i + batch_size]]
         enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         enc = {k: v.to(device) for k, v in enc.items()}
         kwargs: dict[str, Any] = {
@@ -75,15 +96,25 @@ def generate(
             kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p)
         else:
             kwargs.update(do_sample=False)
+        if sampling.logprobs is not None:
+            kwargs.update(return_dict_in_generate=True, output_logits=True)
         with torch.no_grad():
-            ids = model.generate(**enc, **kwargs)
+            result = model.generate(**enc, **kwargs)
+        ids = result.sequences if sampling.logprobs is not None else result
         new = ids[:, enc["input_ids"].shape[1] :]
-        for row in new.tolist():
+        for b, row in enumerate(new.tolist()):
             ended = tokenizer.eos_token_id in row
             if ended:
                 row = row[: row.index(tokenizer.eos_token_id)]
             tokens = [t for t in row if t != tokenizer.pad_token_id]
             text, reason = _trim(tokenizer.decode(tokens, skip_special_tokens=True), sampling.stop)
             reason = reason or ("stop" if ended else "length")
-            out.append({"completion": text, "finish_reason": reason, "tokens": len(tokens)})
+            item: dict[str, Any] = {"completion": text, "finish_reason": reason,
+                                    "tokens": len(tokens)}
+            if sampling.logprobs is not None:
+                item["logprobs"] = [
+                    top_logprobs(tokenizer, result.logits[pos][b], tok, sampling.logprobs)
+                    for pos, tok in enumerate(row) if tok != tokenizer.pad_token_id
+                ]
+            out.append(item)
     return out

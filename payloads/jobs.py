@@ -12,6 +12,7 @@ Imports: stdlib, `ow` (public API), pydantic params; no ML library.
 
 from __future__ import annotations
 
+import copy
 import json
 import shlex
 from pathlib import Path
@@ -27,6 +28,7 @@ from payloads.params import (
     TrainingParams,
     WeightedSFTParams,
     estimate_vram_gb,
+    fill_finetuned_model_id,
 )
 
 __all__ = ["Api", "FineTuning", "Inference", "InspectAi", "LogprobEval", "WeightedSFT"]
@@ -39,6 +41,17 @@ def _command(module: str, validated: Any, *flags: str) -> str:
     return " ".join(["python", "-m", module, *flags, shlex.quote(params)])
 
 
+def _named(validated: TrainingParams, job_id: str) -> TrainingParams:
+    """The params with `finetuned_model_id`'s template filled in (a bad one is refused)."""
+    try:
+        filled = fill_finetuned_model_id(validated, job_id)
+    except ValueError as exc:
+        raise ValidationError(f"bad params for fine-tuning: {exc}") from None
+    if filled == validated.finetuned_model_id:
+        return validated
+    return validated.model_copy(update={"finetuned_model_id": filled})
+
+
 class _ModelJob(Jobs):
     """A job whose `model` param decides how much VRAM it needs."""
 
@@ -47,8 +60,16 @@ class _ModelJob(Jobs):
 
     async def create(self, **params: Any):
         requested = params.pop("requires_vram_gb", None)
+        if requested == "guess":  # openweights' spelling of "estimate it"
+            requested = None
         allowed_hardware = params.pop("allowed_hardware", None)
+        image = params.pop("docker_image", None)
         validated = self.validate_params(params)
+        if isinstance(validated, TrainingParams):
+            _named(validated, "job-id")  # a bad finetuned_model_id fails before any upload
+        if image:  # this job runs in another image; the job type keeps its own
+            self = copy.copy(self)  # noqa: PLW0642 - a per-call view of the creator
+            self.base_image = image
         need = estimate_vram_gb(
             validated.model, load_in_4bit=getattr(validated, "load_in_4bit", False),
             training=self.training,
@@ -76,6 +97,9 @@ class FineTuning(_ModelJob):
     def get_entrypoint(self, validated_params: TrainingParams) -> str:
         return _command("payloads.train", validated_params)
 
+    def with_job_id(self, validated_params: TrainingParams, job_id: str) -> TrainingParams:
+        return _named(validated_params, job_id)
+
 
 @register("weighted_sft")
 class WeightedSFT(_ModelJob):
@@ -86,6 +110,9 @@ class WeightedSFT(_ModelJob):
 
     def get_entrypoint(self, validated_params: WeightedSFTParams) -> str:
         return _command("payloads.train", validated_params, "--weighted")
+
+    def with_job_id(self, validated_params: WeightedSFTParams, job_id: str) -> WeightedSFTParams:
+        return _named(validated_params, job_id)
 
 
 @register("inference")
@@ -103,7 +130,7 @@ class Api(_ModelJob):
     """An OpenAI-compatible server; it logs {"status": "ready", "base_url", "models"}."""
 
     params = ApiParams
-    timeout_s = 3600.0  # stops an hour after the last keep-alive of its TemporaryApi
+    timeout_s = 900.0  # a 15-minute lease, renewed by its TemporaryApi while the client lives
 
     def get_entrypoint(self, validated_params: ApiParams) -> str:
         return _command("payloads.serve", validated_params)

@@ -215,8 +215,17 @@ def public_base_url(host: str, port: int) -> str:
     return f"http://{shown}:{port}/v1"
 
 
+def bind_host(host: str | None) -> str:
+    """The address to listen on: as asked, else loopback — except on a RunPod pod, whose
+    proxy reaches the server from outside the pod (the pod is the sandbox there)."""
+    if host:
+        return host
+    return "0.0.0.0" if os.environ.get("RUNPOD_POD_ID") else "127.0.0.1"  # noqa: S104
+
+
 def serve(p: ApiParams, reporter: Reporter) -> None:
     """Serve until SIGTERM/SIGINT (the job is canceled or timed out)."""
+    p = p.model_copy(update={"host": bind_host(p.host)})
     from payloads._models import use_vllm, vllm_fits
 
     if use_vllm():
@@ -260,9 +269,13 @@ def _run_vllm(p: ApiParams, reporter: Reporter) -> None:  # pragma: no cover - t
         if path is None:
             raise ValueError(f"lora adapter {ref!r} is not an adapter directory or file")
     if adapters:
-        rank = vllm_lora_rank([str(path) for _, path in adapters])
+        rank = max(p.max_lora_rank, vllm_lora_rank([str(path) for _, path in adapters]))
         args += ["--enable-lora", "--max-lora-rank", str(rank), "--max-loras",
-                 str(len(adapters)), "--lora-modules", *(f"{n}={a}" for n, a in adapters)]
+                 str(max(p.max_loras, 1)), "--lora-modules", *(f"{n}={a}" for n, a in adapters)]
+    if p.quantization:
+        args += ["--quantization", p.quantization]
+    if p.kv_cache_dtype:
+        args += ["--kv-cache-dtype", p.kv_cache_dtype]
     if p.api_key:
         args += ["--api-key", p.api_key]
     child = subprocess.Popen(args)

@@ -95,6 +95,11 @@ class Jobs:
     def get_entrypoint(self, validated_params: Any) -> str:
         raise NotImplementedError(f"{type(self).__name__} must define get_entrypoint(params)")
 
+    def with_job_id(self, validated_params: Any, job_id: str) -> Any:
+        """Hook: params completed with the job's id, which hashes the params as given
+        (openweights' `finetuned_model_id` template names `{job_id}`). Default: unchanged."""
+        return validated_params
+
     # --- submission -------------------------------------------------------------------
 
     def validate_params(self, params: dict[str, Any]) -> Any:
@@ -145,6 +150,10 @@ class Jobs:
         image = self.base_image
         content = {"params": params, "mounted_files": mounted, "entrypoint": entrypoint}
         job_id = ids.job_id(self.job_type, content, image, self.client.org)
+        named = self.with_job_id(validated, job_id)
+        if named is not validated:  # params that name something after the job (hook below)
+            dumped, entrypoint = _dump(named), self.get_entrypoint(named)
+            params = {"validated_params": dumped, **(extra_params or {})}
         spec = ev.JobSubmitted(
             event_id=job_id, job_id=job_id, job_type=self.job_type,
             model=model if model is not None else str(dumped.get("model", "")),
