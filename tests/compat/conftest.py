@@ -11,3 +11,7 @@ def nats(tmp_path_factory):
     server = NatsServer(tmp_path_factory.mktemp("nats"), name="compat").start()
     yield server
     server.stop()
+
+
+from tests.payloads.tiny_model import tiny_model  # noqa: E402, F401  (a fixture; skips
+# the tests that use it when torch/transformers are missing)
