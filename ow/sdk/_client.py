@@ -104,6 +104,12 @@ class AsyncOpenWeights:
         return AsyncJobsResource(self)
 
     @cached_property
+    def runs(self) -> Any:
+        from ow.sdk._runs import AsyncRuns
+
+        return AsyncRuns(self)
+
+    @cached_property
     def events(self) -> Any:
         from ow.sdk._events import AsyncEvents
 
