@@ -1,5 +1,5 @@
 """The built-in job types: `ow.fine_tuning`, `ow.weighted_sft`, `ow.inference`, `ow.api`,
-`ow.inspect_ai`.
+`ow.inspect_ai`, `ow.logprob_eval` (also `ow.logprob`), `ow.mmlu_pro`.
 
 Each is an ordinary registered job: it mounts this `payloads` package into the job's working
 directory and runs one of its modules with the validated params as JSON. `create` also sizes
@@ -25,13 +25,16 @@ from payloads.params import (
     InferenceParams,
     InspectAiParams,
     LogprobParams,
+    MMLUProParams,
     TrainingParams,
     WeightedSFTParams,
     estimate_vram_gb,
     fill_finetuned_model_id,
 )
 
-__all__ = ["Api", "FineTuning", "Inference", "InspectAi", "LogprobEval", "WeightedSFT"]
+__all__ = [
+    "Api", "FineTuning", "Inference", "InspectAi", "LogprobEval", "MMLUPro", "WeightedSFT",
+]
 
 PAYLOADS_DIR = Path(__file__).resolve().parent
 
@@ -154,3 +157,21 @@ class LogprobEval(_ModelJob):
 
     def get_entrypoint(self, validated_params: LogprobParams) -> str:
         return _command("payloads.logprobs", validated_params)
+
+
+@register("logprob")
+class LogProb(LogprobEval):
+    """openweights' name of `logprob_eval`: `ow.logprob.create(model=..., dataset=...)`."""
+
+
+@register("mmlu_pro")
+class MMLUPro(_ModelJob):
+    """MMLU-Pro: `ow.mmlu_pro.create(model=...)`; results under `uploads/`, `accuracy` logged.
+
+    openweights' `requires_vram_gb` param is this job's `requires_vram_gb` (estimated when
+    not given, as every built-in job's)."""
+
+    params = MMLUProParams
+
+    def get_entrypoint(self, validated_params: MMLUProParams) -> str:
+        return _command("payloads.mmlu_pro", validated_params)

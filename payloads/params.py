@@ -21,6 +21,7 @@ __all__ = [
     "ApiParams",
     "InferenceParams",
     "InspectAiParams",
+    "MMLUProParams",
     "SamplingCallbackSpec",
     "TrainingParams",
     "WeightedSFTParams",
@@ -244,6 +245,30 @@ class InspectAiParams(BaseModel):
     eval_name: str
     max_model_len: int = 8192
     options: str = " "
+
+
+class MMLUProParams(BaseModel):
+    """`ow.mmlu_pro.create(model=...)`: chain-of-thought MMLU-Pro (openweights' params)."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    model: str
+    ntrain: int = Field(5, ge=0)
+    selected_subjects: str = "all"
+    save_dir: str = "uploads"
+    global_record_file: str = "eval_record_collection.csv"
+    gpu_util: str = "0.9"  # vLLM's gpu_memory_utilization (as openweights spells it)
+    dataset: str = "TIGER-Lab/MMLU-Pro"  # or a local dir with validation/test .jsonl
+    max_tokens: int = 2048
+    max_model_len: int = 4096
+
+    @field_validator("save_dir")
+    @classmethod
+    def _inside(cls, v: str) -> str:
+        if Path(v).is_absolute() or ".." in Path(v).parts:
+            raise ValueError(f"save_dir {v!r} must be relative (e.g. 'uploads', which is "
+                             "uploaded with the job)")
+        return v
 
 
 def _purpose(ref: str) -> str | None:

@@ -21,7 +21,8 @@ SAMPLES = {
     "loss": "sft", "stop": ["\n"], "prefill": "Sure,", "logprobs": 3,
     "quantization": "awq", "load_format": "safetensors", "kv_cache_dtype": "fp8",
     "lora_adapters": ["org/adapter"], "options": "--limit 2", "eval_steps": "log",
-    "use_batch": False, "tag": "mine",
+    "use_batch": False, "tag": "mine", "selected_subjects": "math", "save_dir": "out",
+    "global_record_file": "record.csv", "gpu_util": "0.8",
 }
 
 

@@ -134,6 +134,14 @@ JOBS = {
         "params": {"model": REQUIRED, "dataset": REQUIRED, "batch_size": 8,
                    "chat_template": "default"},
     },
+    # ow.mmlu_pro.create(...): MMLUProArgs (its requires_vram_gb is a create keyword in ow)
+    "mmlu_pro": {
+        "ow": "mmlu_pro",
+        "needs": {"model": "org/Model-0.5B"},
+        "params": {"model": REQUIRED, "ntrain": 5, "selected_subjects": "all",
+                   "save_dir": "uploads", "global_record_file": "eval_record_collection.csv",
+                   "gpu_util": "0.9"},
+    },
 }
 
 #: SamplingCallbackModel, one entry of `sampling_callbacks` (unsloth's; weighted_sft's
