@@ -350,8 +350,9 @@ def _run_vllm(p: ApiParams, reporter: Reporter) -> None:  # pragma: no cover - t
             raise ValueError(f"lora adapter {ref!r} is not an adapter directory or file")
     if adapters:
         rank = max(p.max_lora_rank, vllm_lora_rank([str(path) for _, path in adapters]))
-        args += ["--enable-lora", "--max-lora-rank", str(rank), "--max-loras",
-                 str(max(p.max_loras, 1)), "--lora-modules", *(f"{n}={a}" for n, a in adapters)]
+        loras = max(p.max_loras, len(adapters))
+        args += ["--enable-lora", "--max-lora-rank", str(rank), "--max-loras", str(loras),
+                 "--lora-modules", *(f"{n}={a}" for n, a in adapters)]
     if p.quantization:
         args += ["--quantization", p.quantization]
     if p.kv_cache_dtype:
