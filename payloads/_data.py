@@ -3,8 +3,11 @@
 A conversation renders through the tokenizer's chat template once; each message's text (a
 string, or the concatenation of its content blocks) is located in the rendering, and every
 token takes the weight of the block its first character falls in. The end-of-turn tokens
-after a message take the weight of its last block, so a trained assistant turn also learns
-to stop. One function serves plain SFT (`train_on_responses_only`), token-weighted SFT
+after a message (`<|im_end|>`…) take the weight of its last block, so every trained
+assistant turn also learns to stop. With `train_on_responses_only`, as in openweights, an
+assistant turn is trained only if the template renders what precedes it the same when the
+conversation ends with it: on Qwen3-style templates that is the final turn only. One
+function serves plain SFT (`train_on_responses_only`), token-weighted SFT
 (block weights, negative ones too) and log-prob tracking (block tags).
 
 Imports: stdlib only (the tokenizer is passed in).
@@ -94,12 +97,43 @@ def _render(tokenizer: Any, messages: list[dict[str, str]]) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
 
 
-def _block_weight(block: dict[str, Any], role: str, mode: str, responses_only: bool) -> float:
+def _block_weight(block: dict[str, Any], role: str, mode: str, responses_only: bool,
+                  stable: bool) -> float:
     if mode == "weighted" and "weight" in block:
         return float(block["weight"])
     if mode == "sft" and not responses_only:
         return 1.0
-    return 1.0 if role == "assistant" else 0.0
+    return 1.0 if role == "assistant" and stable else 0.0
+
+
+def _common_prefix(a: str, b: str) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _turn(tokenizer: Any, flat: list[dict[str, str]], i: int, full: str, start: int
+          ) -> tuple[int, bool]:
+    """Where message i's turn ends in `full` (its content, then the template's end-of-turn
+    text: what follows the content both here and when the conversation stops after it), and
+    whether the text before it renders the same when the conversation stops after it.
+
+    That second answer is openweights' rule for `train_on_responses_only`: an assistant turn
+    whose prefix changes (Qwen3's templates rewrite earlier turns and add a `<think>`
+    scaffold to the last) is not trained, so on such templates only the final turn is."""
+    text = flat[i]["content"]
+    end = start + len(text)
+    alone = _render(tokenizer, flat[: i + 1])
+    at = alone.rfind(text) if text else -1
+    if at < 0:
+        return end, False
+    stable = alone[:at] == full[:start]
+    tail = alone[at + len(text):]
+    ending = tail[: _common_prefix(tail, full[end:])].rstrip()
+    return end + len(ending), stable
 
 
 def _spans(
@@ -117,15 +151,14 @@ def _spans(
                 f"message {i} ({msg['role']}) does not appear verbatim in the chat template's "
                 "rendering; this template rewrites content and cannot be used for weighted training"
             )
-        prefix = _render(tokenizer, flat[: i + 1])
-        turn_end = len(prefix.rstrip()) if full.startswith(prefix) else start + len(text)
+        turn_end, stable = _turn(tokenizer, flat, i, full, start)
         offset = start
         blocks = blocks_of(msg["content"])
         for j, block in enumerate(blocks):
             end = offset + len(block.get("text", ""))
             if j == len(blocks) - 1:
                 end = max(end, turn_end)
-            weight = _block_weight(block, msg["role"], mode, responses_only)
+            weight = _block_weight(block, msg["role"], mode, responses_only, stable)
             spans.append(_Span(offset, end, weight, block.get("tag")))
             offset = offset + len(block.get("text", ""))
         cursor = start + len(text)

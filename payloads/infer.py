@@ -33,7 +33,8 @@ __all__ = ["complete", "main", "run_inference"]
 def _sampling(p: InferenceParams) -> Sampling:
     return Sampling(
         max_tokens=p.max_tokens, temperature=p.temperature, top_p=p.top_p,
-        min_tokens=p.min_tokens, stop=list(p.stop), seed=p.seed,
+        min_tokens=p.min_tokens, stop=list(p.stop), seed=p.seed, prefill=p.prefill,
+        logprobs=p.logprobs,
     )
 
 
@@ -53,6 +54,8 @@ def complete(
     from payloads._models import load_for_inference
 
     model, tokenizer = load_for_inference(p.model, reporter, p.load_in_4bit)
+    if p.chat_template != "default":
+        tokenizer.chat_template = p.chat_template
     runs = [generate(model, tokenizer, conversations, _sampling(p))
             for _ in range(p.n_completions_per_prompt)]
     return [list(per_prompt) for per_prompt in zip(*runs, strict=True)]
@@ -69,22 +72,35 @@ def _complete_vllm(p, conversations, reporter):  # pragma: no cover - vllm (test
     where = resolve(p.model, reporter)
     lora = {"enable_lora": True, "max_lora_rank": vllm_lora_rank([where.adapter])} \
         if where.adapter else {}
+    if p.load_format:
+        lora["load_format"] = p.load_format
     llm = LLM(model=where.base, max_model_len=p.max_model_len, seed=p.seed or 0,
-              quantization="bitsandbytes" if p.load_in_4bit else None, **lora)
+              quantization=p.quantization, **lora)
     tokenizer = load_tokenizer(where.base)
-    prompts = [render_prompt(tokenizer, c) for c in conversations]
+    if p.chat_template != "default":
+        tokenizer.chat_template = p.chat_template
+    prompts = [render_prompt(tokenizer, c, p.prefill) for c in conversations]
     greedy = p.temperature == 0  # vLLM refuses n > 1 with greedy sampling: the samples agree
     sampling = SamplingParams(
         n=1 if greedy else p.n_completions_per_prompt, max_tokens=p.max_tokens,
         temperature=p.temperature, top_p=p.top_p, min_tokens=p.min_tokens,
-        stop=list(p.stop) or None,
+        stop=list(p.stop) or None, logprobs=p.logprobs,
     )
     lora = LoRARequest("adapter", 1, where.adapter) if where.adapter else None
     results = llm.generate(prompts, sampling, lora_request=lora)
     return [
-        [{"completion": o.text, "finish_reason": o.finish_reason, "tokens": len(o.token_ids)}
+        [{"completion": o.text, "finish_reason": o.finish_reason, "tokens": len(o.token_ids),
+          **({"logprobs": _vllm_logprobs(o.logprobs)} if p.logprobs is not None else {})}
          for o in r.outputs] * (p.n_completions_per_prompt if greedy else 1)
         for r in results
+    ]
+
+
+def _vllm_logprobs(positions: Any) -> list[list[dict[str, Any]]]:  # pragma: no cover - vllm
+    return [
+        [{"logprob_key": key, "decoded_token": lp.decoded_token, "logprob": lp.logprob,
+          "rank": lp.rank} for key, lp in position.items()]
+        for position in positions or []
     ]
 
 
@@ -101,8 +117,9 @@ def run_inference(p: InferenceParams, reporter: Reporter, workdir: str | Path) -
     with open(out_path, "w", encoding="utf-8") as f:
         for row, per_prompt in zip(rows, results, strict=True):
             for res in per_prompt:
+                extra = {"logprobs": res.get("logprobs")} if p.logprobs is not None else {}
                 f.write(json.dumps({**row, "completion": res["completion"],
-                                    "finish_reason": res["finish_reason"]}) + "\n")
+                                    "finish_reason": res["finish_reason"], **extra}) + "\n")
     file_id = reporter.upload(out_path)
     outputs = {"file": file_id}
     reporter.log(outputs)

@@ -35,7 +35,8 @@ __all__ = ["command", "main", "run_eval"]
 def command(p: InspectAiParams, log_dir: Path, gpu: bool) -> list[str]:
     """The `inspect eval` command line for these params."""
     provider = "vllm" if gpu else "hf"
-    return ["inspect", "eval", p.eval_name, "--model", f"{provider}/{p.model}",
+    model_args = ["-M", f"max_model_len={p.max_model_len}"] if gpu else []  # vLLM's argument
+    return ["inspect", "eval", p.eval_name, "--model", f"{provider}/{p.model}", *model_args,
             "--log-dir", str(log_dir), *shlex.split(p.options)]
 
 

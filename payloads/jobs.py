@@ -1,5 +1,5 @@
 """The built-in job types: `ow.fine_tuning`, `ow.weighted_sft`, `ow.inference`, `ow.api`,
-`ow.inspect_ai`.
+`ow.inspect_ai`, `ow.logprob_eval` (also `ow.logprob`), `ow.mmlu_pro`.
 
 Each is an ordinary registered job: it mounts this `payloads` package into the job's working
 directory and runs one of its modules with the validated params as JSON. `create` also sizes
@@ -12,6 +12,7 @@ Imports: stdlib, `ow` (public API), pydantic params; no ML library.
 
 from __future__ import annotations
 
+import copy
 import json
 import shlex
 from pathlib import Path
@@ -24,12 +25,16 @@ from payloads.params import (
     InferenceParams,
     InspectAiParams,
     LogprobParams,
+    MMLUProParams,
     TrainingParams,
     WeightedSFTParams,
     estimate_vram_gb,
+    fill_finetuned_model_id,
 )
 
-__all__ = ["Api", "FineTuning", "Inference", "InspectAi", "LogprobEval", "WeightedSFT"]
+__all__ = [
+    "Api", "FineTuning", "Inference", "InspectAi", "LogprobEval", "MMLUPro", "WeightedSFT",
+]
 
 PAYLOADS_DIR = Path(__file__).resolve().parent
 
@@ -37,6 +42,17 @@ PAYLOADS_DIR = Path(__file__).resolve().parent
 def _command(module: str, validated: Any, *flags: str) -> str:
     params = json.dumps(validated.model_dump(mode="json"), sort_keys=True)
     return " ".join(["python", "-m", module, *flags, shlex.quote(params)])
+
+
+def _named(validated: TrainingParams, job_id: str) -> TrainingParams:
+    """The params with `finetuned_model_id`'s template filled in (a bad one is refused)."""
+    try:
+        filled = fill_finetuned_model_id(validated, job_id)
+    except ValueError as exc:
+        raise ValidationError(f"bad params for fine-tuning: {exc}") from None
+    if filled == validated.finetuned_model_id:
+        return validated
+    return validated.model_copy(update={"finetuned_model_id": filled})
 
 
 class _ModelJob(Jobs):
@@ -47,8 +63,16 @@ class _ModelJob(Jobs):
 
     async def create(self, **params: Any):
         requested = params.pop("requires_vram_gb", None)
+        if requested == "guess":  # openweights' spelling of "estimate it"
+            requested = None
         allowed_hardware = params.pop("allowed_hardware", None)
+        image = params.pop("docker_image", None)
         validated = self.validate_params(params)
+        if isinstance(validated, TrainingParams):
+            _named(validated, "job-id")  # a bad finetuned_model_id fails before any upload
+        if image:  # this job runs in another image; the job type keeps its own
+            self = copy.copy(self)  # noqa: PLW0642 - a per-call view of the creator
+            self.base_image = image
         need = estimate_vram_gb(
             validated.model, load_in_4bit=getattr(validated, "load_in_4bit", False),
             training=self.training,
@@ -76,6 +100,9 @@ class FineTuning(_ModelJob):
     def get_entrypoint(self, validated_params: TrainingParams) -> str:
         return _command("payloads.train", validated_params)
 
+    def with_job_id(self, validated_params: TrainingParams, job_id: str) -> TrainingParams:
+        return _named(validated_params, job_id)
+
 
 @register("weighted_sft")
 class WeightedSFT(_ModelJob):
@@ -86,6 +113,9 @@ class WeightedSFT(_ModelJob):
 
     def get_entrypoint(self, validated_params: WeightedSFTParams) -> str:
         return _command("payloads.train", validated_params, "--weighted")
+
+    def with_job_id(self, validated_params: WeightedSFTParams, job_id: str) -> WeightedSFTParams:
+        return _named(validated_params, job_id)
 
 
 @register("inference")
@@ -103,7 +133,7 @@ class Api(_ModelJob):
     """An OpenAI-compatible server; it logs {"status": "ready", "base_url", "models"}."""
 
     params = ApiParams
-    timeout_s = 3600.0  # stops an hour after the last keep-alive of its TemporaryApi
+    timeout_s = 900.0  # a 15-minute lease, renewed by its TemporaryApi while the client lives
 
     def get_entrypoint(self, validated_params: ApiParams) -> str:
         return _command("payloads.serve", validated_params)
@@ -127,3 +157,21 @@ class LogprobEval(_ModelJob):
 
     def get_entrypoint(self, validated_params: LogprobParams) -> str:
         return _command("payloads.logprobs", validated_params)
+
+
+@register("logprob")
+class LogProb(LogprobEval):
+    """openweights' name of `logprob_eval`: `ow.logprob.create(model=..., dataset=...)`."""
+
+
+@register("mmlu_pro")
+class MMLUPro(_ModelJob):
+    """MMLU-Pro: `ow.mmlu_pro.create(model=...)`; results under `uploads/`, `accuracy` logged.
+
+    openweights' `requires_vram_gb` param is this job's `requires_vram_gb` (estimated when
+    not given, as every built-in job's)."""
+
+    params = MMLUProParams
+
+    def get_entrypoint(self, validated_params: MMLUProParams) -> str:
+        return _command("payloads.mmlu_pro", validated_params)

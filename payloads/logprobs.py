@@ -37,6 +37,8 @@ def run_logprobs(p: LogprobParams, reporter: Reporter, workdir: str | Path) -> d
     workdir.mkdir(parents=True, exist_ok=True)
     rows = read_jsonl(reporter.fetch(p.input_file_id, workdir / "input.jsonl"))
     model, tokenizer = load_for_inference(p.model, reporter, p.load_in_4bit)
+    if p.chat_template != "default":
+        tokenizer.chat_template = p.chat_template
     examples = [
         encode_conversation(tokenizer, row["messages"], mode="weighted",
                             max_len=p.max_seq_length)

@@ -6,9 +6,12 @@ Entrypoint (what an `api` job runs; it serves until the job is canceled or times
 
 On a GPU with vLLM installed (or with `PAYLOADS_INFERENCE_BACKEND=vllm`) this runs vLLM's
 own OpenAI server as a child process. Elsewhere a small stdlib server answers over
-transformers: `GET /health`, `GET /v1/models`, `POST /v1/chat/completions`
-(also `stream: true`, sent as one chunk) and `POST /v1/completions`. Requests are generated
-one at a time. When it listens, the run logs `{"status": "ready", "base_url", "models"}` so
+transformers: `GET /health`, `GET /v1/models`, `POST /v1/chat/completions` and
+`POST /v1/completions`, with `stream: true` sent token by token as server-sent events,
+`usage` counted, and `logprobs` (chat: `logprobs: true` + `top_logprobs`) answered without
+streaming. Requests are generated one at a time. It listens on 127.0.0.1 unless `host` says
+otherwise (0.0.0.0 on a RunPod pod, whose proxy must reach it). When it listens, the run
+logs `{"status": "ready", "base_url", "models"}` so
 the client (`ow.api.deploy`) knows where to connect. With `api_key` set, requests need
 `Authorization: Bearer <api_key>`.
 
@@ -24,6 +27,8 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -59,23 +64,34 @@ class Engine:
             self.model = PeftModel.from_pretrained(self.model, path, adapter_name=name)
         self.model.eval()
 
-    def complete(self, name: str, conversations: list[list[dict]], sampling: Sampling):
-        from contextlib import nullcontext
-
-        from payloads._generate import generate
-
+    @contextmanager
+    def using(self, name: str) -> Iterator[None]:
+        """Hold the model with `name`'s adapter active (KeyError for a name not served)."""
         if name not in self.names:
             raise KeyError(name)
         adapter = self.names[name]
         with self.lock:
             if adapter is not None:
                 self.model.set_adapter(adapter)
-                ctx = nullcontext()
+                ctx: Any = nullcontext()
             else:
                 ctx = self.model.disable_adapter() if hasattr(self.model, "peft_config") \
                     else nullcontext()
             with ctx:
-                return generate(self.model, self.tokenizer, conversations, sampling)
+                yield
+
+    def complete(self, name: str, conversations: list[list[dict]], sampling: Sampling):
+        from payloads._generate import generate
+
+        with self.using(name):
+            return generate(self.model, self.tokenizer, conversations, sampling)
+
+    def stream(self, name: str, conversation: list[dict], sampling: Sampling):
+        """Pieces of one completion as generated (see `payloads._generate.stream`)."""
+        from payloads._generate import stream
+
+        with self.using(name):
+            yield from stream(self.model, self.tokenizer, conversation, sampling)
 
 
 def _sampling(body: dict[str, Any]) -> Sampling:
@@ -87,10 +103,37 @@ def _sampling(body: dict[str, Any]) -> Sampling:
         min_tokens=int(body.get("min_tokens", 1)),
         stop=[stop] if isinstance(stop, str) else list(stop),
         seed=body.get("seed"),
+        logprobs=_top_k(body),
     )
 
 
-def _chat_response(name: str, results: list[dict], kind: str) -> dict[str, Any]:
+def _top_k(body: dict[str, Any]) -> int | None:
+    """How many log-probs a request asks for per token: chat's `logprobs: true` with
+    `top_logprobs: k`, or the completions API's `logprobs: k`; None when it asks for none."""
+    asked = body.get("logprobs")
+    if asked is None or asked is False:
+        return None
+    if asked is True:
+        return int(body.get("top_logprobs") or 0)
+    return int(asked)
+
+
+def _openai_logprobs(result: dict[str, Any], k: int) -> dict[str, Any]:
+    """Our per-position log-probs as OpenAI's chat `choice.logprobs` (top `k` per token)."""
+    def entry(e: dict[str, Any]) -> dict[str, Any]:
+        token = e["decoded_token"]
+        return {"token": token, "logprob": e["logprob"], "bytes": list(token.encode())}
+
+    content = []
+    for chosen, position in zip(result["token_ids"], result["logprobs"], strict=True):
+        mine = next(e for e in position if e["logprob_key"] == chosen)
+        top = sorted((e for e in position if e["rank"] <= k), key=lambda e: e["rank"])
+        content.append({**entry(mine), "top_logprobs": [entry(e) for e in top]})
+    return {"content": content}
+
+
+def _chat_response(name: str, results: list[dict], kind: str, k: int | None = None
+                   ) -> dict[str, Any]:
     choices = []
     for i, r in enumerate(results):
         choice: dict[str, Any] = {"index": i, "finish_reason": r["finish_reason"]}
@@ -98,15 +141,19 @@ def _chat_response(name: str, results: list[dict], kind: str) -> dict[str, Any]:
             choice["message"] = {"role": "assistant", "content": r["completion"]}
         else:
             choice["text"] = r["completion"]
+        if "logprobs" in r:
+            choice["logprobs"] = _openai_logprobs(r, k or 0)
         choices.append(choice)
     tokens = sum(r["tokens"] for r in results)
+    prompt = results[0].get("prompt_tokens", 0) if results else 0
     return {
         "id": f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex[:24]}",
         "object": "chat.completion" if kind == "chat" else "text_completion",
         "created": int(time.time()),
         "model": name,
         "choices": choices,
-        "usage": {"prompt_tokens": 0, "completion_tokens": tokens, "total_tokens": tokens},
+        "usage": {"prompt_tokens": prompt, "completion_tokens": tokens,
+                  "total_tokens": prompt + tokens},
     }
 
 
@@ -171,31 +218,64 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(conv, list) or not conv:
             self._error(400, "messages must be a non-empty list")
             return
+        sampling = _sampling(body)
+        if body.get("stream"):
+            if sampling.logprobs is not None or int(body.get("n", 1)) != 1:
+                self._error(400, "this server streams one choice without logprobs: drop "
+                                 "`stream`, or `logprobs`/`n` (vLLM's server, on a GPU, "
+                                 "streams them)")
+                return
+            self._stream(name, conv, sampling, kind, body)
+            return
         try:
-            results = self.engine.complete(name, [conv] * int(body.get("n", 1)), _sampling(body))
+            results = self.engine.complete(name, [conv] * int(body.get("n", 1)), sampling)
         except KeyError:
             self._error(404, f"model {name!r} is not served here; see /v1/models", "not_found")
             return
-        response = _chat_response(name, results, kind)
-        if body.get("stream"):
-            self._stream(response)
-        else:
-            self._send(200, response)
+        self._send(200, _chat_response(name, results, kind, sampling.logprobs))
 
-    def _stream(self, response: dict[str, Any]) -> None:
-        """Server-sent events: the whole answer as one chunk, then [DONE]."""
-        chunk = {**response, "object": "chat.completion.chunk"}
-        chunk["choices"] = [
-            {"index": c["index"], "finish_reason": c["finish_reason"],
-             "delta": c.get("message", {"role": "assistant", "content": c.get("text", "")})}
-            for c in response["choices"]
-        ]
-        raw = f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n".encode()
+    def _stream(self, name: str, conv: list[dict], sampling: Sampling, kind: str,
+                body: dict[str, Any]) -> None:
+        """Server-sent events, one per decoded piece as it is generated, then [DONE]."""
+        if name not in self.engine.names:
+            self._error(404, f"model {name!r} is not served here; see /v1/models", "not_found")
+            return
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Content-Length", str(len(raw)))
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        self.wfile.write(raw)
+        head = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time()),
+                "model": name,
+                "object": "chat.completion.chunk" if kind == "chat" else "text_completion"}
+
+        def choice(text: str, reason: str | None, first: bool = False) -> dict[str, Any]:
+            if kind != "chat":
+                return {"index": 0, "text": text, "finish_reason": reason}
+            delta = {"role": "assistant", "content": text} if first else {"content": text}
+            return {"index": 0, "delta": delta if text or first else {}, "finish_reason": reason}
+
+        self._event({**head, "choices": [choice("", None, first=True)]})
+        for piece, end in self.engine.stream(name, conv, sampling):
+            if piece:
+                self._event({**head, "choices": [choice(piece, None)]})
+            if end:
+                self._event({**head, "choices": [choice("", end["finish_reason"])]})
+                if (body.get("stream_options") or {}).get("include_usage"):
+                    usage = {"prompt_tokens": end["prompt_tokens"],
+                             "completion_tokens": end["tokens"],
+                             "total_tokens": end["prompt_tokens"] + end["tokens"]}
+                    self._event({**head, "choices": [], "usage": usage})
+        self._chunk(b"data: [DONE]\n\n")
+        self._chunk(b"")
+
+    def _event(self, data: dict[str, Any]) -> None:
+        self._chunk(f"data: {json.dumps(data)}\n\n".encode())
+
+    def _chunk(self, raw: bytes) -> None:
+        """One piece of a chunked body, sent now (an empty one ends the body)."""
+        self.wfile.write(f"{len(raw):x}\r\n".encode() + raw + b"\r\n")
+        self.wfile.flush()
 
 
 def make_server(engine: Engine, host: str, port: int, api_key: str | None) -> ThreadingHTTPServer:
@@ -215,8 +295,17 @@ def public_base_url(host: str, port: int) -> str:
     return f"http://{shown}:{port}/v1"
 
 
+def bind_host(host: str | None) -> str:
+    """The address to listen on: as asked, else loopback — except on a RunPod pod, whose
+    proxy reaches the server from outside the pod (the pod is the sandbox there)."""
+    if host:
+        return host
+    return "0.0.0.0" if os.environ.get("RUNPOD_POD_ID") else "127.0.0.1"  # noqa: S104
+
+
 def serve(p: ApiParams, reporter: Reporter) -> None:
     """Serve until SIGTERM/SIGINT (the job is canceled or timed out)."""
+    p = p.model_copy(update={"host": bind_host(p.host)})
     from payloads._models import use_vllm, vllm_fits
 
     if use_vllm():
@@ -260,9 +349,14 @@ def _run_vllm(p: ApiParams, reporter: Reporter) -> None:  # pragma: no cover - t
         if path is None:
             raise ValueError(f"lora adapter {ref!r} is not an adapter directory or file")
     if adapters:
-        rank = vllm_lora_rank([str(path) for _, path in adapters])
-        args += ["--enable-lora", "--max-lora-rank", str(rank), "--max-loras",
-                 str(len(adapters)), "--lora-modules", *(f"{n}={a}" for n, a in adapters)]
+        rank = max(p.max_lora_rank, vllm_lora_rank([str(path) for _, path in adapters]))
+        loras = max(p.max_loras, len(adapters))
+        args += ["--enable-lora", "--max-lora-rank", str(rank), "--max-loras", str(loras),
+                 "--lora-modules", *(f"{n}={a}" for n, a in adapters)]
+    if p.quantization:
+        args += ["--quantization", p.quantization]
+    if p.kv_cache_dtype:
+        args += ["--kv-cache-dtype", p.kv_cache_dtype]
     if p.api_key:
         args += ["--api-key", p.api_key]
     child = subprocess.Popen(args)

@@ -26,7 +26,7 @@ from typing import Any
 
 from payloads._data import encode_conversation, read_jsonl, to_preference_row
 from payloads._reporter import Reporter, fail, make_reporter, pack, read_params, unpack
-from payloads.params import TrainingParams, WeightedSFTParams
+from payloads.params import TrainingParams, WeightedSFTParams, fill_finetuned_model_id
 
 __all__ = ["main", "merged", "run_training"]
 
@@ -39,13 +39,23 @@ def run_training(
 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    if "{" in params.finetuned_model_id:  # run outside a submitted job: name it here
+        job_id = os.environ.get("OW_JOB_ID") or "local"
+        params = params.model_copy(
+            update={"finetuned_model_id": fill_finetuned_model_id(params, job_id)}
+        )
     lora = _lora_settings(params) if params.is_peft else None
     loaded = load_for_training(
         params.model, max_seq_length=params.max_seq_length, load_in_4bit=params.load_in_4bit,
         lora=lora, seed=params.seed, reporter=reporter,
     )
+    if params.chat_template != "default":
+        loaded.tokenizer.chat_template = params.chat_template
     print(f"training {params.loss}{' (weighted)' if weighted else ''} on {params.model} "
           f"with {loaded.backend}, gpu={has_gpu()}", flush=True)
+    if params.packing and params.loss == "sft":
+        print("packing=True asked for: rows are pre-tokenized with per-token weights, so "
+              "they train unpacked (as unsloth does when it turns packing off)", flush=True)
     trainer = _build_trainer(params, loaded, reporter, workdir, weighted)
     resume = _resume_point(params, reporter, workdir / "resume")
     result = trainer.train(resume_from_checkpoint=resume)
@@ -73,9 +83,9 @@ def _common_args(p: TrainingParams, workdir: Path, has_eval: bool) -> dict[str, 
 
     gpu = torch.cuda.is_available()
     optim = p.optim if gpu or "8bit" not in p.optim else "adamw_torch"
-    eval_steps = p.eval_every_n_steps or max(1, p.save_steps)
+    strategy = (p.test_file_eval_strategy or "no") if has_eval else "no"
     return {
-        "output_dir": str(workdir / "outputs"),
+        "output_dir": str(workdir / p.output_dir),
         "num_train_epochs": p.epochs,
         "max_steps": p.max_steps or -1,
         "per_device_train_batch_size": p.per_device_train_batch_size,
@@ -91,8 +101,8 @@ def _common_args(p: TrainingParams, workdir: Path, has_eval: bool) -> dict[str, 
         "optim": optim,
         "save_strategy": "steps" if p.save_steps else "no",
         "save_steps": p.save_steps or 500,
-        "eval_strategy": "steps" if has_eval else "no",
-        "eval_steps": eval_steps,
+        "eval_strategy": strategy,
+        "eval_steps": p.test_file_eval_steps,
         "bf16": gpu and torch.cuda.is_bf16_supported(),
         "fp16": False,
         "use_cpu": not gpu,
@@ -207,14 +217,19 @@ def _callbacks(p: TrainingParams, loaded: Any, reporter: Reporter, workdir: Path
             ]
             for name, ref in p.logp_callback_datasets.items()
         }
-        out.append(LogpCallback(reporter, datasets, p.eval_every_n_steps or 10))
-    for spec in p.sampling_callbacks:
+        out.append(LogpCallback(reporter, datasets, _every(p.eval_every_n_steps, p)))
+    for spec in p.sampling_callbacks or []:
         rows = _fetch_rows(reporter, spec.dataset, workdir)
         sampling = Sampling(max_tokens=spec.max_tokens, temperature=spec.temperature,
                             top_p=spec.top_p, seed=p.seed)
         out.append(SamplingCallback(reporter, loaded.tokenizer, [r["messages"] for r in rows],
-                                    rows, spec.eval_steps, spec.tag, sampling))
+                                    rows, _every(spec.eval_steps, p), spec.tag, sampling))
     return out
+
+
+def _every(steps: int | str, p: TrainingParams) -> int:
+    """A callback's cadence in steps: "log" is every logging step (openweights' meaning)."""
+    return p.logging_steps if steps == "log" else max(1, int(steps))
 
 
 def _resume_point(p: TrainingParams, reporter: Reporter, dest: Path) -> str | None:

@@ -49,6 +49,9 @@ def build_app() -> Any:
         pass
     else:
         tenancy.register(app)
+    from ow.cli import compat  # openweights' signup / cluster / manage
+
+    compat.register(app)
     return app
 
 

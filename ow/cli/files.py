@@ -5,6 +5,7 @@ Imports: typer, `ow.cli` helpers, `ow.sdk`.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import typer
@@ -35,9 +36,20 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def fetch(
-        file_or_job: str, dest: str = typer.Argument(".", help="where to write")
+        file_or_job: str, dest: str = typer.Argument(".", help="where to write; - for stdout"),
+        output: str = typer.Option(None, "--output", "-o", help="write the file here (- stdout)"),
     ) -> None:
         """Download a file by id, or a job's artifacts and log (its last run)."""
+        dest = output or dest
+        if dest == "-":  # openweights' default: the file's bytes on stdout
+            async def content() -> bytes:
+                async with _app.client() as c:
+                    return await c.files.content(file_or_job)
+
+            sys.stdout.buffer.write(run(content))
+            sys.stdout.buffer.flush()
+            return
+
         async def go() -> Any:
             async with _app.client() as c:
                 if ":file-" in file_or_job:

@@ -23,6 +23,7 @@ def _job_dict(job: Any) -> dict[str, Any]:
 
 
 _MOUNT_OPTION = typer.Option([], "--mount", help="file or directory to mount (repeatable)")
+_IDS_ARGUMENT = typer.Argument(None, help="job ids; `-` or none: read them from stdin")
 
 
 def register(app: typer.Typer) -> None:
@@ -34,10 +35,14 @@ def register(app: typer.Typer) -> None:
         limit: int = typer.Option(100, help="at most this many"),
         offset: int = typer.Option(0, help="skip this many (paging)"),
         json: bool = typer.Option(False, "--json", help="print JSON"),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="bare job ids, one a line"),
     ) -> None:
         """List jobs, newest first (from the read service, or a private fold without one)."""
         rows = run(_app.ask, "list_jobs", status=status, type=type, prefix=prefix,
                    limit=limit, offset=offset)
+        if quiet:  # openweights' `ls` output, for piping into `ow cancel -`
+            print("\n".join(r["job_id"] for r in rows))
+            return
         render.json_out(rows) if json else render.table(rows, _LS_COLUMNS)
 
     @app.command()
@@ -70,22 +75,33 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def logs(
-        job_or_run: str, follow: bool = typer.Option(False, "--follow", "-f", help="follow live")
+        job_or_run: str, follow: bool = typer.Option(False, "--follow", "-f", help="follow live"),
+        run_id: str = typer.Option(None, "--run-id", help="this run of the job (default: last)"),
     ) -> None:
         """A run's output (a job's latest run), from the log stream or the saved log file."""
         from ow.cli._stream import show_logs
 
-        run(show_logs, job_or_run, follow)
+        run(show_logs, run_id or job_or_run, follow)
 
     @app.command()
-    def cancel(job_id: str, json: bool = typer.Option(False, "--json")) -> None:
-        """Cancel a job (a running one is killed)."""
+    def cancel(
+        job_ids: list[str] = _IDS_ARGUMENT,
+        json: bool = typer.Option(False, "--json"),
+    ) -> None:
+        """Cancel jobs (running ones are killed): `ow cancel ID…` or `ow ls -q | ow cancel -`."""
+        from ow.cli.compat import ids_from
+
+        ids = ids_from(job_ids or [])
+
         async def go() -> Any:
             async with _app.client() as c:
-                return _job_dict(await c.jobs.cancel(job_id))
+                return [_job_dict(await c.jobs.cancel(job_id)) for job_id in ids]
 
-        job = run(go)
-        render.json_out(job) if json else render.console().print(f"{job_id}: {job['status']}")
+        jobs = run(go)
+        if json:
+            return render.json_out(jobs[0] if len(jobs) == 1 else jobs)
+        for job_id, job in zip(ids, jobs, strict=True):
+            render.console().print(f"{job_id}: {job['status']}")
 
     @app.command()
     def restart(job_id: str, json: bool = typer.Option(False, "--json")) -> None:
@@ -103,6 +119,8 @@ def register(app: typer.Typer) -> None:
         mount: list[str] = _MOUNT_OPTION,
         vram: float = typer.Option(0, "--vram", "--requires-vram-gb", help="GPU memory (GB)"),
         detach: bool = typer.Option(False, "--detach", "-d", help="print the job id and return"),
+        wait: bool = typer.Option(True, "--wait", hidden=True,
+                                  help="openweights' flag: ow exec always waits and streams"),
     ) -> None:
         """Run a shell command as a custom job, stream its output, exit with its exit code.
 

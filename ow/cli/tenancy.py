@@ -303,6 +303,43 @@ def register(app: Any) -> None:
         found = _app.run(go)
         render.json_out(found) if as_json else print("\n".join(found) or "(no secrets)")
 
+    @env_app.command("import")
+    def env_import(path: str, org: str = typer.Option(None, "--org")) -> None:
+        """Set every NAME=value of a .env file as a secret (names printed, never values)."""
+        from ow.cli.compat import parse_dotenv
+        from ow.core import secrets
+
+        pairs = parse_dotenv(Path(path).read_text(encoding="utf-8"), path)
+        key = secrets.ensure_key(from_env())
+
+        async def go() -> None:
+            async with _app.connected(_org(org)) as bus:
+                for name, value in pairs.items():
+                    await secrets.set_secret(bus, key, name, value)
+
+        _app.run(go)
+        print(f"{len(pairs)} secrets set for org {_org(org)}: {', '.join(pairs) or '-'}")
+
+    @env_app.command("show")
+    def env_show(org: str = typer.Option(None, "--org"), as_json: bool = typer.Option(
+            False, "--json")) -> None:
+        """Secret names with masked values (their length only; never the values)."""
+        from ow.cli.compat import mask
+        from ow.core import secrets
+
+        key = secrets.org_key(from_env(), _org(org))
+
+        async def go() -> dict[str, str]:
+            async with _app.connected(_org(org)) as bus:
+                if key is None:
+                    return {name: "(cannot decrypt here)" for name in await secrets.names(bus)}
+                return {k: mask(v) for k, v in (await secrets.load(bus, key)).items()}
+
+        shown = _app.run(go)
+        if as_json:
+            return render.json_out(shown)
+        print("\n".join(f"{k}={v}" for k, v in shown.items()) or "(no secrets)")
+
     @env_app.command("rm")
     def env_rm(name: str, org: str = typer.Option(None, "--org")) -> None:
         """Remove a secret."""

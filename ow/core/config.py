@@ -66,6 +66,8 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
     """Build a Config from arguments, then `OW_*` variables, then defaults."""
     env = os.environ if env is None else env
     raw: dict[str, Any] = {}
+    if env.get("OPENWEIGHTS_API_KEY"):  # openweights' name for the token; OW_TOKEN wins
+        raw["token"] = env["OPENWEIGHTS_API_KEY"]
     for var, value in env.items():
         if not var.startswith("OW_"):
             continue

@@ -7,6 +7,7 @@
     │   │   └── NoServiceError (nothing answers a request subject)
     │   └── WireError
     ├── ValidationError(problems)
+    │   └── UnsafePathError (a path that would leave its destination)
     ├── NotFoundError(kind, id)
     ├── ConflictError(key, expected_rev)
     ├── PermissionDeniedError
@@ -69,6 +70,7 @@ __all__ = [
     "TokenError",
     "UnschedulableError",
     "UnsupportedError",
+    "UnsafePathError",
     "ValidationError",
     "WaitTimeoutError",
     "WireError",
@@ -121,6 +123,15 @@ class ValidationError(OWError, ValueError):
         shown = "\n".join(f"  {p}" for p in problems[:20])
         more = f"\n  … and {len(problems) - 20} more" if len(problems) > 20 else ""
         super().__init__(f"{len(problems)} problem(s), nothing was uploaded:\n{shown}{more}")
+
+
+class UnsafePathError(ValidationError):
+    """A path from a job or an upload that would not stay inside its destination (a
+    `ValidationError` whose message is the one problem: it is raised at download too)."""
+
+    def __init__(self, message: str):
+        self.problems = [Problem("", 0, message)]
+        OWError.__init__(self, message)
 
 
 class NotFoundError(OWError, KeyError):

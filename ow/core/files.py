@@ -25,18 +25,9 @@ import anyio
 
 from ow.core import events as ev
 from ow.core import ids, subjects
-from ow.core.errors import ConflictError, OWError, Problem, ValidationError
+from ow.core.errors import ConflictError, UnsafePathError
 
 __all__ = ["UnsafePathError", "hash_file", "inside", "relative_path", "store_file"]
-
-
-class UnsafePathError(ValidationError):
-    """A path from a job or an upload that would not stay inside its destination (a
-    `ValidationError` whose message is the one problem: it is raised at download too)."""
-
-    def __init__(self, message: str):
-        self.problems = [Problem("", 0, message)]
-        OWError.__init__(self, message)
 
 
 def relative_path(path: str, what: str = "path") -> str:

@@ -33,7 +33,7 @@ import msgspec
 from ow.core import bus as bus_mod
 from ow.core import defaults, subjects, tenancy
 from ow.core.bus import Bus, ServiceFault
-from ow.core.errors import NotFoundError, OWError
+from ow.core.errors import BusUnavailableError, NotFoundError, OWError
 from ow.core.ids import encode_token
 from ow.projections.client import encode_error
 from ow.projections.queries import (
@@ -110,7 +110,8 @@ class LastSeqs:
                 self._next.pop(stream, None) if self._next.get(stream) is flight else None
                 flight.done.set()
         if flight.error is not None:
-            raise OWError(f"looking up the last sequence of {stream} failed: {flight.error}")
+            raise BusUnavailableError(
+                f"looking up the last sequence of {stream} failed: {flight.error}")
         return flight.value
 
     async def of(self, streams: tuple[str, ...]) -> dict[str, int]:

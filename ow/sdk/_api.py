@@ -1,13 +1,17 @@
 """`ow.api.deploy(model)`: a temporary OpenAI-compatible server running as a job.
 
 `TemporaryApi` submits the `api` job (the built-in job type of `payloads.jobs`), waits until
-its run logs `{"status": "ready", "base_url": ...}` and the server answers `/health`, and while
-its `async with` block is open keeps the job alive with `JobTimeoutExtended` heartbeats. On
-exit it cancels the job. The same model deployed twice is the same job (content ids), so a
+its run logs `{"status": "ready", "base_url": ...}` and the server answers `/health`, and
+holds a lease on it: `JobTimeoutExtended` 15 minutes ahead, renewed every minute while its
+`async with` block is open (and by every chat request through it), so a client that dies
+leaves a server that stops within 15 minutes. On exit it cancels the job. Entering it yields
+an OpenAI client (the `openai` package's, pointed at the server: `AsyncOpenAI` for `async
+with`, `OpenAI` for `with`), as openweights does; the deployment stays reachable as the
+client's `.deployment`. The same model deployed twice is the same job (content ids), so a
 second deploy of a running API reuses it. `multi_deploy` gives one server per base model,
 LoRA adapters of the same base sharing it.
 
-Imports: anyio, `ow.core`, sibling sdk modules.
+Imports: anyio, `ow.core`, sibling sdk modules; the `openai` package lazily.
 """
 
 from __future__ import annotations
@@ -22,15 +26,19 @@ from typing import Any
 
 import anyio
 
-from ow.core import defaults, subjects
 from ow.core import events as ev
+from ow.core import subjects
 from ow.core.errors import ApiError, JobFailedError, OWError, UnsupportedError, ValidationError
 from ow.core.state import TERMINAL
 from ow.sdk._registry import job_type
 
-__all__ = ["AsyncApi", "TemporaryApi", "base_model_of"]
+__all__ = ["LEASE_S", "RENEW_S", "AsyncApi", "TemporaryApi", "base_model_of"]
 
 log = logging.getLogger(__name__)
+
+#: a deployment's lease (openweights' 15 minutes) and how often a live client renews it
+LEASE_S = 15 * 60.0
+RENEW_S = 60.0
 
 
 def base_model_of(model: str) -> str:
@@ -52,7 +60,8 @@ class TemporaryApi:
         *,
         max_model_len: int = 2048,
         requires_vram_gb: float | None = None,
-        timeout_s: float = defaults.API_JOB_TIMEOUT_S,
+        timeout_s: float = LEASE_S,
+        **params: Any,
     ):
         self.client = client
         self.model = model
@@ -60,7 +69,9 @@ class TemporaryApi:
         self.max_model_len = max_model_len
         self.requires_vram_gb = requires_vram_gb
         self.timeout_s = timeout_s
+        self.params = params  # the rest of the api job's params (max_num_seqs, host, …)
         self.job_id = ""
+        self._renewed = 0.0  # anyio.current_time() of the last lease renewal
         self.base_url = ""
         self.api_key = "EMPTY"  # the local server takes no key; vLLM's ignores it
         self.models: list[str] = []
@@ -73,8 +84,8 @@ class TemporaryApi:
                 "the built-in `api` job type is not available (payloads not installed)"
             )
         params: dict[str, Any] = {
-            "model": self.model, "lora_adapters": self.lora_adapters,
-            "max_model_len": self.max_model_len, "port": 0,
+            "port": 0, **self.params, "model": self.model, "lora_adapters": self.lora_adapters,
+            "max_model_len": self.max_model_len,
         }
         if self.requires_vram_gb is not None:
             params["requires_vram_gb"] = self.requires_vram_gb
@@ -142,35 +153,77 @@ class TemporaryApi:
                 return
 
     async def extend(self) -> None:
-        """Push the job's deadline `timeout_s` into the future."""
+        """Renew the lease: the job's deadline `timeout_s` from now."""
         bus = await self.client.bus()
         until = ev.now() + timedelta(seconds=self.timeout_s)
         await bus.publish(ev.JobTimeoutExtended(job_id=self.job_id, until=until))
+        self._renewed = anyio.current_time()
 
-    async def _keep_alive(self) -> None:
-        while True:
-            await anyio.sleep(min(60.0, self.timeout_s / 4))
+    async def renew_if_due(self) -> None:
+        """Renew the lease if the last renewal is `RENEW_S` old (a request is a sign of life)."""
+        if self.job_id and anyio.current_time() - self._renewed >= self._every:
             try:
                 await self.extend()
             except OWError as exc:
                 log.warning("could not extend api job_id=%s: %s", self.job_id, exc)
+
+    @property
+    def _every(self) -> float:
+        return min(RENEW_S, self.timeout_s / 4)
+
+    async def keep_alive(self) -> None:
+        """Renew the lease every `RENEW_S` until cancelled."""
+        while True:
+            await anyio.sleep(self._every)
+            await self.renew_if_due()
+
+    @property
+    def async_client(self) -> Any:
+        """An `openai.AsyncOpenAI` pointed at this deployment (after `up()`)."""
+        return self._openai_client("AsyncOpenAI")
+
+    @property
+    def sync_client(self) -> Any:
+        """An `openai.OpenAI` pointed at this deployment (after `up()`)."""
+        return self._openai_client("OpenAI")
+
+    def _openai_client(self, kind: str) -> Any:
+        if not self.base_url:
+            raise ApiError(f"the deployment of {self.model} is not up; enter it or call up()")
+        cached = self.__dict__.get(f"_{kind}")
+        if cached is None:
+            import openai
+
+            cached = getattr(openai, kind)(base_url=self.base_url, api_key=self.api_key,
+                                           max_retries=1, timeout=1800)
+            cached.deployment = self
+            self.__dict__[f"_{kind}"] = cached
+        return cached
 
     async def down(self) -> None:
         """Stop the server (cancel its job). Idempotent."""
         for m in self.models:
             if self.client._deployments.get(m) is self:
                 del self.client._deployments[m]
+        # close the openai clients here: left to the garbage collector, an async one closes
+        # its connections from whatever event loop runs then (and fails there)
+        async_client = self.__dict__.pop("_AsyncOpenAI", None)
+        if async_client is not None:
+            await async_client.close()
+        sync_client = self.__dict__.pop("_OpenAI", None)
+        if sync_client is not None:
+            sync_client.close()
         if self.job_id:
             await self.client.jobs.cancel(self.job_id)
             with contextlib.suppress(OWError):  # canceled (expected), or not gone in time
                 await self.client.jobs.wait(self.job_id, timeout=15)
 
-    async def __aenter__(self) -> TemporaryApi:
+    async def __aenter__(self) -> Any:
         await self.up()
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
-        self._tg.start_soon(self._keep_alive)
-        return self
+        self._tg.start_soon(self.keep_alive)
+        return self.async_client
 
     async def __aexit__(self, *exc: object) -> None:
         self._tg.cancel_scope.cancel()

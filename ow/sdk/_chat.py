@@ -1,48 +1,44 @@
-"""`ow.chat.completions.create(...)`: chat with a model deployed through `ow.api.deploy`.
+"""`ow.chat.completions.create(...)`: chat with a model as openweights' chat client does.
 
-Requests go to the deployment serving the model, at most `max_concurrency` at once (the rest
-wait: backpressure, not errors). A request that carries a `seed` is cached on disk (under
-`<ow home>/cache/chat/`): the same request and seed gives the cached answer without a call.
+A model that no deployment of this client serves is deployed on first use: requests that
+arrive together are gathered for a moment and deployed with `multi_deploy` (one server per
+base model, its LoRA adapters beside it), with the client's `deploy_kwargs`; those
+deployments live until the client closes. A model whose name looks like OpenAI's (`gpt-*`,
+`o1*`, `o3*`, `o4*`, `chatgpt-*`) goes to the OpenAI-compatible endpoint the `openai` package
+finds in `OPENAI_BASE_URL`/`OPENAI_API_KEY`. Requests go through the `openai` package's
+client, so answers are its objects (`ChatCompletion`, or a stream with `stream=True`), at
+most `max_concurrency` at once (the rest wait: backpressure, not errors). A request that
+carries a `seed` (and does not stream) is cached on disk under `<ow home>/cache/chat/`.
 
-Imports: stdlib, anyio, `ow.core`.
+Imports: stdlib, anyio, `ow.core`, sibling sdk modules; the `openai` package lazily.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import urllib.error
-import urllib.request
+import logging
+import re
 from pathlib import Path
 from typing import Any
 
 import anyio
 
-from ow.core.errors import ApiError, ValidationError
+from ow.core.errors import ApiError, ConfigError
 from ow.core.ids import canonical_json
 
-__all__ = ["AsyncChat", "Response"]
+__all__ = ["AsyncChat", "looks_like_openai"]
+
+log = logging.getLogger(__name__)
+
+_OPENAI_NAMES = re.compile(r"^(gpt-|o\d|chatgpt-|ft:gpt-)", re.IGNORECASE)
+#: how long requests for models not yet deployed are gathered into one multi_deploy
+GATHER_S = 0.5
 
 
-class Response(dict):
-    """A JSON response with attribute access (`completion.choices[0].message.content`)."""
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return _wrap(self[name])
-        except KeyError:
-            raise AttributeError(name) from None
-
-    def __getitem__(self, key: Any) -> Any:
-        return _wrap(super().__getitem__(key))
-
-
-def _wrap(value: Any) -> Any:
-    if isinstance(value, dict) and not isinstance(value, Response):
-        return Response(value)
-    if isinstance(value, list):
-        return [_wrap(v) for v in value]
-    return value
+def looks_like_openai(model: str) -> bool:
+    """A model name that OpenAI serves (`gpt-4o`, `o3-mini`, …), not an open-weight one."""
+    return bool(_OPENAI_NAMES.match(model))
 
 
 class _Completions:
@@ -50,57 +46,126 @@ class _Completions:
         self.chat = chat
 
     async def create(self, *, model: str, messages: list[dict[str, Any]], **kwargs: Any) -> Any:
-        """An OpenAI-style chat completion from the deployment that serves `model`."""
+        """An OpenAI chat completion (a `ChatCompletion`, or a stream with `stream=True`)."""
         return await self.chat.complete(model, messages, **kwargs)
 
 
 class AsyncChat:
-    """`ow.chat`: bounded-concurrency chat client with an on-disk cache for seeded requests."""
+    """`ow.chat`: deploy-on-first-use chat client with an on-disk cache for seeded requests."""
 
     def __init__(self, client: Any, max_concurrency: int = 32):
         self.client = client
         self.limiter = anyio.CapacityLimiter(max_concurrency)
         self.completions = _Completions(self)
+        self._queue: list[str] = []  # models waiting to be deployed together
+        self._ready: dict[str, anyio.Event] = {}
+        self._failed: dict[str, BaseException] = {}
+        self._started: list[Any] = []  # deployments this chat started (closed with it)
+        self._keepers: list[Any] = []  # their lease renewals, where the client can run them
+        self._openai: Any = None
 
     @property
     def cache_dir(self) -> Path:
         return self.client.config.home_path / "cache" / "chat"
 
     async def complete(self, model: str, messages: list[dict[str, Any]], **kwargs: Any) -> Any:
-        api = self.client._deployments.get(model)
-        if api is None:
-            raise ValidationError(
-                f"no deployment serves {model!r}: "
-                f"wrap the calls in `with ow.api.deploy({model!r}):`"
-            )
+        from openai.types.chat import ChatCompletion
+
         body = {"model": model, "messages": messages, **kwargs}
-        cache = self._cache_path(body) if "seed" in kwargs else None
+        cache = self._cache_path(body) if "seed" in kwargs and not kwargs.get("stream") else None
         if cache is not None and cache.exists():
-            return Response(json.loads(cache.read_text()))
+            return ChatCompletion.model_validate(json.loads(cache.read_text()))
+        target = await self._client_for(model)
         async with self.limiter:
-            data = await anyio.to_thread.run_sync(_post, api.base_url, api.api_key, body)
+            answer = await target.chat.completions.create(model=model, messages=messages,
+                                                           **kwargs)
+        if kwargs.get("stream"):
+            return answer
+        data = answer.model_dump(mode="json")
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
             tmp = cache.with_suffix(".tmp")
             tmp.write_text(json.dumps(data))
             tmp.replace(cache)
-        return Response(data)
+        return ChatCompletion.model_validate(data)
+
+    async def _client_for(self, model: str) -> Any:
+        """The openai client that reaches `model`: its deployment, OpenAI, or a new one."""
+        api = self.client._deployments.get(model)
+        if api is not None:
+            await api.renew_if_due()
+            return api.async_client
+        if looks_like_openai(model):
+            return self._openai_client()
+        await self._deploy(model)
+        return self.client._deployments[model].async_client
+
+    def _openai_client(self) -> Any:
+        if self._openai is None:
+            import openai
+
+            try:
+                self._openai = openai.AsyncOpenAI()  # OPENAI_BASE_URL / OPENAI_API_KEY
+            except openai.OpenAIError as exc:
+                raise ConfigError(
+                    f"{exc} — OpenAI model names go to the endpoint in OPENAI_BASE_URL "
+                    "(default api.openai.com) with OPENAI_API_KEY; set them"
+                ) from exc
+        return self._openai
+
+    async def _deploy(self, model: str) -> None:
+        """Deploy `model` (gathered with others that arrive meanwhile); wait until it serves."""
+        if model not in self._ready:
+            self._ready[model] = anyio.Event()
+            self._queue.append(model)
+            if len(self._queue) == 1:
+                await anyio.sleep(GATHER_S)  # let the other models of this burst join
+                await self._deploy_queued()
+        await self._ready[model].wait()
+        failed = self._failed.get(model)
+        if failed is not None:
+            raise ApiError(f"deploying {model!r} for chat failed: {failed}") from failed
+
+    async def _deploy_queued(self) -> None:
+        models, self._queue = list(self._queue), []
+        log.info("deploying %s for chat (first use)", models)
+        apis = self.client.api.multi_deploy(models, **self.client.deploy_kwargs)
+        unique = {id(a): a for a in apis.values()}.values()
+
+        async def up(api: Any) -> None:
+            try:
+                await api.up()
+                self._started.append(api)
+                spawn = getattr(self.client, "_spawn", None)  # the sync facade's loop
+                if spawn is not None:
+                    self._keepers.append(spawn(api.keep_alive))
+            except Exception as exc:  # noqa: BLE001 - reported to each waiting request
+                for m in (api.model, *api.lora_adapters):
+                    self._failed[m] = exc
+            for m in models:
+                if apis[m] is api:
+                    self._ready[m].set()
+
+        async with anyio.create_task_group() as tg:
+            for api in unique:
+                tg.start_soon(up, api)
+        for m in models:  # a failure is reported once; the next request tries again
+            if m in self._failed:
+                del self._ready[m]
+
+    async def close(self) -> None:
+        """Stop the deployments started on first use. Idempotent."""
+        if self._openai is not None:
+            openai_client, self._openai = self._openai, None
+            await openai_client.close()
+        started, self._started = self._started, []
+        for keeper in self._keepers:
+            keeper.cancel()
+        self._keepers = []
+        for api in started:
+            with anyio.CancelScope(shield=True):
+                await api.down()
 
     def _cache_path(self, body: dict[str, Any]) -> Path:
         key = hashlib.sha256(canonical_json(body)).hexdigest()
         return self.cache_dir / key[:2] / f"{key}.json"
-
-
-def _post(base_url: str, api_key: str, body: dict[str, Any]) -> dict[str, Any]:
-    req = urllib.request.Request(  # noqa: S310 - the deployment we started
-        f"{base_url}/chat/completions", data=json.dumps(body).encode(), method="POST",
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {api_key}"},
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=600) as resp:  # noqa: S310
-            return json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        detail = exc.read().decode(errors="replace")[:500]
-        raise ApiError(f"chat completion failed (HTTP {exc.code}): {detail}") from exc
-    except urllib.error.URLError as exc:
-        raise ApiError(f"the API at {base_url} is unreachable: {exc.reason}") from exc

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ow.core.config import Config, from_env
+from ow.sdk._compat import client_kwargs
 from ow.sdk._jobs import JobFold
 
 if TYPE_CHECKING:  # the bus imports nats (and aiohttp): connect() loads it on first use
@@ -39,7 +40,13 @@ class AsyncOpenWeights:
         env: Mapping[str, str] | None = None,
         **overrides: Any,
     ):
-        self.config: Config = from_env(env, url=url, org=org, token=token, **overrides)
+        overrides, options = client_kwargs(overrides)  # openweights' spellings too
+        overrides = {"url": url, "org": org, "token": token} | {
+            k: v for k, v in overrides.items() if v is not None
+        }
+        self.config: Config = from_env(env, **overrides)
+        self.deploy_kwargs: dict[str, Any] = dict(options.get("deploy_kwargs") or {})
+        self.use_async = bool(options.get("use_async"))
         self._bus: bus_mod.Bus | None = None
         self._lock = anyio.Lock()
         self._deployments: dict[str, Any] = {}  # model -> TemporaryApi serving it
@@ -68,6 +75,8 @@ class AsyncOpenWeights:
         """Flush buffered run logs and close the connection. Idempotent."""
         if "run" in self.__dict__:
             await self.run.flush()
+        if "chat" in self.__dict__:  # deployments it started on first use
+            await self.chat.close()
         if self._bus is not None:
             bus, self._bus = self._bus, None
             await bus.close()
@@ -99,6 +108,12 @@ class AsyncOpenWeights:
         return AsyncJobsResource(self)
 
     @cached_property
+    def runs(self) -> Any:
+        from ow.sdk._runs import AsyncRuns
+
+        return AsyncRuns(self)
+
+    @cached_property
     def events(self) -> Any:
         from ow.sdk._events import AsyncEvents
 
@@ -121,6 +136,11 @@ class AsyncOpenWeights:
         from ow.sdk._chat import AsyncChat
 
         return AsyncChat(self)
+
+    @property
+    def async_chat(self) -> Any:
+        """openweights' name for the chat client when used with await (here: `chat`)."""
+        return self.chat
 
     @cached_property
     def run(self) -> Any:

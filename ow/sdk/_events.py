@@ -73,13 +73,22 @@ class AsyncEvents:
         return out
 
     async def latest(
-        self, key: str, job_id: str | None = None, run_id: str | None = None
+        self, key: str | list[str], job_id: str | None = None, run_id: str | None = None
     ) -> Any:
-        """The most recent logged value of `key` (None if never logged)."""
-        for item in reversed(await self.list(job_id=job_id, run_id=run_id)):
-            if key in item["data"]:
-                return item["data"][key]
-        return None
+        """The most recent logged value of `key` (None if never logged); for a list of keys
+        (openweights' form) a dict of each key's latest value, for "*" of every key's
+        latest non-null value (keys never logged are left out)."""
+        items = await self.list(job_id=job_id, run_id=run_id)
+        if key == "*":
+            found = {k: v for item in items for k, v in item["data"].items() if v is not None}
+            return found
+        keys = [key] if isinstance(key, str) else list(key)
+        found = {}
+        for item in reversed(items):
+            for k in keys:
+                if k not in found and k in item["data"]:
+                    found[k] = item["data"][k]
+        return found.get(key) if isinstance(key, str) else found
 
     async def subscribe(
         self, job_id: str | None = None, since: int | datetime | None = None

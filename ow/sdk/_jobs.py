@@ -122,6 +122,11 @@ class Jobs:
     def get_entrypoint(self, validated_params: Any) -> str:
         raise NotImplementedError(f"{type(self).__name__} must define get_entrypoint(params)")
 
+    def with_job_id(self, validated_params: Any, job_id: str) -> Any:
+        """Hook: params completed with the job's id, which hashes the params as given
+        (openweights' `finetuned_model_id` template names `{job_id}`). Default: unchanged."""
+        return validated_params
+
     # --- submission -------------------------------------------------------------------
 
     def validate_params(self, params: dict[str, Any]) -> Any:
@@ -187,6 +192,12 @@ class Jobs:
         mounted = await self._upload_mounts()
         content = {"params": params, "mounted_files": mounted, "entrypoint": entrypoint}
         job_id = ids.job_id(self.job_type, content, spec.image, self.client.org)
+        named = self.with_job_id(validated, job_id)
+        if named is not validated:  # params that name something after the job (hook below)
+            dumped = _dump(named)
+            spec = msgspec.structs.replace(
+                spec, entrypoint=self.get_entrypoint(named),
+                params={"validated_params": dumped, **(extra_params or {})})
         spec = msgspec.structs.replace(spec, event_id=job_id, job_id=job_id,
                                        mounted_files=mounted)
         return await self.client.jobs.submit(spec)

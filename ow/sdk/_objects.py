@@ -14,16 +14,19 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
+from ow.core.errors import UnsupportedError
 from ow.core.state import JobState, RunState
 
 __all__ = ["Job", "Run"]
 
 
 class Run:
-    """One execution of a job."""
+    """One execution of a job: `events` (its logged records), `download(dir)`, `run["id"]`."""
 
-    def __init__(self, state: RunState):
+    def __init__(self, state: RunState, client: Any = None, portal: Any = None):
         self._state = state
+        self._client = client
+        self._portal = portal
         self.id = state.run_id
         self.job_id = state.job_id
         self.status = state.status
@@ -39,6 +42,25 @@ class Run:
 
     def __repr__(self) -> str:
         return f"Run(id={self.id!r}, status={self.status!r}, worker={self.worker_id!r})"
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
+
+    def _call(self, fn: Any, *args: Any) -> Any:
+        if self._client is None:
+            raise UnsupportedError("this Run was built without a client; read it via ow.runs")
+        if self._portal is not None:
+            return self._portal.call(lambda: fn(*args))
+        return fn(*args)
+
+    @property
+    def events(self) -> Any:
+        """The records this run logged, oldest first (awaitable on the async client)."""
+        return self._call(lambda: self._client.events.list(run_id=self.id))
+
+    def download(self, target_dir: str) -> Any:
+        """Download this run's artifacts and log into `target_dir`."""
+        return self._call(self._client.runs.download, self.id, target_dir)
 
 
 class Job(Mapping[str, Any]):
@@ -64,7 +86,17 @@ class Job(Mapping[str, Any]):
         self.gen = state.gen
         self.created_at = state.created_at
         self.updated_at = state.updated_at
-        self.runs = [Run(r) for r in state.runs]
+        self.runs = [Run(r, client, portal) for r in state.runs]
+
+    @property
+    def worker_id(self) -> str | None:
+        """The worker of the latest run (None before any run), as openweights' job row."""
+        return self.runs[-1].worker_id if self.runs else None
+
+    @property
+    def checkpoint(self) -> tuple[int, str] | None:
+        """(step, file id) of the job's last published checkpoint, or None."""
+        return self._state.checkpoint
 
     # --- mapping view (openweights code indexes jobs like dicts) --------------------
 
@@ -73,7 +105,7 @@ class Job(Mapping[str, Any]):
             "id": self.id, "type": self.type, "status": self.status, "model": self.model,
             "params": self.params, "outputs": self.outputs, "error": self.error,
             "requires_vram_gb": self.requires_vram_gb, "allowed_hardware": self.allowed_hardware,
-            "docker_image": self.image, "script": self.entrypoint,
+            "docker_image": self.image, "script": self.entrypoint, "worker_id": self.worker_id,
             "created_at": self.created_at, "updated_at": self.updated_at,
         }
 
@@ -136,10 +168,12 @@ class Job(Mapping[str, Any]):
 
 def _bind(result: Any, portal: Any) -> Any:
     """Give Jobs returned through the sync facade the portal, so their methods are sync."""
-    if isinstance(result, Job):
-        result._portal = portal
-    elif isinstance(result, list):
-        for item in result:
-            if isinstance(item, Job):
-                item._portal = portal
+    items = result if isinstance(result, list) else [result]
+    for item in items:
+        if isinstance(item, Job):
+            item._portal = portal
+            for run in item.runs:
+                run._portal = portal
+        elif isinstance(item, Run):
+            item._portal = portal
     return result

@@ -44,8 +44,10 @@ class AsyncRun:
     def id(self) -> str:
         if not self.client.config.run_id:
             raise ConfigError(
-                "ow.run is only available inside a job (OW_RUN_ID is not set); "
-                "outside a job, read runs with ow.jobs.retrieve(job_id).runs"
+                "ow.run is only available inside a job (OW_RUN_ID is not set): run the script "
+                "as one with `ow exec \"python script.py\"` (openweights made a script job "
+                "here; in ow a run's records count only from the worker that holds it); "
+                "read other runs with ow.runs.list(job_id=...)"
             )
         return self.client.config.run_id
 

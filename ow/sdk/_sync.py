@@ -18,7 +18,6 @@ from typing import Any
 
 from anyio.from_thread import start_blocking_portal
 
-from ow.sdk._chat import Response
 from ow.sdk._client import AsyncOpenWeights
 from ow.sdk._objects import Job, _bind
 
@@ -56,7 +55,10 @@ class _Sync:
 def _wrap(attr: Any, portal: Any) -> Any:
     if inspect.iscoroutinefunction(attr):
         def call(*args: Any, **kwargs: Any) -> Any:
-            return _bind(portal.call(partial(attr, *args, **kwargs)), portal)
+            result = portal.call(partial(attr, *args, **kwargs))
+            if hasattr(result, "__anext__"):  # a stream (chat with stream=True)
+                return _iterate(portal, result)
+            return _bind(result, portal)
         call.__doc__ = attr.__doc__
         return call
     if inspect.isasyncgenfunction(attr):
@@ -79,7 +81,7 @@ def _is_resource(attr: Any) -> bool:
 
     module = type(attr).__module__
     return isinstance(attr, Jobs) or (module.startswith("ow.sdk.") and hasattr(attr, "__dict__")
-                                      and not isinstance(attr, (Job, Response)))
+                                      and not isinstance(attr, Job))
 
 
 def _sync_result(result: Any, portal: Any) -> Any:
@@ -97,14 +99,36 @@ def _sync_result(result: Any, portal: Any) -> Any:
 class _SyncContext(_Sync):
     """An async context manager used with `with`; its attributes stay readable."""
 
-    def __enter__(self) -> _SyncContext:
+    def __enter__(self) -> Any:
         cm = self._portal.wrap_async_context_manager(self._target)
         object.__setattr__(self, "_cm", cm)
-        cm.__enter__()
-        return self
+        entered = cm.__enter__()
+        if entered is self._target:
+            return self
+        # an API deployment yields its OpenAI client: the blocking one here
+        return getattr(self._target, "sync_client", entered)
 
     def __exit__(self, *exc: Any) -> Any:
         return self._cm.__exit__(*exc)
+
+
+class _AsyncView(_Sync):
+    """Awaitable view of a resource whose loop is the portal's: each call runs there from a
+    worker thread, so the caller's own event loop (asyncio.run, jupyter) stays free."""
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._target, name)
+        if inspect.iscoroutinefunction(attr):
+            async def call(*args: Any, **kwargs: Any) -> Any:
+                import anyio
+
+                return await anyio.to_thread.run_sync(
+                    self._portal.call, partial(attr, *args, **kwargs)
+                )
+            return call
+        if _is_resource(attr):
+            return _AsyncView(attr, self._portal)
+        return attr
 
 
 class OpenWeights(_Sync):
@@ -115,6 +139,7 @@ class OpenWeights(_Sync):
         portal = cm.__enter__()
         client = portal.call(partial(AsyncOpenWeights, url, org, **kwargs))
         super().__init__(client, portal)
+        client._spawn = portal.start_task_soon  # background tasks (chat's deployments' leases)
         object.__setattr__(self, "_cm", cm)
         object.__setattr__(self, "_closed", False)
         if client.config.run_id:  # inside a job: logged records leave within a flush interval
@@ -122,6 +147,18 @@ class OpenWeights(_Sync):
                 self, "_flusher", portal.start_task_soon(client.run.flush_periodically)
             )
         atexit.register(self.close)
+
+    @property
+    def async_chat(self) -> Any:
+        """The chat client for `await ow.async_chat.completions.create(...)` in any event loop."""
+        return _AsyncView(self._target.chat, self._portal)
+
+    @property
+    def chat(self) -> Any:
+        """`ow.chat`: blocking, or the async client when created with `use_async=True`."""
+        if self._target.use_async:
+            return self.async_chat
+        return _Sync(self._target.chat, self._portal)
 
     def close(self) -> None:
         """Flush run logs, close the connection and stop the background loop. Idempotent."""

@@ -2,7 +2,7 @@
 
 Each script runs as `python <file>` in a copy of its folder (relative data paths as the
 examples expect), with OW_URL/OW_ORG/OW_HOME pointing at a real `ow up` in a temporary home.
-Hub ids (`unsloth/Qwen3-4B`, `unsloth/llama-3-8b-Instruct`) resolve offline to the tiny
+Hub ids (`unsloth/Qwen3-4B`, `unsloth/Meta-Llama-3.1-8B`, …: HUB_IDS) resolve offline to the tiny
 model through transformers' hub loading, from a Hugging Face cache in a temporary HF_HOME.
 The examples poll with `time.sleep(5)`, so each takes 5-20 s. Examples that only submit are
 followed by a wait on their job. gradio_ui.py serves until Ctrl-C (SIGINT here), offline.
@@ -33,7 +33,8 @@ from tests.payloads.cookbook import (
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 COOKBOOK = EXAMPLES / "cookbook"
-HUB_IDS = ["unsloth/Qwen3-4B", "unsloth/llama-3-8b-Instruct"]
+HUB_IDS = ["unsloth/Qwen3-4B", "unsloth/llama-3-8b-Instruct", "unsloth/Meta-Llama-3.1-8B",
+           "unsloth/Qwen3.5-0.8B", "unsloth/gemma-3-4b-it", "unsloth/Olmo-3-7B-Instruct"]
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +69,8 @@ def test_cpu_quickstart(env, tmp_path):
 @pytest.mark.parametrize(
     "script",
     ["sft/lora_qwen3_4b.py", "preference_learning/llama3_dpo.py",
-     "preference_learning/llama3_orpo.py"],
+     "preference_learning/llama3_orpo.py", "sft/lora_qwen3_5_0_8b.py", "sft/lora_gemma3_4b.py",
+     "sft/lora_olmo3_7b.py"],
 )
 def test_examples_that_submit_a_fine_tune(env, ow, tmp_path, script):
     proc = run_example(COOKBOOK / script, env, tmp_path)
@@ -116,7 +118,20 @@ def test_run_inference(env, tmp_path):
 def test_api_deployment_context_manager(env, tmp_path):
     proc = run_example(COOKBOOK / "api-deployment/context_manager_api.py", env, tmp_path)
     assert proc.returncode == 0, failure(proc)
-    assert "'role': 'assistant'" in proc.stdout
+    assert "role='assistant'" in proc.stdout  # the openai package's message, as upstream
+
+
+def test_qwen3_5_35b_submits_a_job_only_a_large_gpu_can_take(env, ow, tmp_path):
+    """35B weights: no worker here has the VRAM (and it asks for an H200); check, cancel."""
+    proc = run_example(COOKBOOK / "sft/lora_qwen3_5_35b_a3b.py", env, tmp_path)
+    assert proc.returncode == 0, failure(proc)
+    job = ow.jobs.retrieve(job_id(proc.stdout))
+    try:
+        assert job.status == "pending"
+        assert job.allowed_hardware == ["1x H200"]
+        assert job.params["validated_params"]["finetuned_model_id"].endswith(f"-{job.id}")
+    finally:
+        ow.jobs.cancel(job.id)
 
 
 def test_qlora_70b_submits_a_job_only_a_gpu_can_take(env, ow, tmp_path):
@@ -175,6 +190,7 @@ def test_inspect_eval_submits_a_job_only_a_large_gpu_can_take(env, ow, tmp_path)
         assert job.params["validated_params"] == {
             "model": "meta-llama/Llama-3.3-70B-Instruct",
             "eval_name": "inspect_evals/gpqa_diamond", "options": "--top-p 0.9",
+            "max_model_len": 8192,  # openweights' default
         }
         assert job.requires_vram_gb == pytest.approx(177.0)
     finally:

@@ -8,7 +8,7 @@ import pytest
 from ow import ValidationError
 from ow.sdk._registry import job_type
 from payloads.jobs import FineTuning, Inference, WeightedSFT
-from payloads.params import TrainingParams, estimate_vram_gb
+from payloads.params import estimate_vram_gb
 
 
 def test_builtin_types_are_registered():
@@ -24,8 +24,10 @@ def test_cookbook_params_validate_and_name_the_finetuned_model():
         epochs=1, learning_rate=1e-4, r=32, save_steps=10, per_device_train_batch_size=1,
         gradient_accumulation_steps=8, merge_before_push=False,
     ))
-    assert p.finetuned_model_id.split("/")[-1].startswith("Llama-3.3-70B-Instruct-bnb-4bit-ft-")
-    assert p.finetuned_model_id == TrainingParams(**p.model_dump()).finetuned_model_id
+    assert p.finetuned_model_id == "{org_id}/{model_name}-{job_id}"  # filled in on submit
+    assert job.with_job_id(p, "fine_tuning-abc").finetuned_model_id.endswith(
+        "/Llama-3.3-70B-Instruct-bnb-4bit-fine_tuning-abc"
+    )
 
 
 def test_entrypoint_passes_the_params_as_json():

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from payloads._reporter import LocalReporter
-from payloads.params import TrainingParams, WeightedSFTParams
+from payloads.params import TrainingParams, WeightedSFTParams, hf_org
 from payloads.train import run_training
 from tests.payloads import data
 
@@ -46,7 +46,7 @@ def test_sft_lowers_loss_checkpoints_and_uploads_the_adapter(tiny_model, tmp_pat
     assert steps == list(range(1, 9))
     assert [s for s, _ in rep.checkpoints] == [4, 8]
     assert rep.logs[-1] == out
-    assert out["model"] == p.finetuned_model_id
+    assert out["model"] == f"{hf_org()}/{tiny_model.name}-local"  # the template, outside a job
     with tarfile.open(out["adapter_file"]) as tar:
         names = tar.getnames()
     assert "./adapter_config.json" in names

@@ -2,16 +2,14 @@ from ow import OpenWeights
 
 ow = OpenWeights()
 
-training_file = ow.files.upload("preferences.jsonl", purpose="preference")["id"]
-
+training_file = ow.files.upload("preferences.jsonl", purpose="preferences")["id"]
 job = ow.fine_tuning.create(
-    model="unsloth/llama-3-8b-Instruct",
+    model="unsloth/Meta-Llama-3.1-8B",
     training_file=training_file,
     loss="dpo",
-    beta=0.1,
     epochs=1,
     learning_rate=1e-5,
-    r=16,
+    beta=0.1,  # Controls the strength of the preference optimization
 )
 print(job)
 print(

@@ -2,16 +2,12 @@ from ow import OpenWeights
 
 ow = OpenWeights()
 
-training_file = ow.files.upload("preferences.jsonl", purpose="preference")["id"]
-
+training_file = ow.files.upload("preferences.jsonl", purpose="preferences")["id"]
 job = ow.fine_tuning.create(
-    model="unsloth/llama-3-8b-Instruct",
+    model="unsloth/Meta-Llama-3.1-8B",
     training_file=training_file,
     loss="orpo",
-    beta=0.1,
-    epochs=1,
-    learning_rate=8e-6,
-    r=16,
+    learning_rate=1e-5,
 )
 print(job)
 print(

@@ -11,6 +11,7 @@ job = ow.fine_tuning.create(
     epochs=1,
     learning_rate=1e-4,
     r=32,
+    merge_before_push=False,
 )
 print(job)
 print(
