@@ -182,6 +182,7 @@ async def test_a_local_agent_killed_mid_job_is_lost_at_once_by_its_exit(nats_ser
 
     local = LocalProvider(log_dir=tmp_path, base_env={
         **os.environ, "OW_HOME": str(tmp_path), "OW_HEARTBEAT_S": "0.5",
+        "OW_SANDBOX": "off",  # the job marks its first run in the test's tmp dir
     })
     mark = tmp_path / "first-run"
     await bus.publish(ev.JobSubmitted(

@@ -33,7 +33,8 @@ async def ow_up(tmp_path: Path):
     """`ow up --detach` on a home of its own; yields (url, home); `ow down` at the end."""
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith("OW_")}
-    env |= {"OW_HOME": str(home)}
+    # its jobs wait on flag files of the test's tmp dir: no sandbox (tests/security has it)
+    env |= {"OW_HOME": str(home), "OW_SANDBOX": "off"}
     proc = await anyio.run_process([OW, "up", "--detach", "--port", "-1"], env=env, check=False)
     assert proc.returncode == 0, proc.stderr.decode()
     url = proc.stdout.decode().split("NATS at ")[1].split()[0]

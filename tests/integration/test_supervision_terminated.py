@@ -34,7 +34,7 @@ async def test_a_terminated_agent_kills_its_job_exits_and_the_job_runs_once_else
     command = f"if [ -e {mark} ]; then exit 0; fi; touch {mark}; exec sleep 60"
     url, org = nats_server.url, bus.org
     async with (
-        client(url, org) as ow, running_agents(url, org, 2, tmp_path) as agents,
+        client(url, org) as ow, running_agents(url, org, 2, tmp_path, sandbox="off") as agents,
         scheduler(url, org, FakeRunPod(), FAST),
     ):
         job = await ow.shell.create(command=command)

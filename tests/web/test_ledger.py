@@ -103,5 +103,7 @@ async def test_a_runs_artifacts_and_log_download(bus, home, tmp_path):
         assert r.content == b"hi\n"
         assert "attachment" in r.headers["content-disposition"]
         log = await http.get(f"/api/orgs/default/files/{run['log_file']}")
-        assert log.text == "done\n"
+        first, rest = log.text.split("\n", 1)  # the agent's line: which isolation the job got
+        assert first.startswith("[ow] isolation")
+        assert rest == "done\n"
     await c.close()
