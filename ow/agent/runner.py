@@ -230,11 +230,15 @@ class Execution:
         done.set()
 
     async def _settle_logs(self) -> None:
+        """Wait for the log chunks' acks, each for a while: the ack of a chunk sent before a
+        server restart never comes (its future would wait forever), and a lost log chunk
+        must not lose the result (the whole log is uploaded as a file anyway)."""
         for fut in self._log_futures:
             try:
-                await fut
-            except Exception as exc:  # a lost log chunk must not lose the result
-                log.warning("log chunk of run_id=%s not stored: %s", self.run_id, exc)
+                with anyio.fail_after(defaults.REQUEST_TIMEOUT_S):
+                    await fut
+            except Exception as exc:
+                log.warning("log chunk of run_id=%s not stored: %r", self.run_id, exc)
         self._log_futures.clear()
 
     def _tail_text(self) -> str:

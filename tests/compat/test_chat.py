@@ -35,7 +35,8 @@ async def test_chat_deploys_on_first_use_with_adapters_beside_their_base(nats, t
     model = str(tiny_model)
     adapter = _random_adapter(tiny_model, tmp_path / "adapter")
     said = {}
-    async with running_agents(url, org, 1, tmp_path):
+    # the operator shares the local model and adapter dirs with the sandboxed job
+    async with running_agents(url, org, 1, tmp_path, sandbox_ro=f"{model}:{adapter}"):
         async with AsyncOpenWeights(url=url, org=org, home=str(tmp_path / "h"), env={}) as ow:
             async def ask(m):
                 reply = await ow.async_chat.completions.create(

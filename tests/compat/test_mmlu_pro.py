@@ -75,7 +75,8 @@ async def test_ow_mmlu_pro_runs_as_a_job(nats, tiny_model, dataset, tmp_path):
     from tests.integration.agents import running_agents
 
     org = f"t{uuid.uuid4().hex[:10]}"
-    async with running_agents(nats.url, org, 1, tmp_path), AsyncOpenWeights(
+    async with running_agents(nats.url, org, 1, tmp_path,  # local dirs the job may read
+                              sandbox_ro=f"{tiny_model}:{dataset}"), AsyncOpenWeights(
         url=nats.url, org=org, home=str(tmp_path / "h"), env={}
     ) as ow:
         job = await ow.mmlu_pro.create(model=str(tiny_model), dataset=str(dataset), ntrain=1,
