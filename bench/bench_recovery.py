@@ -27,28 +27,16 @@ from statistics import median
 
 import anyio
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ow import AsyncOpenWeights  # noqa: E402
 from ow.core import bus as bus_mod  # noqa: E402
 from ow.core import defaults, subjects  # noqa: E402
 from ow.core import events as ev  # noqa: E402
+from tests.integration.test_supervision import children_of  # noqa: E402
 
 N = int(os.environ.get("BENCH_N", "3"))
 OW = str(Path(sys.executable).parent / "ow")
-
-
-def children_of(pid: int, module: str) -> list[int]:
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rpartition(")")[2].split()[1])
-            cmd = (stat.parent / "cmdline").read_bytes().split(b"\0")
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == pid and module.encode() in cmd:
-            out.append(int(stat.parent.name))
-    return out
 
 
 async def until(check, limit_s: float = 120.0, interval: float = 0.02):
@@ -130,7 +118,7 @@ async def _reachable(url: str) -> bool:
 
 
 async def main() -> None:
-    import agents  # noqa: F401 - registers the `shell` job type
+    import tests.integration.agents  # noqa: F401 - registers the `shell` job type
 
     tmp = Path(tempfile.mkdtemp(prefix="ow-bench-recovery-"))
     home = tmp / "home"
