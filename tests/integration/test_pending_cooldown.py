@@ -47,6 +47,25 @@ async def caught_up(s, bus, n):
     await eventually(enough)
 
 
+async def one_failure_then_a_step(bus, error):
+    """A job needing 80 GB; the provider's next create fails with `error`; the scheduler steps
+    until that failure is noticed, then once more. Returns the stand-in provider."""
+    fake, clock = FakeRunPod(), Clock()
+    fake.fail_next(error, times=1)
+    await bus.publish(ev.JobSubmitted(job_id="j1", requires_vram_gb=80, image="img"))
+    b, s = await stepper(bus, fake, clock)
+    try:
+        async with anyio.create_task_group() as tg:
+            await tg.start(s._consume, f"ow.ev.{bus.org}.>", "OW_EVENTS")
+            await s.step()
+            await caught_up(s, bus, 1)
+            await s.step()
+            tg.cancel_scope.cancel()
+    finally:
+        await b.close()
+    return fake
+
+
 async def test_one_hardware_type_climbs_the_ladder(nats_server, bus):
     fake, clock = FakeRunPod(), Clock()
     fake.fail_next(NO_CAPACITY, times=3)
@@ -82,19 +101,7 @@ async def test_one_hardware_type_climbs_the_ladder(nats_server, bus):
 
 
 async def test_while_one_type_cools_down_the_next_cheapest_is_started(nats_server, bus):
-    fake, clock = FakeRunPod(), Clock()
-    fake.fail_next(NO_CAPACITY, times=1)
-    await bus.publish(ev.JobSubmitted(job_id="j1", requires_vram_gb=80, image="img"))
-    b, s = await stepper(bus, fake, clock)
-    try:
-        async with anyio.create_task_group() as tg:
-            await tg.start(s._consume, f"ow.ev.{bus.org}.>", "OW_EVENTS")
-            await s.step()
-            await caught_up(s, bus, 1)
-            await s.step()
-            tg.cancel_scope.cancel()
-    finally:
-        await b.close()
+    await one_failure_then_a_step(bus, NO_CAPACITY)
     (failed,) = await errors(bus)
     assert failed.evidence["hardware"] == "1x A100"
     (p,) = await events_of(bus, ev.WorkerProvisioned)
@@ -102,19 +109,7 @@ async def test_while_one_type_cools_down_the_next_cheapest_is_started(nats_serve
 
 
 async def test_a_quota_error_rests_the_whole_provider(nats_server, bus):
-    fake, clock = FakeRunPod(), Clock()
-    fake.fail_next(QUOTA, times=1)
-    await bus.publish(ev.JobSubmitted(job_id="j1", requires_vram_gb=80, image="img"))
-    b, s = await stepper(bus, fake, clock)
-    try:
-        async with anyio.create_task_group() as tg:
-            await tg.start(s._consume, f"ow.ev.{bus.org}.>", "OW_EVENTS")
-            await s.step()
-            await caught_up(s, bus, 1)
-            await s.step()
-            tg.cancel_scope.cancel()
-    finally:
-        await b.close()
+    fake = await one_failure_then_a_step(bus, QUOTA)
     (failed,) = await errors(bus)
     assert failed.evidence["cooldown_key"] == "*"
     assert fake.api.calls.count("create_pod") == 1
