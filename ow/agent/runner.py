@@ -37,7 +37,7 @@ from ow.agent.policy import outcome
 from ow.core import claims, codec, defaults, subjects
 from ow.core import events as ev
 from ow.core.bus import Bus
-from ow.core.files import inside
+from ow.core.files import announced, fetch_file, inside
 from ow.core.state import JobState, apply
 
 __all__ = ["Execution", "child_env", "isolation_for", "job_argv"]
@@ -215,7 +215,9 @@ class Execution:
         for dest, file_id in self.state.spec.mounted_files.items():
             target = inside(self.workdir, dest, "mounted file")  # the submitter's path
             target.parent.mkdir(parents=True, exist_ok=True)
-            await self.blobs.get_file(subjects.file_key(self.bus.org, file_id), target)
+            event = await announced(self.bus, file_id)  # its digest, when it was announced
+            await fetch_file(self.blobs, subjects.file_key(self.bus.org, file_id), target,
+                             file_id=file_id, announced_sha=event.sha256 if event else "")
 
     async def _pump(self, proc: Process, logf: Any, done: anyio.Event) -> None:
         """Copy output to the log file and to OW_LOGS (chunks, not waiting for acks)."""

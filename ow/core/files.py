@@ -23,11 +23,12 @@ from typing import Any
 
 import anyio
 
+from ow.core import codec, ids, subjects
 from ow.core import events as ev
-from ow.core import ids, subjects
-from ow.core.errors import ConflictError, UnsafePathError
+from ow.core.errors import ConflictError, StoreError, UnsafePathError
 
-__all__ = ["UnsafePathError", "hash_file", "inside", "relative_path", "store_file"]
+__all__ = ["UnsafePathError", "announced", "check_digest", "fetch_file", "hash_file", "inside",
+           "relative_path", "store_file"]
 
 
 def relative_path(path: str, what: str = "path") -> str:
@@ -102,3 +103,43 @@ async def store_file(
     with contextlib.suppress(ConflictError):  # a concurrent upload announced it first
         await bus.publish(event, expected_seq=0)
     return file_id
+
+
+async def announced(bus: Any, file_id: str) -> ev.FileUploaded | None:
+    """The `FileUploaded` event of a file, or None if it was never announced."""
+    subject = subjects.aggregate_subject(bus.org, "file", file_id)
+    raw = await bus.last_raw(subjects.EVENTS_STREAM, subject)
+    if raw is None:
+        return None
+    event = codec.decode(raw)
+    if not isinstance(event, ev.FileUploaded):  # a later event on the subject
+        history, _ = await bus.history(subject)
+        event = next((d.event for d in history if isinstance(d.event, ev.FileUploaded)), None)
+    return event if isinstance(event, ev.FileUploaded) else None
+
+
+
+def check_digest(file_id: str, store: str, announced_sha: str, read_sha: str) -> None:
+    """The bytes read are the ones announced: a file id names a content hash, and a store's
+    object can be replaced behind the event by anyone who may write the store."""
+    if announced_sha and read_sha != announced_sha:
+        raise StoreError(
+            f"file {file_id}: the bytes in {store} have SHA-256 {read_sha[:12]}…, not the "
+            f"{announced_sha[:12]}… announced at upload; they were replaced after upload: "
+            "upload the file again"
+        )
+
+
+async def fetch_file(
+    blobs: Any, key: str, target: Path, *, file_id: str, announced_sha: str
+) -> Path:
+    """Download a file's bytes to `target` and check them against the announced digest (bytes
+    that are not the announced ones are removed, and `StoreError` says so)."""
+    path = Path(await blobs.get_file(key, target))
+    try:
+        check_digest(file_id, blobs.name, announced_sha,
+                     (await anyio.to_thread.run_sync(hash_file, path))[0])
+    except StoreError:
+        path.unlink(missing_ok=True)
+        raise
+    return path

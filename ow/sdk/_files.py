@@ -25,10 +25,10 @@ from typing import Any
 
 import anyio
 
-from ow.core import codec, subjects
 from ow.core import events as ev
+from ow.core import subjects
 from ow.core.errors import ConfigError, NotFoundError, Problem, ValidationError
-from ow.core.files import inside, relative_path, store_file
+from ow.core.files import announced, check_digest, fetch_file, inside, relative_path, store_file
 from ow.core.ids import encode_token
 from ow.core.validate import VALIDATED_PURPOSES, validate
 
@@ -189,25 +189,18 @@ class AsyncFiles:
         """The file's metadata (from its `FileUploaded` event); `NotFoundError` if unknown."""
         if not file_id:
             raise NotFoundError("file", file_id)
-        bus = await self.client.bus()
-        subject = subjects.aggregate_subject(bus.org, "file", file_id)
-        raw = await bus.last_raw(subjects.EVENTS_STREAM, subject)
-        if raw is not None:
-            event = codec.decode(raw)
-            if not isinstance(event, ev.FileUploaded):  # a later event on the subject
-                history, _ = await bus.history(subject)
-                event = next(
-                    (d.event for d in history if isinstance(d.event, ev.FileUploaded)), None
-                )
-            if isinstance(event, ev.FileUploaded):
-                return FileObject.from_event(event)
+        event = await announced(await self.client.bus(), file_id)
+        if event is not None:
+            return FileObject.from_event(event)
         raise NotFoundError("file", file_id)
 
     async def content(self, file_id: str) -> bytes:
         """The file's bytes (held in memory: use `download` for large files)."""
         obj = await self.retrieve(file_id)
         with self._missing_bytes(obj):
-            return await self._blobs_of(obj).get_bytes(self._key_of(obj))
+            data = await self._blobs_of(obj).get_bytes(self._key_of(obj))
+        check_digest(obj.id, obj.store, obj.sha256, hashlib.sha256(data).hexdigest())
+        return data
 
     async def download(self, file_id: str, dest: str | os.PathLike[str]) -> Path:
         """Stream the file to `dest` (into it, under its filename, if `dest` is a directory)."""
@@ -216,7 +209,8 @@ class AsyncFiles:
         if await anyio.to_thread.run_sync(target.is_dir):  # the name is the uploader's
             target = inside(target, obj.filename or encode_token(obj.id), "file name")
         with self._missing_bytes(obj):
-            return await self._blobs_of(obj).get_file(self._key_of(obj), target)
+            return await fetch_file(self._blobs_of(obj), self._key_of(obj), target,
+                                    file_id=obj.id, announced_sha=obj.sha256)
 
     def _key_of(self, obj: FileObject) -> str:
         return obj.key or subjects.file_key(self.client.org, obj.id)

@@ -227,3 +227,25 @@ def test_sync_facade_uploads_and_reads(nats_server, org, tmp_path):
         with open(src, "rb") as f:
             assert ow.files.create(file=f, purpose="conversations")["id"] == obj["id"]
         assert ow.files.content(obj["id"]) == src.read_bytes()
+
+
+async def test_bytes_replaced_behind_the_event_are_refused(client, nats_server, tmp_path):
+    """Issue 15: the object store can be written by any holder of a file-writing credential
+    (a job, say): bytes that are not the announced file's are refused at content/download."""
+    import nats
+
+    src = tmp_path / "train.jsonl"
+    src.write_bytes(jsonl(ROWS))
+    obj = await client.files.upload(src, "conversations")
+    nc = await nats.connect(nats_server.url)
+    try:
+        store = await nc.jetstream().object_store(subjects.FILES_BUCKET)
+        await store.put(obj.key, b"FORGED\n")
+    finally:
+        await nc.close()
+    with pytest.raises(OWError, match="replaced after upload"):
+        await client.files.content(obj.id)
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(OWError, match="replaced after upload"):
+        await client.files.download(obj.id, out)
+    assert not out.exists()

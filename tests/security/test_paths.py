@@ -131,3 +131,23 @@ async def test_a_symlink_in_uploads_is_not_uploaded(fresh_nats, org, ow, tmp_pat
         done = await ow.jobs.wait(job.id, timeout=30)
     assert sorted(done.runs[-1].artifacts) == ["d/real.txt"]
     assert os.path.exists(secret)
+
+
+async def test_a_mounted_file_whose_bytes_were_replaced_is_refused(fresh_nats, org, ow, tmp_path):
+    """A job may write the org's object store: bytes put behind another file's event are not
+    handed to the next job that mounts that file (its announced SHA-256 decides)."""
+    import nats
+
+    fid = (await ow.files.create(("in.txt", b"real data"), "custom_job_file")).id
+    nc = await nats.connect(fresh_nats.url)
+    try:
+        store = await nc.jetstream().object_store(subjects.FILES_BUCKET)
+        await store.put(subjects.file_key(org, fid), b"FORGED")
+    finally:
+        await nc.close()
+    bus = await ow.bus()
+    await bus.publish(ev.JobSubmitted(job_id="job-forged-mount", job_type="shell",
+                                      entrypoint="cat in.txt", mounted_files={"in.txt": fid}))
+    async with running_agents(fresh_nats.url, org, 1, tmp_path / "agents"):
+        with pytest.raises(JobFailedError, match="replaced after upload"):
+            await ow.jobs.wait("job-forged-mount", timeout=30)
