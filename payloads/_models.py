@@ -4,8 +4,9 @@ A model reference is one of: a local directory holding a full model, a local dir
 LoRA adapter (its base is read from `adapter_config.json`), the file id of a packed model or
 adapter (fetched and unpacked first), or a hub id (loaded from the hub: never done in tests,
 which use the tiny local model). A name in `OW_MODEL_ALIASES` (`ow.core.models`) is replaced
-by its local model first, and the run's log says so; so is an adapter's base. unsloth and vLLM are imported only on a GPU; 4-bit
-(`load_in_4bit`, bitsandbytes NF4) works on a CPU too, for LoRA training and inference.
+by its local model first, and the run's log says so; so is an adapter's base. unsloth and
+vLLM are imported only on a GPU; 4-bit (`load_in_4bit`, bitsandbytes NF4) works on a CPU too,
+for LoRA training and inference.
 
 Imports: stdlib; torch, transformers, peft (and unsloth on GPU) inside functions.
 """
