@@ -7,9 +7,11 @@ STAMP := $(VENV)/.installed
 .PHONY: setup sysdeps test demo lint bench clean
 
 # Debian packages the tests use: bubblewrap (job sandboxes), chromium + chromium-driver (the
-# dashboard's browser tests). Installed when missing and we are root (as in CI); otherwise the
-# tests that need them say so and skip.
-SYSDEPS := bwrap:bubblewrap chromium:chromium chromedriver:chromium-driver
+# dashboard's browser tests), openssh-server + rsync (the `ow ssh` test's stand-in pod).
+# Installed when missing and we are root (as in CI); otherwise the tests that need them say
+# so and skip.
+SYSDEPS := bwrap:bubblewrap chromium:chromium chromedriver:chromium-driver sshd:openssh-server \
+	rsync:rsync
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "ow needs Python >= 3.11"'

@@ -3,8 +3,10 @@
 A model reference is one of: a local directory holding a full model, a local directory holding a
 LoRA adapter (its base is read from `adapter_config.json`), the file id of a packed model or
 adapter (fetched and unpacked first), or a hub id (loaded from the hub: never done in tests,
-which use the tiny local model). unsloth and vLLM are imported only on a GPU; 4-bit
-(`load_in_4bit`, bitsandbytes NF4) works on a CPU too, for LoRA training and inference.
+which use the tiny local model). A name in `OW_MODEL_ALIASES` (`ow.core.models`) is replaced
+by its local model first, and the run's log says so; so is an adapter's base. unsloth and
+vLLM are imported only on a GPU; 4-bit (`load_in_4bit`, bitsandbytes NF4) works on a CPU too,
+for LoRA training and inference.
 
 Imports: stdlib; torch, transformers, peft (and unsloth on GPU) inside functions.
 """
@@ -71,8 +73,20 @@ class Resolved:
     adapter: str | None = None
 
 
+def aliased(ref: str) -> str:
+    """`ref`, or the local model OW_MODEL_ALIASES puts in its place (said in the run's log)."""
+    from ow.core.models import ALIASES_ENV, substitute
+
+    target = substitute(ref, os.environ)
+    if target is None:
+        return ref
+    print(f"model {ref} → {target} ({ALIASES_ENV})", flush=True)
+    return target
+
+
 def resolve(ref: str, reporter: Reporter | None = None) -> Resolved:
     """Turn a model reference into a base model (path or hub id) and an optional adapter dir."""
+    ref = aliased(ref)
     path = Path(ref).expanduser()
     if not path.exists() and ":file-" in ref:
         if reporter is None:
@@ -85,7 +99,7 @@ def resolve(ref: str, reporter: Reporter | None = None) -> Resolved:
         adapter_cfg = path / "adapter_config.json"
         if adapter_cfg.exists():
             base = json.loads(adapter_cfg.read_text())["base_model_name_or_path"]
-            return Resolved(base=base, adapter=str(path))
+            return Resolved(base=aliased(base), adapter=str(path))
         return Resolved(base=str(path))
     return Resolved(base=ref)  # a hub id
 

@@ -21,12 +21,14 @@ Imports: stdlib and `ow.core.errors` only.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from ow.core.errors import ConfigError
+from ow.core.models import ALIASES_ENV, alias_targets
 
 __all__ = ["MODES", "NOBODY", "bwrap_argv", "choose", "describe", "job_env", "read_only_paths",
            "shared_model_dir", "user_argv"]
@@ -48,7 +50,7 @@ _ALLOWED = {"PATH", "LANG", "LANGUAGE", "TZ", "TERM", "PYTHONPATH", "PYTHONHASHS
             "HF_DATASETS_OFFLINE", "TRANSFORMERS_CACHE", "TRANSFORMERS_OFFLINE",
             "SENTENCE_TRANSFORMERS_HOME", "TORCH_HOME", "TORCHINDUCTOR_CACHE_DIR",
             "TRITON_CACHE_DIR", "XDG_CACHE_HOME", "CUDA_VISIBLE_DEVICES", "CUDA_HOME",
-            "LD_LIBRARY_PATH", "OMP_NUM_THREADS", "TOKENIZERS_PARALLELISM"}
+            "LD_LIBRARY_PATH", "OMP_NUM_THREADS", "TOKENIZERS_PARALLELISM", ALIASES_ENV}
 _ALLOWED_PREFIXES = ("LC_", "NVIDIA_", "VLLM_")
 #: of those, the ones naming directories a sandboxed job needs to read
 _PATH_VARS = ("PYTHONPATH", "VIRTUAL_ENV", "HF_HOME", "HF_HUB_CACHE", "HF_DATASETS_CACHE",
@@ -108,13 +110,16 @@ def read_only_paths(
     env: Mapping[str, str], python_dirs: Iterable[str], hidden: Iterable[str] = (),
 ) -> list[str]:
     """Directories outside the system dirs a sandboxed job must read: its Python and venv,
-    PYTHONPATH entries, model caches (only the existing ones, each once, no system dir, and
-    none that holds a `hidden` path: the ow home, the agent's work dirs)."""
+    PYTHONPATH entries, model caches and OW_MODEL_ALIASES targets (only the existing ones,
+    each once, no system dir, and none that holds a `hidden` path: the ow home, the agent's
+    work dirs)."""
     found: list[str] = []
     secret = [os.path.realpath(h) for h in hidden]
     candidates = list(python_dirs)
     for var in _PATH_VARS:
         candidates += [p for p in env.get(var, "").split(os.pathsep) if p]
+    with contextlib.suppress(ConfigError):  # malformed: the payload reports it in its log
+        candidates += alias_targets(env)
     for raw in candidates:
         path = os.path.realpath(raw)
         if path in ("/", "") or any(_within(path, d) for d in SYSTEM_DIRS):

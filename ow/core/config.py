@@ -59,7 +59,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
 #: OW_* variables we read, mapped to Config fields
 _VARS = {f"OW_{name.upper()}": name for name in Config.__struct_fields__}
 #: OW_* variables read elsewhere (the embedded server, tests); known, so no warning
-_OTHER_VARS = {"OW_DEBUG", "OW_PORT", "OW_LOG_LEVEL"}
+_OTHER_VARS = {"OW_DEBUG", "OW_PORT", "OW_LOG_LEVEL", "OW_MODEL_ALIASES"}  # ow.core.models
 
 
 def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Config:

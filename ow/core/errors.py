@@ -16,6 +16,7 @@
     ├── StoreError
     ├── ApiError
     ├── UnsupportedError
+    ├── DevPodError (`ow ssh`: the dev pod, its sshd or the sync failed)
     ├── ProviderError(provider, message)
     │   ├── NoCapacityError
     │   ├── QuotaError
@@ -49,6 +50,7 @@ __all__ = [
     "BusUnavailableError",
     "ConfigError",
     "ConflictError",
+    "DevPodError",
     "JobCanceledError",
     "JobError",
     "JobFailedError",
@@ -177,6 +179,10 @@ class ApiError(OWError):
 
 class UnsupportedError(OWError):
     """The operation does not apply here (this worker, this build); the message says why."""
+
+
+class DevPodError(OWError):
+    """`ow ssh`'s dev pod did not come up, or ssh/rsync to it failed; the message says which."""
 
 
 class ProviderError(OWError):

@@ -74,7 +74,7 @@ class AsyncOpenWeights:
     async def close(self) -> None:
         """Flush buffered run logs and close the connection. Idempotent."""
         if "run" in self.__dict__:
-            await self.run.flush()
+            await self.run.end()
         if "chat" in self.__dict__:  # deployments it started on first use
             await self.chat.close()
         if self._bus is not None:

@@ -1,5 +1,9 @@
 """`ow.run`: the API a job uses from inside its run (the agent sets OW_RUN_ID / OW_JOB_ID).
 
+Outside a job (no OW_RUN_ID), the first `log`/`upload`/`checkpoint` (or `start()`) makes the
+script its own `script` job with one run, as openweights does (`ow.sdk._script`); the run
+ends as completed when the client closes.
+
 `log(dict)` validates at the call (a value that is not JSON-serializable is an error naming
 the key), stamps a `MetricLogged` with its time, and buffers it; the buffer is published as one
 `MetricBatch` message (one envelope; each record replays as its own `MetricLogged`) when
@@ -39,21 +43,42 @@ class AsyncRun:
         self._buffer: list[ev.MetricLogged] = []
         self._pending: list[Any] = []
         self._last_flush = 0.0  # the first record after a quiet spell goes out at once
+        self._script: Any = None  # the script run made outside a job (`ow.sdk._script`)
 
     @property
     def id(self) -> str:
-        if not self.client.config.run_id:
-            raise ConfigError(
-                "ow.run is only available inside a job (OW_RUN_ID is not set): run the script "
-                "as one with `ow exec \"python script.py\"` (openweights made a script job "
-                "here; in ow a run's records count only from the worker that holds it); "
-                "read other runs with ow.runs.list(job_id=...)"
-            )
-        return self.client.config.run_id
+        if self.client.config.run_id:
+            return self.client.config.run_id
+        if self._script is not None:
+            return self._script.run_id
+        raise ConfigError(
+            "ow.run has no run yet outside a job (OW_RUN_ID is not set): the first "
+            "ow.run.log(...) makes this script a `script` job with one run, or call "
+            "ow.run.start() first; to run it on a worker instead use `ow exec \"python …\"`"
+        )
 
     @property
     def job_id(self) -> str:
-        return self.client.config.job_id
+        if self.client.config.run_id or self._script is None:
+            return self.client.config.job_id
+        return self._script.job_id
+
+    async def start(self) -> str:
+        """The run's id; outside a job, the script job and its run are created first."""
+        if not self.client.config.run_id and self._script is None:
+            from ow.sdk import _script
+
+            self._script = await _script.start(await self.client.bus())
+        return self.id
+
+    async def end(self) -> None:
+        """Flush, then end a script run (completed); inside a job the agent ends the run."""
+        await self.flush()
+        script, self._script = self._script, None
+        if script is not None:
+            from ow.sdk import _script
+
+            await _script.end(await self.client.bus(), script)
 
     async def log(self, data: dict[str, Any]) -> None:
         """Record one dict of metrics or facts for this run."""
@@ -67,6 +92,7 @@ class AsyncRun:
                     f"ow.run.log: value of key {key!r} is not JSON-serializable "
                     f"({type(value).__name__}); log numbers, strings, lists or dicts"
                 ) from exc
+        await self.start()  # outside a job: a valid record makes the script job
         self._buffer.append(
             ev.MetricLogged(
                 ts=ev.now(), org=self.client.org, actor=self.id,
@@ -134,6 +160,7 @@ class AsyncRun:
 
     async def upload(self, path: str) -> str:
         """Upload a file as an artifact of this run; returns its file id."""
+        await self.start()
         obj = await self.client.files.upload(path, "result")
         bus = await self.client.bus()
         await bus.publish(
@@ -145,6 +172,7 @@ class AsyncRun:
 
     async def checkpoint(self, step: int, path: str) -> str:
         """Save a checkpoint (a file or a directory, packed) and publish `CheckpointSaved`."""
+        await self.start()
         src = Path(path)
         if src.is_dir():
             tmp = Path(tempfile.mkdtemp()) / f"checkpoint-{step}.tar"

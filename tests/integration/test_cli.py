@@ -136,7 +136,7 @@ async def test_metrics_workers_logs_and_ssh(bus, ow):
     assert [w["worker_id"] for w in json.loads(out)] == ["w1"]
     code, out, _ = await ow("logs", "j1")
     assert out == "hello\nworld\n"
-    code, _, err = await ow("ssh", "w1")
+    code, _, err = await ow("ssh", "--worker", "w1")
     assert code == 1
     assert len(err.strip().splitlines()) == 2  # the private fold's notice, the error
 

@@ -123,8 +123,13 @@ async def test_run_log_rejects_values_that_are_not_json(nats_server, org):
         with pytest.raises(ValidationError, match="'bad'"):
             await ow.run.log({"ok": 1, "bad": object()})
     async with AsyncOpenWeights(url=nats_server.url, org=org, env={}) as ow:
-        with pytest.raises(ConfigError, match="only available inside a job"):
-            await ow.run.log({"a": 1})
+        with pytest.raises(ConfigError, match="no run yet outside a job"):
+            _ = ow.run.id
+        with pytest.raises(ValidationError, match="'bad'"):  # refused before a script job
+            await ow.run.log({"bad": object()})
+        assert await (await ow.bus()).last_seq(
+            subjects.EVENTS_STREAM, subjects.events_filter(org)
+        ) == 0
 
 
 async def test_run_log_batches_replay_as_separate_records(nats_server, org):

@@ -69,3 +69,15 @@ def test_the_bwrap_command_binds_only_the_run_dir_writable(tmp_path):
     assert writable == [str(tmp_path / "run")]
     assert argv[-3:] == ["bash", "-c", "true"]
     assert "/proc" in argv[argv.index("--proc"):]
+
+
+def test_model_aliases_reach_the_job_and_their_dirs_are_readable(tmp_path):
+    model = tmp_path / "tiny"
+    model.mkdir()
+    env = {"OW_MODEL_ALIASES": f"unsloth/Qwen3-4B={model},x/y={tmp_path / 'missing'}",
+           "OW_TOKEN": "never-passed"}
+    job = sandbox.job_env(env, workdir=tmp_path / "run", python_bin="/venv/bin", run={})
+    assert job["OW_MODEL_ALIASES"] == env["OW_MODEL_ALIASES"]
+    assert "OW_TOKEN" not in job
+    assert sandbox.read_only_paths(env, []) == [str(model)]  # existing dirs only
+    assert sandbox.read_only_paths({"OW_MODEL_ALIASES": "malformed"}, []) == []

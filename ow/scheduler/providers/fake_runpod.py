@@ -2,9 +2,12 @@
 
 It is the real `RunPodProvider` driven by `FakeRunPodAPI`, an in-memory copy of the few
 `runpod` functions the provider calls (`create_pod`, `terminate_pod`, `get_pod`), raising
-the same kinds of errors with RunPod's texts. The fake account also holds pods of other
-people (`foreign`), which the provider must never touch; `get_pods` exists only so a test
-can prove nothing calls it. It passes the provider contract suite (tests/contracts).
+the same kinds of errors with RunPod's texts. A pod created with `ports="22/tcp"` reports
+`public_ssh` (host, port) as its public ssh port in `get_pod()["runtime"]`, as RunPod does
+once the pod runs; a test points it at a real local sshd standing in for the pod's. The
+fake account also holds pods of other people (`foreign`), which the provider must never
+touch; `get_pods` exists only so a test can prove nothing calls it. It passes the provider
+contract suite (tests/contracts).
 
 Imports: stdlib and `ow.scheduler`.
 """
@@ -43,6 +46,7 @@ class FakeRunPodAPI:
         }
         self.errors: list[str] = []  # raised by the next create_pod calls, in order
         self.calls: list[str] = []
+        self.public_ssh: tuple[str, int] | None = None  # what a pod's port 22 maps to
 
     def fail_next(self, message: str = NO_CAPACITY, times: int = 1) -> None:
         self.errors.extend([message] * times)
@@ -55,7 +59,7 @@ class FakeRunPodAPI:
         self.pods[pod_id] = {
             "id": pod_id, "name": name, "imageName": image_name, "desiredStatus": "RUNNING",
             "env": kwargs.get("env", {}), "gpuTypeId": kwargs.get("gpu_type_id"),
-            "gpuCount": kwargs.get("gpu_count"),
+            "gpuCount": kwargs.get("gpu_count"), "ports": kwargs.get("ports") or "",
         }
         return {"id": pod_id, "imageName": image_name, "machineId": "m-1"}
 
@@ -71,7 +75,18 @@ class FakeRunPodAPI:
 
     def get_pod(self, pod_id: str, api_key: str | None = None) -> dict[str, Any] | None:
         self.calls.append("get_pod")
-        return self._find(pod_id)
+        pod = self._find(pod_id)
+        if pod is None or pod["desiredStatus"] != "RUNNING":
+            return pod
+        return {**pod, "runtime": self._runtime(pod)}
+
+    def _runtime(self, pod: dict[str, Any]) -> dict[str, Any] | None:
+        """RunPod's `runtime` (None until the pod's ports are up)."""
+        if "22/tcp" not in pod.get("ports", "").split(",") or self.public_ssh is None:
+            return None
+        host, port = self.public_ssh
+        return {"ports": [{"ip": host, "isIpPublic": True, "privatePort": 22,
+                           "publicPort": port, "type": "tcp"}]}
 
     def get_pods(self) -> list[dict[str, Any]]:
         """Lists the whole account, other people included; the provider never calls it."""

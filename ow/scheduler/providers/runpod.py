@@ -9,6 +9,11 @@ SAFETY: never call `runpod.get_pods()` and terminate what comes back. The API ke
 may hold other people's workloads; a cleanup that did exactly that once wiped them out in a
 real incident. Orphans are found by asking about recorded ids only (`status`).
 
+A dev pod (`provision_dev`, for `ow ssh`) runs the same image with OW_DEV=true: its entrypoint
+starts sshd (authorized for PUBLIC_KEY) and the TTL watchdog, no agent. Its public ssh address
+comes from the pod's runtime ports (`ssh_address`); it is recorded like any other pod, so it
+too is terminated by its id only.
+
 Every exception of the client is mapped to a `ProviderError` carrying the provider's own
 text, with the API key scrubbed from it.
 
@@ -112,11 +117,33 @@ class RunPodProvider:
     async def provision(
         self, worker_id: str, hardware: Hardware, image: str, env: Mapping[str, str]
     ) -> tuple[str, float]:
-        api = self._api()
         pod_env = {**env, "OW_WORKER_ID": worker_id, "TTL_HOURS": f"{self._ttl_hours:g}"}
+        pod_id = await self._create(f"ow-{worker_id}", hardware, image, pod_env)
+        self._pods[pod_id] = worker_id
+        log.info("created pod_id=%s for worker_id=%s (%s)", pod_id, worker_id, hardware.name)
+        return pod_id, hardware.price_per_hour
+
+    async def provision_dev(
+        self, name: str, hardware: Hardware, image: str, *, public_key: str, ttl_hours: float,
+        env: Mapping[str, str] | None = None,
+    ) -> tuple[str, float]:
+        """Start a dev pod (no agent; sshd for `public_key`; TTL watchdog): (pod_id, price)."""
+        pod_env = {**(env or {}), "OW_DEV": "true", "TTL_HOURS": f"{ttl_hours:g}",
+                   "PUBLIC_KEY": public_key}
+        pod_id = await self._create(
+            f"ow-dev-{name}", hardware, image, pod_env, ports="22/tcp", support_public_ip=True
+        )
+        self._pods[pod_id] = f"dev-{name}"
+        log.info("created dev pod_id=%s (%s, ttl %sh)", pod_id, hardware.name, ttl_hours)
+        return pod_id, hardware.price_per_hour
+
+    async def _create(
+        self, name: str, hardware: Hardware, image: str, env: Mapping[str, str], **extra: Any
+    ) -> str:
+        api = self._api()
         kwargs: dict[str, Any] = {
-            "name": f"ow-{worker_id}", "image_name": image, "env": pod_env,
-            "cloud_type": self._cloud_type, "container_disk_in_gb": self._disk,
+            "name": name, "image_name": image, "env": dict(env),
+            "cloud_type": self._cloud_type, "container_disk_in_gb": self._disk, **extra,
         }
         if hardware.provider_gpu_id:
             kwargs.update(gpu_type_id=hardware.provider_gpu_id, gpu_count=hardware.count or 1)
@@ -125,9 +152,20 @@ class RunPodProvider:
         pod_id = str((pod or {}).get("id") or "")
         if not pod_id:
             raise ProviderError(self.name, f"create_pod returned no pod id: {pod!r}")
-        self._pods[pod_id] = worker_id
-        log.info("created pod_id=%s for worker_id=%s (%s)", pod_id, worker_id, hardware.name)
-        return pod_id, hardware.price_per_hour
+        return pod_id
+
+    async def ssh_address(self, pod_id: str) -> tuple[str, int] | None:
+        """The public (host, port) of a recorded pod's sshd, or None while RunPod has none."""
+        if pod_id not in self._pods:
+            raise PodNotRecordedError(self.name, pod_id)
+        api = self._api()
+        with self._mapped():
+            pod = await anyio.to_thread.run_sync(api.get_pod, pod_id)
+        ports = ((pod or {}).get("runtime") or {}).get("ports") or []
+        for port in ports:
+            if port.get("privatePort") == 22 and port.get("isIpPublic") and port.get("ip"):
+                return str(port["ip"]), int(port["publicPort"])
+        return None
 
     async def terminate(self, pod_id: str) -> None:
         # Only recorded ids. Never get_pods() + terminate: see the module docstring.
