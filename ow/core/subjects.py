@@ -8,6 +8,7 @@ from __future__ import annotations
 from ow.core.ids import encode_token
 
 __all__ = [
+    "BOUND_EVENTS",
     "CLAIMS_BUCKET",
     "EVENTS_STREAM",
     "FILES_BUCKET",
@@ -29,6 +30,7 @@ __all__ = [
     "metric_subject",
     "query_filter",
     "query_subject",
+    "sender_of_subject",
     "subject_of",
     "worker_subject",
 ]
@@ -41,6 +43,11 @@ CLAIMS_BUCKET = "ow_claims"
 LEASES_BUCKET = "ow_leases"
 FILES_BUCKET = "ow_files"
 
+#: the events of a run that count only from the identity holding its claim: published under
+#: `….job.<job_id>.<EventType>.<sender>` by a worker or run credential (`ow.core.credentials`)
+BOUND_EVENTS = frozenset({"RunStarted", "RunFinished", "JobRequeued", "ArtifactUploaded",
+                          "CheckpointSaved", "JobCompleted", "JobFailed", "JobCanceled"})
+
 EVENTS_PREFIX = "ow.ev"
 METRICS_PREFIX = "ow.mx"
 LOGS_PREFIX = "ow.log"
@@ -50,13 +57,15 @@ READ_SERVICE = "ow-read"  # its nats.micro service name
 
 
 def aggregate_subject(org: str, aggregate: str, agg_id: str) -> str:
-    """The filter over one aggregate's history: `ow.ev.<org>.<aggregate>.<id>.*`.
+    """The filter over one aggregate's history: `ow.ev.<org>.<aggregate>.<id>.>`.
 
     Each event is stored under `ow.ev.<org>.<aggregate>.<id>.<EventType>` (see `subject_of`),
     so a consumer can select event types by subject (the dispatch consumer takes only the
-    events that make a job pending) while one aggregate is still one filter.
+    events that make a job pending) while one aggregate is still one filter. A bound event
+    (`BOUND_EVENTS`) published under an identity has that identity as one more token:
+    `….<EventType>.<sender>` (`sender_of_subject`).
     """
-    return f"{EVENTS_PREFIX}.{encode_token(org)}.{aggregate}.{encode_token(agg_id)}.*"
+    return f"{EVENTS_PREFIX}.{encode_token(org)}.{aggregate}.{encode_token(agg_id)}.>"
 
 
 def job_subject(org: str, job_id: str) -> str:
@@ -82,12 +91,21 @@ def dispatch_filters(org: str) -> list[str]:
     return [
         f"{EVENTS_PREFIX}.{org_tok}.job.*.{kind}"
         for kind in ("JobSubmitted", "JobReset", "JobRequeued")
-    ]
+    ] + [f"{EVENTS_PREFIX}.{org_tok}.job.*.JobRequeued.*"]  # a worker's release, bound
 
 
 def aggregate_of(subject: str) -> str:
     """The aggregate filter an event subject belongs to (for expected-sequence checks)."""
-    return subject.rsplit(".", 1)[0] + ".*"
+    return ".".join(subject.split(".")[:5]) + ".>"
+
+
+def sender_of_subject(subject: str, kind: str) -> str:
+    """The identity a bound event was published under, from its subject (the server let it
+    through only on its publisher's own: `ow.core.permissions`); '' when unbound."""
+    parts = subject.split(".")
+    if len(parts) == 7 and parts[3] == "job" and parts[5] == kind and kind in BOUND_EVENTS:
+        return parts[6]
+    return ""
 
 
 def metric_subject(org: str, run_id: str) -> str:
@@ -164,5 +182,6 @@ def subject_of(event: object) -> str:
             return aggregate_subject(org, "secret", name)[:-1] + kind
     job = getattr(event, "job_id", None)
     if job:
-        return job_subject(org, job)[:-1] + kind
+        sender = getattr(event, "sender", "") if kind in BOUND_EVENTS else ""
+        return job_subject(org, job)[:-1] + kind + (f".{sender}" if sender else "")
     raise ValueError(f"no subject for event {type(event).__name__}")

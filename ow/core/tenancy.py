@@ -53,7 +53,7 @@ from typing import Any
 
 import msgspec
 
-from ow.core import codec
+from ow.core import codec, credentials
 from ow.core import events as ev
 from ow.core.errors import ConfigError, OWError, TokenError
 from ow.core.ids import uuid7
@@ -475,6 +475,9 @@ def connect_options(token: str, org: str, home: Path | None = None) -> dict[str,
         token = control_token(load(home), org) if state_path(home).exists() else ""
         if not token:
             return {}
+    if credentials.is_credential(token):  # a worker's or a run's: the auth callout's
+        return {"token": token, "inbox_prefix": inbox_prefix(
+            credentials.inbox_id(credentials.parse(token)))}
     if not token.startswith("ow_"):
         return {"token": token}  # a plain NATS token (an operator's own server)
     tid, secret = parse_token(token)
