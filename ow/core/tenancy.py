@@ -40,6 +40,7 @@ Imports: stdlib, msgspec and `ow.core` (config, errors, events, ids, permissions
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import json
@@ -53,7 +54,8 @@ from typing import Any
 
 import msgspec
 
-from ow.core import codec, credentials
+from ow.core import codec, credentials, nkeys
+from ow.core.callout import AUTH_ACCOUNT
 from ow.core import events as ev
 from ow.core.errors import ConfigError, OWError, TokenError
 from ow.core.ids import uuid7
@@ -70,6 +72,7 @@ __all__ = [
     "connect_options",
     "create_org",
     "create_token",
+    "ensure_callout",
     "ensure_worker_token",
     "event_subjects",
     "inbox_prefix",
@@ -84,6 +87,7 @@ __all__ = [
     "revoke_token",
     "update",
     "job_token",
+    "worker_env",
     "worker_token",
 ]
 
@@ -128,6 +132,12 @@ class TenancyState(msgspec.Struct, kw_only=True):
     tokens: dict[str, TokenRecord] = msgspec.field(default_factory=dict)
     #: events not yet on the bus (the server may be down when the CLI runs): [org, json]
     outbox: list[list[str]] = msgspec.field(default_factory=list)
+    #: the auth callout (`ow.core.callout`): its issuer's nkey seed, the key that signs
+    #: worker and run credentials (base64), and its service's own user (token and hash)
+    callout_seed: str = ""
+    cred_key: str = ""
+    callout_token: str = ""
+    callout_hash: str = ""
 
     @property
     def enabled(self) -> bool:
@@ -244,7 +254,8 @@ def _user(record: TokenRecord) -> str:
 
 
 def render_accounts(state: TenancyState, now: datetime) -> str:
-    """The config text for the server: accounts and users of every active token.
+    """The config text for the server: accounts and users of every active token, and the
+    auth callout for worker and run credentials (every static user bypasses it).
 
     Empty (a comment) when no org besides the default exists: no auth, as before tenancy.
     """
@@ -259,7 +270,44 @@ def render_accounts(state: TenancyState, now: datetime) -> str:
         users = ",\n".join(_user(r) for r in by_org[name])
         text += (f"  {json.dumps(name)}: {{\n    jetstream: enabled\n"
                  f"    users: [\n{users}\n    ]\n  }}\n")
-    return text + "}\n"
+    if not state.callout_seed:
+        return text + "}\n"
+    tid = parse_token(state.callout_token)[0]
+    text += (f"  {json.dumps(AUTH_ACCOUNT)}: {{\n    users: [\n      {{user: {json.dumps(tid)}, "
+             f"password: {json.dumps(state.callout_hash)}}}\n    ]\n  }}\n}}\n")
+    static = [tid, *(r.token_id for users in by_org.values() for r in users)]
+    return text + (
+        f"authorization {{\n  auth_callout {{\n"
+        f"    issuer: {json.dumps(nkeys.public_key(state.callout_seed))}\n"
+        f"    account: {json.dumps(AUTH_ACCOUNT)}\n    auth_users: {json.dumps(static)}\n"
+        "  }\n}\n")
+
+
+def ensure_callout(state: TenancyState) -> bool:
+    """Give the state its auth callout keys and service user if it has none; True if made."""
+    if state.callout_seed:
+        return False
+    state.callout_seed = nkeys.new_seed(nkeys.ACCOUNT)
+    state.cred_key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    tid = "aut" + "".join(secrets.choice(alphabet) for _ in range(9))
+    secret = secrets.token_urlsafe(32)
+    state.callout_token, state.callout_hash = f"ow_{tid}_{secret}", _hash(secret)
+    return True
+
+
+def cred_key(state: TenancyState) -> bytes:
+    """The key worker credentials derive from (b"" when the callout was never set up)."""
+    return base64.urlsafe_b64decode(state.cred_key) if state.cred_key else b""
+
+
+def worker_env(state: TenancyState, org: str, worker_id: str) -> dict[str, str]:
+    """OW_TOKEN (a worker credential) and OW_WORKER_KEY for an agent that runs as
+    `worker_id` in `org`; {} when this state has no callout keys or no such org."""
+    if not state.cred_key or org not in state.orgs:
+        return {}
+    token, key = credentials.worker_credential(cred_key(state), org, worker_id)
+    return {"OW_TOKEN": token, "OW_WORKER_KEY": base64.urlsafe_b64encode(key).decode()}
 
 
 # --- operations on the state (pure) -----------------------------------------------------
@@ -298,6 +346,7 @@ def ensure_default(state: TenancyState, now: datetime) -> None:
     """The default org's record (its control user), so `ow up` can hand it out from the start."""
     if DEFAULT_ORG not in state.orgs:
         _control(state, DEFAULT_ORG, now)
+    ensure_callout(state)
 
 
 def create_org(state: TenancyState, name: str, now: datetime) -> OrgRecord:
