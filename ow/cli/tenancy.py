@@ -129,7 +129,7 @@ class Supervisor:
     def server_config(self) -> str:
         """Extra config text for the server: include the rendered accounts file."""
         state = tenancy.load(self.root)
-        tenancy.write_accounts(self.root, state, _now())
+        tenancy.write_accounts(self.root, state, _now(), fresh=True)
         self.enabled = state.enabled
         if state.enabled:
             tenancy.adopt_global_store(self.root / "nats" / "js")
@@ -142,6 +142,28 @@ class Supervisor:
         token = (tenancy.worker_token if worker else tenancy.control_token)(state, org)
         return {"OW_TOKEN": token} if token else {}
 
+    def agent_env(self, args: list[str]) -> dict[str, str]:
+        """For an agent child (`ow.agent … --worker-id W`): OW_TOKEN, its own worker
+        credential, and OW_WORKER_KEY, which signs its runs' credentials; {} otherwise."""
+        if args[:1] != ["ow.agent"] or "--worker-id" not in args[:-1]:
+            return {}
+        worker_id = args[args.index("--worker-id") + 1]
+        return tenancy.worker_env(tenancy.load(self.root), self.config.org, worker_id)
+
+    def wait_callout(self, timeout_s: float = defaults.SERVER_READY_TIMEOUT_S) -> None:
+        """Return once the auth callout answers (accounts on): connect with a worker
+        credential minted for the purpose, as an agent will."""
+        if not self.enabled:
+            return
+        env = tenancy.worker_env(tenancy.load(self.root), self.config.org, "ow-up-probe")
+        deadline = time.monotonic() + timeout_s
+        while not _accepted(self.server.url, self.config.org, env.get("OW_TOKEN", "")):
+            if time.monotonic() > deadline:
+                print("warning: the auth callout did not answer: agents cannot connect yet "
+                      f"(see {self.logs / 'auth-callout.log'})", file=sys.stderr)
+                return
+            time.sleep(0.1)  # a child process starting: polling is the only option
+
     def start(self, server: Any, env: dict[str, str], logs: Path) -> list[Any]:
         self.server, self.base_env, self.logs = server, env, logs
         return self.tick()
@@ -150,7 +172,7 @@ class Supervisor:
         """Re-render (expired tokens drop out), reload if changed, start new orgs' schedulers."""
         state = tenancy.load(self.root)
         if state.enabled and not self.enabled:  # the first org: restart with accounts on
-            tenancy.write_accounts(self.root, state, _now())
+            tenancy.write_accounts(self.root, state, _now(), fresh=True)
             self.server.stop()
             tenancy.adopt_global_store(self.root / "nats" / "js")
             self.server.start()
@@ -177,6 +199,21 @@ class Supervisor:
             children.append(self.spawn(["ow.scheduler", "--provider", "local"], env,
                                        self.logs / f"scheduler-{org}.log"))
         return children
+
+
+def _accepted(url: str, org: str, token: str) -> bool:
+    """Whether the server lets `token` connect to `org` (a refusal or no server: False)."""
+    from ow.core import bus as bus_mod
+
+    async def attempt() -> bool:
+        try:
+            bus = await bus_mod.connect(url, org=org, token=token, reconnect=False,
+                                        name="ow-up-probe")
+        except OWError:
+            return False
+        await bus.close()
+        return True
+    return bool(token) and anyio.run(attempt)
 
 
 # --- commands ----------------------------------------------------------------------------

@@ -8,7 +8,9 @@ from __future__ import annotations
 from ow.core.ids import encode_token
 
 __all__ = [
+    "AUTH_ACCOUNT",
     "BOUND_EVENTS",
+    "CALLOUT_SUBJECT",
     "CLAIMS_BUCKET",
     "EVENTS_STREAM",
     "FILES_BUCKET",
@@ -47,6 +49,10 @@ FILES_BUCKET = "ow_files"
 #: `….job.<job_id>.<EventType>.<sender>` by a worker or run credential (`ow.core.credentials`)
 BOUND_EVENTS = frozenset({"RunStarted", "RunFinished", "JobRequeued", "ArtifactUploaded",
                           "CheckpointSaved", "JobCompleted", "JobFailed", "JobCanceled"})
+
+#: the auth callout (`ow.core.callout`): where the server asks, and its service's account
+CALLOUT_SUBJECT = "$SYS.REQ.USER.AUTH"
+AUTH_ACCOUNT = "OW_AUTH"  # uppercase: never an org name (`tenancy._ORG_NAME`)
 
 EVENTS_PREFIX = "ow.ev"
 METRICS_PREFIX = "ow.mx"

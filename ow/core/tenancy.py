@@ -55,7 +55,7 @@ from typing import Any
 import msgspec
 
 from ow.core import codec, credentials, nkeys
-from ow.core.callout import AUTH_ACCOUNT
+from ow.core.subjects import AUTH_ACCOUNT
 from ow.core import events as ev
 from ow.core.errors import ConfigError, OWError, TokenError
 from ow.core.ids import uuid7
@@ -253,9 +253,12 @@ def _user(record: TokenRecord) -> str:
         f"permissions: {perms}}}"
 
 
-def render_accounts(state: TenancyState, now: datetime) -> str:
+def render_accounts(
+    state: TenancyState, now: datetime, static: list[str] | None = None,
+) -> str:
     """The config text for the server: accounts and users of every active token, and the
-    auth callout for worker and run credentials (every static user bypasses it).
+    auth callout for worker and run credentials, which the users named in `static` bypass
+    (None: every active token's; see `write_accounts`).
 
     Empty (a comment) when no org besides the default exists: no auth, as before tenancy.
     """
@@ -275,7 +278,8 @@ def render_accounts(state: TenancyState, now: datetime) -> str:
     tid = parse_token(state.callout_token)[0]
     text += (f"  {json.dumps(AUTH_ACCOUNT)}: {{\n    users: [\n      {{user: {json.dumps(tid)}, "
              f"password: {json.dumps(state.callout_hash)}}}\n    ]\n  }}\n}}\n")
-    static = [tid, *(r.token_id for users in by_org.values() for r in users)]
+    if static is None:
+        static = [tid, *(r.token_id for users in by_org.values() for r in users)]
     return text + (
         f"authorization {{\n  auth_callout {{\n"
         f"    issuer: {json.dumps(nkeys.public_key(state.callout_seed))}\n"
@@ -456,10 +460,25 @@ def update(home: Path) -> Iterator[TenancyState]:
         os.close(fd)
 
 
-def write_accounts(home: Path, state: TenancyState, now: datetime) -> bool:
-    """Render the accounts file next to the server's config; True if it changed."""
+def _static_users(path: Path) -> list[str] | None:
+    """The callout's `auth_users` in a rendered accounts file (None: it has none)."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    m = re.search(r"^\s*auth_users: (\[.*\])$", text, re.M)
+    return json.loads(m.group(1)) if m else None
+
+
+def write_accounts(home: Path, state: TenancyState, now: datetime, fresh: bool = False) -> bool:
+    """Render the accounts file next to the server's config; True if it changed.
+
+    nats-server cannot reload the callout's `auth_users`: the users the running server let
+    bypass the callout stay as the file names them (a token created since then connects
+    through the callout, which checks it the same way; `ow.core.callout`). `fresh`, for a
+    server about to start, names every active token."""
     path = Path(home).expanduser() / "nats" / ACCOUNTS_FILE
-    text = render_accounts(state, now)
+    text = render_accounts(state, now, None if fresh else _static_users(path))
     with contextlib.suppress(FileNotFoundError):
         if path.read_text() == text:
             return False

@@ -14,6 +14,7 @@ import pytest
 from ow.core import bus as bus_mod
 from ow.core import tenancy as tn
 from ow.core.server import NatsServer
+from tests.integration.callout import callout_service
 from tests.integration.conftest import eventually, fresh_nats, org
 
 __all__ = ["ORGS", "Probe", "Tenants", "eventually", "fresh_nats", "org"]
@@ -60,7 +61,8 @@ def tenants(tmp_path, monkeypatch):
             tokens[(org, "job")] = _job_token(state, org)
     tn.write_accounts(home, tn.load(home), now)
     server = NatsServer(home / "nats", name="ow", extra_config=tn.include_line()).start()
-    yield Tenants(home, server, tokens)
+    with callout_service(server.url, home, ORGS[0]):
+        yield Tenants(home, server, tokens)
     server.stop(kill=True)
 
 
