@@ -80,9 +80,8 @@ class Probe:
         async def on_error(exc: Exception) -> None:
             errors.append(str(exc))
 
-        tid, secret = tn.parse_token(token)
-        nc = await nats.connect(url, user=tid, password=secret, allow_reconnect=False,
-                                inbox_prefix=tn.inbox_prefix(tid), error_cb=on_error)
+        opts = tn.connect_options(token, tn.DEFAULT_ORG, Path("/nonexistent"))
+        nc = await nats.connect(url, allow_reconnect=False, error_cb=on_error, **opts)
         return cls(nc, errors)
 
     async def allowed(self, subject: str, payload: bytes = b"") -> bool:
