@@ -11,7 +11,7 @@ A bound event's publisher identity (`Event.sender`) comes from its subject, wher
 server put it (`bind`, which `decode_or_skip` applies): never from the payload.
 
 Imports: stdlib, msgspec, `ow.core.events` (the catalogue), `ow.core.upcast` and
-`ow.core.subjects` (the subject layout).
+`ow.core.senders` (where a subject carries its publisher).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 import msgspec
 
 from ow.core.events import AnyEvent, Event, MetricBatch, MetricLogged, MetricRecord
-from ow.core.subjects import sender_of_subject
+from ow.core.senders import sender_of_subject
 from ow.core.upcast import CURRENT, upcast
 
 __all__ = [

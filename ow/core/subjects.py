@@ -1,11 +1,12 @@
 """Every name on the wire: streams, subjects, KV buckets, keys and object store names.
 
-Imports: stdlib and `ow.core.ids` only.
+Imports: stdlib and `ow.core` (ids, senders).
 """
 
 from __future__ import annotations
 
 from ow.core.ids import encode_token
+from ow.core.senders import BOUND_EVENTS, sender_of_subject
 
 __all__ = [
     "AUTH_ACCOUNT",
@@ -44,11 +45,6 @@ HEARTBEATS_STREAM = "OW_HEARTBEATS"
 CLAIMS_BUCKET = "ow_claims"
 LEASES_BUCKET = "ow_leases"
 FILES_BUCKET = "ow_files"
-
-#: the events of a run that count only from the identity holding its claim: published under
-#: `….job.<job_id>.<EventType>.<sender>` by a worker or run credential (`ow.core.credentials`)
-BOUND_EVENTS = frozenset({"RunStarted", "RunFinished", "JobRequeued", "ArtifactUploaded",
-                          "CheckpointSaved", "JobCompleted", "JobFailed", "JobCanceled"})
 
 #: the auth callout (`ow.core.callout`): where the server asks, and its service's account
 CALLOUT_SUBJECT = "$SYS.REQ.USER.AUTH"
@@ -103,15 +99,6 @@ def dispatch_filters(org: str) -> list[str]:
 def aggregate_of(subject: str) -> str:
     """The aggregate filter an event subject belongs to (for expected-sequence checks)."""
     return ".".join(subject.split(".")[:5]) + ".>"
-
-
-def sender_of_subject(subject: str, kind: str) -> str:
-    """The identity a bound event was published under, from its subject (the server let it
-    through only on its publisher's own: `ow.core.permissions`); '' when unbound."""
-    parts = subject.split(".")
-    if len(parts) == 7 and parts[3] == "job" and parts[5] == kind and kind in BOUND_EVENTS:
-        return parts[6]
-    return ""
 
 
 def metric_subject(org: str, run_id: str) -> str:

@@ -55,11 +55,11 @@ from typing import Any
 import msgspec
 
 from ow.core import codec, credentials, nkeys
-from ow.core.subjects import AUTH_ACCOUNT
 from ow.core import events as ev
 from ow.core.errors import ConfigError, OWError, TokenError
 from ow.core.ids import uuid7
 from ow.core.permissions import SECRETS_BUCKET, event_subjects, inbox_prefix, permissions
+from ow.core.subjects import AUTH_ACCOUNT
 
 __all__ = [
     "SCOPES",

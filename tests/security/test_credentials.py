@@ -68,7 +68,8 @@ async def test_a_worker_credential_publishes_under_its_own_worker_id_only(tenant
                "ow.mx.orga.any-run", "ow.log.orga.any-run", "$KV.ow_claims.orga.j1"]
     refused = ["ow.ev.orga.job.j1.RunFinished.w2", "ow.ev.orga.job.j1.RunFinished",
                "ow.ev.orga.job.j1.JobRequeued", "ow.ev.orga.worker.w2.WorkerRegistered",
-               "ow.hb.orga.w2", "ow.ev.orga.job.j1.JobSubmitted", "ow.ev.orgb.job.j1.RunFinished.w1"]
+               "ow.hb.orga.w2", "ow.ev.orga.job.j1.JobSubmitted",
+               "ow.ev.orgb.job.j1.RunFinished.w1"]
     got = {s: await p.allowed(s, b"{}") for s in allowed + refused}
     assert [s for s in allowed if not got[s]] == []
     assert [s for s in refused if got[s]] == []
