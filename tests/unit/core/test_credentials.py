@@ -27,7 +27,8 @@ def test_nkeys_name_their_kind_and_round_trip(kind, letter):
     seed = nkeys.new_seed(kind)
     assert seed.startswith("S" + letter)
     public = nkeys.public_key(seed)
-    assert public.startswith(letter) and len(public) == 56
+    assert public.startswith(letter)
+    assert len(public) == 56
     assert len(nkeys.decode_public(public, kind)) == 32
     assert nkeys.verify(public, b"data", nkeys.sign(seed, b"data"))
     assert not nkeys.verify(public, b"other", nkeys.sign(seed, b"data"))
@@ -111,7 +112,8 @@ def test_the_callout_refuses_what_it_did_not_issue(state, opts):
     server, user = nkeys.new_seed(nkeys.SERVER), nkeys.new_seed(nkeys.USER)
     answer, what = callout.authorize(_request(server, user, opts), state, NOW)
     response = nkeys.decode_jwt(answer)
-    assert "jwt" not in response["nats"] and response["nats"]["error"]
+    assert "jwt" not in response["nats"]
+    assert response["nats"]["error"]
     assert what.startswith("refused")
 
 
@@ -185,4 +187,5 @@ def test_a_bound_runs_events_count_only_from_its_claim_holder(started_by, event,
 
 def test_a_run_started_under_another_workers_identity_is_rejected():
     anomaly = check(fold_all([JOB]), _started("w2"))
-    assert anomaly is not None and "as worker w1 by identity w2" in anomaly.rule
+    assert anomaly is not None
+    assert "as worker w1 by identity w2" in anomaly.rule
