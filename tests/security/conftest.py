@@ -17,7 +17,8 @@ from ow.core.server import NatsServer
 from tests.integration.callout import callout_service
 from tests.integration.conftest import eventually, fresh_nats, org
 
-__all__ = ["ORGS", "Probe", "Tenants", "eventually", "fresh_nats", "org"]
+__all__ = ["ORGS", "Probe", "Tenants", "attack_a_running_job", "eventually", "fresh_nats",
+           "org"]
 
 ORGS = ("orga", "orgb")
 SCOPES = (*tn.SCOPES, "job")
@@ -104,3 +105,41 @@ class Probe:
 
     async def close(self) -> None:
         await self.nc.close()
+
+
+async def attack_a_running_job(t: Tenants, configs: list, tmp_path: Path, script: str):
+    """Agents of `configs` run a victim job (sleep) and then `script` as a job, given the
+    victim's run and job ids; return the attack's log and the victim as it stood after."""
+    import shlex
+    import sys
+
+    from ow import AsyncOpenWeights
+    from ow.agent import Agent, Hardware
+    from ow.core.errors import JobCanceledError
+    from tests.integration.agents import ShellJob  # noqa: F401 - registers `shell`
+
+    agents = [Agent(c, Hardware(image="*"), workdir=tmp_path / f"w{i}")
+              for i, c in enumerate(configs)]
+    async with anyio.create_task_group() as tg:
+        for agent in agents:
+            await tg.start(agent.run)
+        async with AsyncOpenWeights(url=t.url, org="orga", token=t.tokens[("orga", "submit")],
+                                    env={}) as ow:
+            victim = await ow.shell.create(command="sleep 60", tag="victim")
+
+            async def running():
+                job = await ow.jobs.retrieve(victim.id)
+                return job.runs[-1].id if job.status == "in_progress" and job.runs else None
+
+            run_id = await eventually(running, timeout=30)
+            attack = await ow.shell.create(
+                command=f"{sys.executable} -c {shlex.quote(script)} {run_id} {victim.id}")
+            done = await ow.jobs.wait(attack.id, timeout=60)
+            log = (await ow.files.content(done.runs[-1].log_file)).decode()
+            still = await ow.jobs.retrieve(victim.id)
+            await ow.jobs.cancel(victim.id)
+            with pytest.raises(JobCanceledError):
+                await ow.jobs.wait(victim.id, timeout=30)
+        for agent in agents:
+            agent.shutdown()
+    return log, still

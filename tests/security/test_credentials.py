@@ -15,10 +15,11 @@ from ow.core import credentials as cr
 from ow.core import events as ev
 from ow.core import subjects
 from ow.core import tenancy as tn
+from ow.core.config import from_env
 from ow.core.errors import TokenError
 from ow.core.state import check, fold_all
 
-from .conftest import Probe, eventually
+from .conftest import Probe, attack_a_running_job, eventually
 
 pytestmark = pytest.mark.anyio
 
@@ -33,10 +34,18 @@ def run_cred(t, worker_id: str, job_id: str, run_id: str, expires: int = 0) -> s
     return cr.run_credential(key, token, job_id, run_id, expires or int(time.time()) + 600)
 
 
+async def wrong(t, admin, token: str, allowed: list[str], refused: list[str]):
+    """(allowed subjects the server refused to `token`, refused ones it let through)."""
+    p = await Probe.open(t.url, token)
+    got = {s: await p.allowed(s, b"{}") for s in allowed + refused}
+    await p.close()
+    await admin.close()
+    return [s for s in allowed if not got[s]], [s for s in refused if got[s]]
+
+
 async def test_a_run_credential_publishes_its_own_run_only(tenants):
     t = tenants
     a = await t.admin("orga")
-    p = await Probe.open(t.url, run_cred(t, "w1", "job-1", "run-1"))
     own = [subjects.metric_subject("orga", "run-1"), subjects.log_subject("orga", "run-1"),
            "ow.ev.orga.job.job-1.ArtifactUploaded.w1", "ow.ev.orga.job.job-1.CheckpointSaved.w1",
            "ow.ev.orga.file.f1.FileUploaded", "$O.ow_files.C.abc"]
@@ -51,18 +60,13 @@ async def test_a_run_credential_publishes_its_own_run_only(tenants):
               f"$JS.API.CONSUMER.MSG.NEXT.OW_EVENTS.{subjects.dispatch_consumer('orga')}",
               f"$JS.API.CONSUMER.CREATE.KV_{tn.SECRETS_BUCKET}",
               subjects.query_subject("orga", "jobs")]
-    got = {s: await p.allowed(s, b"{}") for s in own + others}
-    assert [s for s in own if not got[s]] == []
-    assert [s for s in others if got[s]] == []
-    await p.close()
-    await a.close()
+    assert await wrong(t, a, run_cred(t, "w1", "job-1", "run-1"), own, others) == ([], [])
 
 
 async def test_a_worker_credential_publishes_under_its_own_worker_id_only(tenants):
     t = tenants
     a = await t.admin("orga")
     token, _ = worker(t, "orga", "w1")
-    p = await Probe.open(t.url, token)
     allowed = ["ow.ev.orga.job.j1.RunFinished.w1", "ow.ev.orga.job.j1.RunStarted.w1",
                "ow.ev.orga.worker.w1.WorkerRegistered", "ow.hb.orga.w1",
                "ow.mx.orga.any-run", "ow.log.orga.any-run", "$KV.ow_claims.orga.j1"]
@@ -70,11 +74,7 @@ async def test_a_worker_credential_publishes_under_its_own_worker_id_only(tenant
                "ow.ev.orga.job.j1.JobRequeued", "ow.ev.orga.worker.w2.WorkerRegistered",
                "ow.hb.orga.w2", "ow.ev.orga.job.j1.JobSubmitted",
                "ow.ev.orgb.job.j1.RunFinished.w1"]
-    got = {s: await p.allowed(s, b"{}") for s in allowed + refused}
-    assert [s for s in allowed if not got[s]] == []
-    assert [s for s in refused if got[s]] == []
-    await p.close()
-    await a.close()
+    assert await wrong(t, a, token, allowed, refused) == ([], [])
 
 
 async def test_unsigned_expired_or_other_orgs_credentials_are_refused(tenants):
@@ -147,44 +147,12 @@ asyncio.run(main())
 
 
 async def test_jobs_of_credentialed_agents_reach_only_their_own_run(tenants, tmp_path):
-    import shlex
-    import sys
-
-    import anyio
-
-    from ow import AsyncOpenWeights
-    from ow.agent import Agent, Hardware
-    from ow.core.config import from_env
-    from ow.core.errors import JobCanceledError
-    from tests.integration.agents import ShellJob  # noqa: F401 - registers `shell`
-
     t = tenants
-    agents = [Agent(from_env({}, url=t.url, org="orga", home=str(t.home), heartbeat_s=1.0,
-                             worker_id=w, **{k[3:].lower(): v for k, v in
-                                             tn.worker_env(tn.load(t.home), "orga", w).items()}),
-                    Hardware(image="*"), workdir=tmp_path / w) for w in ("w1", "w2")]
-    async with anyio.create_task_group() as tg:
-        for agent in agents:
-            await tg.start(agent.run)
-        async with AsyncOpenWeights(url=t.url, org="orga", token=t.tokens[("orga", "submit")],
-                                    env={}) as ow:
-            victim = await ow.shell.create(command="sleep 60", tag="victim")
-
-            async def running():
-                job = await ow.jobs.retrieve(victim.id)
-                return job.runs[-1].id if job.status == "in_progress" and job.runs else None
-
-            run_id = await eventually(running, timeout=30)
-            attack = await ow.shell.create(
-                command=f"{sys.executable} -c {shlex.quote(ATTACK)} {run_id} {victim.id}")
-            done = await ow.jobs.wait(attack.id, timeout=60)
-            log = (await ow.files.content(done.runs[-1].log_file)).decode()
-            for line in ("result refused", "metric refused", "own accepted"):
-                assert line in log, log
-            still = await ow.jobs.retrieve(victim.id)
-            assert (still.status, still.outputs) == ("in_progress", {})
-            await ow.jobs.cancel(victim.id)
-            with pytest.raises(JobCanceledError):
-                await ow.jobs.wait(victim.id, timeout=30)
-        for agent in agents:
-            agent.shutdown()
+    configs = [from_env({}, url=t.url, org="orga", home=str(t.home), heartbeat_s=1.0,
+                        worker_id=w, **{k[3:].lower(): v for k, v in
+                                        tn.worker_env(tn.load(t.home), "orga", w).items()})
+               for w in ("w1", "w2")]
+    log, still = await attack_a_running_job(t, configs, tmp_path, ATTACK)
+    for line in ("result refused", "metric refused", "own accepted"):
+        assert line in log, log
+    assert (still.status, still.outputs) == ("in_progress", {})
