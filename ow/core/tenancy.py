@@ -25,9 +25,15 @@ tries every JetStream API verb that matters against every scope.
 
 Each org also has a control user (`ctl…`, admin scope), a workers user (`wrk…`, worker
 scope) and a jobs user (`job…`, job scope) whose tokens live only in the state file: `ow up`
-hands the control token to that org's scheduler, the workers token to the agents it starts,
-and the agents give their jobs the jobs token (`secrets.job_env`); the local operator's CLI
-uses the control token when no token is given. The state file (`<home>/tenancy.json`, mode
+hands the control token to that org's scheduler; the local operator's CLI uses it when no
+token is given. Agents that `ow up` or a scheduler starts get a worker credential of their
+own instead of the workers token (`worker_env`, `ow.core.credentials`), and give their jobs
+per-run credentials; the workers and jobs tokens remain for agents started by hand.
+
+The auth callout (`ow.core.callout`) is rendered with the accounts: the `OW_AUTH` account
+holds its service's user, and every token active when the server starts bypasses it
+(`auth_users`, which nats-server cannot reload: `write_accounts` keeps the list a running
+server has). The state keeps the callout's issuer seed and the credential key. The state file (`<home>/tenancy.json`, mode
 0600) is the operator's; it is rendered into `<home>/nats/accounts.conf`, which the embedded
 server includes. With no org created, the
 rendered file is empty: no accounts, no auth, exactly the zero-config default.
@@ -35,7 +41,8 @@ rendered file is empty: no accounts, no auth, exactly the zero-config default.
 Pure functions (`render_accounts`, `permissions`, `check_token`, `parse_expires`) take `now`;
 the file functions (`load`, `save`, `update`) are the only I/O. bcrypt is imported lazily.
 
-Imports: stdlib, msgspec and `ow.core` (config, errors, events, ids, permissions).
+Imports: stdlib, msgspec and `ow.core` (codec, config, credentials, errors, events, ids,
+nkeys, permissions, subjects).
 """
 
 from __future__ import annotations
