@@ -18,6 +18,7 @@ from ow.core import tenancy as tn
 from ow.core.config import from_env
 from ow.core.errors import TokenError
 from ow.core.state import check, fold_all
+from ow.projections.audit import audit
 
 from .conftest import Probe, attack_a_running_job, eventually
 
@@ -90,7 +91,7 @@ async def test_unsigned_expired_or_other_orgs_credentials_are_refused(tenants):
     await b.close()
 
 
-async def test_a_second_worker_cannot_finish_the_first_ones_run(tenants):
+async def test_a_second_worker_cannot_finish_the_first_ones_run(tenants, tmp_path):
     t = tenants
     a = await t.admin("orga")
     job = ev.JobSubmitted(job_id="j-victim", image="x")
@@ -118,6 +119,10 @@ async def test_a_second_worker_cannot_finish_the_first_ones_run(tenants):
         "RunFinished for run r1 from identity w2, but w1 holds its claim")
     state = fold_all(events)
     assert (state.status, state.outputs) == ("completed", {"result": "real"})
+    report = await audit(a, tmp_path / "p.duckdb")  # `ow audit` names the forged result
+    rejected = [(v.event_id, v.detail) for v in report.violations if v.rule == "rejected-event"]
+    assert rejected == [
+        ("forged", "OW_EVENTS: RunFinished for run r1 from identity w2, but w1 holds its claim")]
     await w2.close()
     for b in (w1, a):
         await b.close()
