@@ -282,6 +282,21 @@ def register(app: Any) -> None:
         print(f"token {record.token_id} ({scope} in org {record.org}, expires "
               f"{_when(record.expires)}; {note}). It is shown only this once.", file=sys.stderr)
 
+    @token_app.command("worker")
+    def token_worker(
+        worker_id: str = typer.Option(..., "--worker-id", help="the agent's worker id"),
+        org: str = typer.Option(None, "--org", help="the worker's org (default: OW_ORG)"),
+    ) -> None:
+        """Print OW_TOKEN and OW_WORKER_KEY for an agent you start by hand (`ow worker
+        --worker-id W`): its results count only as W's, its jobs get per-run credentials."""
+        state = tenancy.load(_home())
+        env = tenancy.worker_env(state, _org(org), worker_id)
+        if not env:
+            raise typer.BadParameter(f"no org {_org(org)!r} with credential keys here: create "
+                                     f"it with `ow org create`, on the machine of `ow up`")
+        for key, value in env.items():
+            print(f"{key}={value}")
+
     @token_app.command("ls")
     def token_ls(
         org: str = typer.Option(None, "--org", help="only this org"),

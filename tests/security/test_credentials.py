@@ -161,3 +161,23 @@ async def test_jobs_of_credentialed_agents_reach_only_their_own_run(tenants, tmp
     for line in ("result refused", "metric refused", "own accepted"):
         assert line in log, log
     assert (still.status, still.outputs) == ("in_progress", {})
+
+
+async def test_ow_token_worker_prints_a_credential_for_a_hand_started_agent(tenants):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    t = tenants
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OW_")}
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "ow"), "token", "worker", "--org", "orga",
+         "--worker-id", "w9"], env={**env, "OW_HOME": str(t.home)}, capture_output=True,
+        text=True, check=True).stdout
+    given = dict(line.split("=", 1) for line in out.split())
+    cred = cr.verify(tn.cred_key(tn.load(t.home)), given["OW_TOKEN"], int(time.time()))
+    assert (cred.kind, cred.org, cred.worker_id) == ("worker", "orga", "w9")
+    b = await bus_mod.connect(t.url, org="orga", token=given["OW_TOKEN"], reconnect=False)
+    assert b.sender == "w9"
+    await b.close()
