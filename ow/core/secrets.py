@@ -187,12 +187,16 @@ async def job_env(
 
 
 def run_token(config: Config, job_id: str, run_id: str, timeout_s: float = 0) -> str:
-    """A credential for one run, signed with this worker's key ('' without one): it
-    expires `timeout_s` (or `defaults.RUN_CREDENTIAL_TTL_S`) after now, plus a grace."""
+    """A credential for one run, signed with this worker's key ('' without one). A job with
+    a timeout gets one that expires after it (at least `defaults.RUN_CREDENTIAL_TTL_S`:
+    an API deployment's timeout is extended while it runs), plus a grace; a job without a
+    timeout (a long fine-tune) one that does not expire."""
     if not (config.worker_key and run_id and credentials.is_credential(config.token)):
         return ""
-    ttl = timeout_s if timeout_s > 0 else defaults.RUN_CREDENTIAL_TTL_S
-    expires = int(time.time() + ttl + defaults.RUN_CREDENTIAL_GRACE_S)
+    expires = 0
+    if timeout_s > 0:
+        ttl = max(timeout_s, defaults.RUN_CREDENTIAL_TTL_S)
+        expires = int(time.time() + ttl + defaults.RUN_CREDENTIAL_GRACE_S)
     key = base64.urlsafe_b64decode(config.worker_key)
     return credentials.run_credential(key, config.token, job_id, run_id, expires)
 
