@@ -33,9 +33,10 @@ per-run credentials; the workers and jobs tokens remain for agents started by ha
 The auth callout (`ow.core.callout`) is rendered with the accounts: the `OW_AUTH` account
 holds its service's user, and every token active when the server starts bypasses it
 (`auth_users`, which nats-server cannot reload: `write_accounts` keeps the list a running
-server has). The state keeps the callout's issuer seed and the credential key. The state file (`<home>/tenancy.json`, mode
-0600) is the operator's; it is rendered into `<home>/nats/accounts.conf`, which the embedded
-server includes. With no org created, the
+server has). The state keeps the callout's issuer seed and the credential key.
+
+The state file (`<home>/tenancy.json`, mode 0600) is the operator's; it is rendered into
+`<home>/nats/accounts.conf`, which the embedded server includes. With no org created, the
 rendered file is empty: no accounts, no auth, exactly the zero-config default.
 
 Pure functions (`render_accounts`, `permissions`, `check_token`, `parse_expires`) take `now`;
