@@ -168,25 +168,31 @@ class Supervisor:
         self.server, self.base_env, self.logs = server, env, logs
         return self.tick()
 
+    def _restart(self, state: tenancy.TenancyState) -> None:
+        """Restart the server with freshly rendered accounts (the first org turns them on;
+        the callout's `auth_users` cannot be reloaded) and tell `up.json` its new pid."""
+        tenancy.write_accounts(self.root, state, _now(), fresh=True)
+        self.server.stop()
+        tenancy.adopt_global_store(self.root / "nats" / "js")
+        self.server.start()
+        self.enabled = True
+        up = self.root / "up.json"  # where `ow token …` finds the server to reload
+        if up.exists():
+            info = json.loads(up.read_text())
+            locks.write_state(up, {**info, "nats_pid": self.server.proc.pid, "accounts": True})
+
     def tick(self) -> list[Any]:
         """Re-render (expired tokens drop out), reload if changed, start new orgs' schedulers."""
         state = tenancy.load(self.root)
         if state.enabled and not self.enabled:  # the first org: restart with accounts on
-            tenancy.write_accounts(self.root, state, _now(), fresh=True)
-            self.server.stop()
-            tenancy.adopt_global_store(self.root / "nats" / "js")
-            self.server.start()
-            self.enabled = True
-            up = self.root / "up.json"  # where `ow token …` finds the server to reload
-            if up.exists():
-                info = json.loads(up.read_text())
-                locks.write_state(
-                    up, {**info, "nats_pid": self.server.proc.pid, "accounts": True})
+            self._restart(state)
         elif tenancy.write_accounts(self.root, state, _now()):
             try:
                 self.server.reload()
             except OWError as exc:  # the server keeps its last good config
                 print(f"warning: accounts not reloaded: {exc}", file=sys.stderr)
+                if "AuthCallout" in str(exc):  # its users changed under it: start afresh
+                    self._restart(state)
         if state.outbox:
             try:
                 flush_outbox(self.root, self.server.url)

@@ -491,7 +491,7 @@ def write_accounts(home: Path, state: TenancyState, now: datetime, fresh: bool =
         if path.read_text() == text:
             return False
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # `ow up` and a CLI may write at once
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(text)
