@@ -62,7 +62,8 @@ class Agent:
     ):
         self.config = config
         self.hw = hardware
-        self.worker_id = worker_id or config.worker_id or new_id("worker")
+        self.worker_id = worker_id or config.worker_id or _credential_worker(config.token) \
+            or new_id("worker")
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="ow-agent-"))
         self.max_failures = max_failures
         self.environ = dict(os.environ if environ is None else environ)
@@ -338,7 +339,9 @@ class Agent:
         workdir = self.workdir / run_id
         env = child_env(  # an allow-list of ours, never all of it (ow.agent.sandbox)
             self.environ, run_id=run_id, job_id=state.job_id, url=self.config.url,
-            org=self.bus.org, secrets=await job_env(self.bus, self.config), workdir=workdir,
+            org=self.bus.org, workdir=workdir, secrets=await job_env(
+                self.bus, self.config, job_id=state.job_id, run_id=run_id,
+                timeout_s=state.spec.timeout_s),
         )
         self.current = Execution(
             bus=self.bus, blobs=self.blobs, state=state, last_seq=seq, run_id=run_id,
@@ -367,3 +370,9 @@ def _job_of(key: str) -> str:
 
     return decode_token(key.split(".", 1)[1])
 
+
+def _credential_worker(token: str) -> str:
+    """The worker id a worker credential was issued for ('' for any other token)."""
+    from ow.core import credentials
+
+    return credentials.parse(token).worker_id if credentials.is_credential(token) else ""

@@ -129,7 +129,7 @@ class Supervisor:
     def server_config(self) -> str:
         """Extra config text for the server: include the rendered accounts file."""
         state = tenancy.load(self.root)
-        tenancy.write_accounts(self.root, state, _now())
+        tenancy.write_accounts(self.root, state, _now(), fresh=True)
         self.enabled = state.enabled
         if state.enabled:
             tenancy.adopt_global_store(self.root / "nats" / "js")
@@ -142,29 +142,57 @@ class Supervisor:
         token = (tenancy.worker_token if worker else tenancy.control_token)(state, org)
         return {"OW_TOKEN": token} if token else {}
 
+    def agent_env(self, args: list[str]) -> dict[str, str]:
+        """For an agent child (`ow.agent … --worker-id W`): OW_TOKEN, its own worker
+        credential, and OW_WORKER_KEY, which signs its runs' credentials; {} otherwise."""
+        if args[:1] != ["ow.agent"] or "--worker-id" not in args[:-1]:
+            return {}
+        worker_id = args[args.index("--worker-id") + 1]
+        return tenancy.worker_env(tenancy.load(self.root), self.config.org, worker_id)
+
+    def wait_callout(self, timeout_s: float = defaults.SERVER_READY_TIMEOUT_S) -> None:
+        """Return once the auth callout answers (accounts on): connect with a worker
+        credential minted for the purpose, as an agent will."""
+        if not self.enabled:
+            return
+        env = tenancy.worker_env(tenancy.load(self.root), self.config.org, "ow-up-probe")
+        deadline = time.monotonic() + timeout_s
+        while not _accepted(self.server.url, self.config.org, env.get("OW_TOKEN", "")):
+            if time.monotonic() > deadline:
+                print("warning: the auth callout did not answer: agents cannot connect yet "
+                      f"(see {self.logs / 'auth-callout.log'})", file=sys.stderr)
+                return
+            time.sleep(0.1)  # a child process starting: polling is the only option
+
     def start(self, server: Any, env: dict[str, str], logs: Path) -> list[Any]:
         self.server, self.base_env, self.logs = server, env, logs
         return self.tick()
+
+    def _restart(self, state: tenancy.TenancyState) -> None:
+        """Restart the server with freshly rendered accounts (the first org turns them on;
+        the callout's `auth_users` cannot be reloaded) and tell `up.json` its new pid."""
+        tenancy.write_accounts(self.root, state, _now(), fresh=True)
+        self.server.stop()
+        tenancy.adopt_global_store(self.root / "nats" / "js")
+        self.server.start()
+        self.enabled = True
+        up = self.root / "up.json"  # where `ow token …` finds the server to reload
+        if up.exists():
+            info = json.loads(up.read_text())
+            locks.write_state(up, {**info, "nats_pid": self.server.proc.pid, "accounts": True})
 
     def tick(self) -> list[Any]:
         """Re-render (expired tokens drop out), reload if changed, start new orgs' schedulers."""
         state = tenancy.load(self.root)
         if state.enabled and not self.enabled:  # the first org: restart with accounts on
-            tenancy.write_accounts(self.root, state, _now())
-            self.server.stop()
-            tenancy.adopt_global_store(self.root / "nats" / "js")
-            self.server.start()
-            self.enabled = True
-            up = self.root / "up.json"  # where `ow token …` finds the server to reload
-            if up.exists():
-                info = json.loads(up.read_text())
-                locks.write_state(
-                    up, {**info, "nats_pid": self.server.proc.pid, "accounts": True})
+            self._restart(state)
         elif tenancy.write_accounts(self.root, state, _now()):
             try:
                 self.server.reload()
             except OWError as exc:  # the server keeps its last good config
                 print(f"warning: accounts not reloaded: {exc}", file=sys.stderr)
+                if "AuthCallout" in str(exc):  # its users changed under it: start afresh
+                    self._restart(state)
         if state.outbox:
             try:
                 flush_outbox(self.root, self.server.url)
@@ -177,6 +205,21 @@ class Supervisor:
             children.append(self.spawn(["ow.scheduler", "--provider", "local"], env,
                                        self.logs / f"scheduler-{org}.log"))
         return children
+
+
+def _accepted(url: str, org: str, token: str) -> bool:
+    """Whether the server lets `token` connect to `org` (a refusal or no server: False)."""
+    from ow.core import bus as bus_mod
+
+    async def attempt() -> bool:
+        try:
+            bus = await bus_mod.connect(url, org=org, token=token, reconnect=False,
+                                        name="ow-up-probe")
+        except OWError:
+            return False
+        await bus.close()
+        return True
+    return bool(token) and anyio.run(attempt)
 
 
 # --- commands ----------------------------------------------------------------------------
@@ -244,6 +287,21 @@ def register(app: Any) -> None:
         print(token)
         print(f"token {record.token_id} ({scope} in org {record.org}, expires "
               f"{_when(record.expires)}; {note}). It is shown only this once.", file=sys.stderr)
+
+    @token_app.command("worker")
+    def token_worker(
+        worker_id: str = typer.Option(..., "--worker-id", help="the agent's worker id"),
+        org: str = typer.Option(None, "--org", help="the worker's org (default: OW_ORG)"),
+    ) -> None:
+        """Print OW_TOKEN and OW_WORKER_KEY for an agent you start by hand (`ow worker
+        --worker-id W`): its results count only as W's, its jobs get per-run credentials."""
+        state = tenancy.load(_home())
+        env = tenancy.worker_env(state, _org(org), worker_id)
+        if not env:
+            raise typer.BadParameter(f"no org {_org(org)!r} with credential keys here: create "
+                                     f"it with `ow org create`, on the machine of `ow up`")
+        for key, value in env.items():
+            print(f"{key}={value}")
 
     @token_app.command("ls")
     def token_ls(

@@ -114,7 +114,8 @@ def serve(port: int | None = None, home: str | None = None, quiet: bool = False)
 def _serve(config: Any, root: Path, port: int, quiet: bool) -> None:
     from ow.cli.tenancy import Supervisor  # org accounts, per-org schedulers, token expiry
 
-    services = Services(_child)
+    services = Services(lambda args, env, log: _child(args, {**env, **tenancy.agent_env(args)},
+                                                      log))
     tenancy = Supervisor(root, config, services.spawn_named)
     server = NatsServer(
         root / "nats", port=port, name="ow", sync_interval=config.sync_interval,
@@ -125,6 +126,10 @@ def _serve(config: Any, root: Path, port: int, quiet: bool) -> None:
     logs = root / "logs"
     logs.mkdir(exist_ok=True)
     reporter = Reporter(lambda: server.url, lambda org: tenancy.env(org).get("OW_TOKEN", ""))
+    # the auth callout first: the agents' credentials need it to connect (`ow.core.callout`)
+    services.add(Child("auth-callout", ["ow.core.authsvc"], env, logs / "auth-callout.log"))
+    tenancy.start(server, env, logs)
+    tenancy.wait_callout()
     children = [
         Child("scheduler", ["ow.scheduler", "--provider", "local"], env, logs / "scheduler.log"),
         Child("agent", _agent_argv, {**env, **tenancy.env(config.org, worker=True)},
@@ -133,7 +138,6 @@ def _serve(config: Any, root: Path, port: int, quiet: bool) -> None:
     ]
     for child in children:
         services.add(child)
-    tenancy.start(server, env, logs)
     _write_state(root, server, tenancy.enabled)
     say = (lambda _line: None) if quiet else print
     say(f"ow is up: NATS at {server.url} (org {config.org!r}, data in {root})")

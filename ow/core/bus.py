@@ -22,7 +22,7 @@ import nats.errors
 import nats.js.errors
 from nats.js import api
 
-from ow.core import codec, defaults, subjects, wire
+from ow.core import codec, credentials, defaults, subjects, wire
 from ow.core import events as ev
 from ow.core.errors import (
     BusError,
@@ -183,6 +183,7 @@ async def connect(
         raise
     bus = Bus(nc, org=org, actor=actor, url=url)
     bus.denials = denials
+    bus.sender = credentials.sender_of(token)  # what the server lets it publish bound events as
     if not user_credentials:
         bus.wire_auth = {k: opts[k] for k in ("user", "password", "token", "inbox_prefix")
                          if k in opts}
@@ -207,6 +208,8 @@ class Bus:
         self.wire_auth: dict[str, Any] | None = None
         #: operations the server refused to these credentials: (time, text), newest last
         self.denials: list[tuple[float, str]] = []
+        #: the identity its bound events go out under (`ow.core.credentials.sender_of`)
+        self.sender = ""
 
     async def close(self) -> None:
         """Flush what was published and close (not drain: a pending pull would hold it 30 s)."""
@@ -309,6 +312,7 @@ class Bus:
             ts=event.ts or ev.now(),
             org=event.org or self.org,
             actor=event.actor or self.actor,
+            sender=self.sender if type(event).__name__ in subjects.BOUND_EVENTS else "",
         )
 
     async def publish(self, event: ev.Event, *, expected_seq: int | None = None) -> int:

@@ -7,7 +7,11 @@ a JSON array of events (metrics as written before `MetricBatch`). `decode_messag
 them; `decode` and `decode_each` are its one-event and many-events fast paths; `decode_or_skip`
 is what a long-running reader calls: a bad message is logged and skipped, never raised.
 
-Imports: stdlib, msgspec, `ow.core.events` (the catalogue) and `ow.core.upcast`.
+A bound event's publisher identity (`Event.sender`) comes from its subject, where the
+server put it (`bind`, which `decode_or_skip` applies): never from the payload.
+
+Imports: stdlib, msgspec, `ow.core.events` (the catalogue), `ow.core.upcast` and
+`ow.core.senders` (where a subject carries its publisher).
 """
 
 from __future__ import annotations
@@ -19,10 +23,12 @@ from typing import Any
 import msgspec
 
 from ow.core.events import AnyEvent, Event, MetricBatch, MetricLogged, MetricRecord
+from ow.core.senders import sender_of_subject
 from ow.core.upcast import CURRENT, upcast
 
 __all__ = [
     "METRIC_BATCH_PREFIX",
+    "bind",
     "decode",
     "decode_each",
     "decode_message",
@@ -137,11 +143,21 @@ def decode_message(data: bytes) -> list[Event]:
     return batch.expand()  # type: ignore[return-value]
 
 
+def bind(event: Event, subject: str) -> Event:
+    """`event` with its `sender` read from the subject it was stored under (whatever the
+    payload said: the server checked the subject against the publisher's credential)."""
+    sender = sender_of_subject(subject, type(event).__name__)
+    if event.sender == sender:
+        return event
+    return msgspec.structs.replace(event, sender=sender)
+
+
 def decode_or_skip(data: bytes, seq: int, subject: str) -> list[Event]:
     """`decode_message` for a reader that must go on: an undecodable message is logged (its
-    sequence, subject and the reason) and read as no events."""
+    sequence, subject and the reason) and read as no events. Each is `bind`-ed to its
+    subject."""
     try:
-        return decode_message(data)
+        return [bind(e, subject) for e in decode_message(data)]
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         log.warning("skipping undecodable message seq=%s subject=%s: %s", seq, subject, exc)
         return []

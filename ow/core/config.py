@@ -32,6 +32,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     home: str = defaults.DEFAULT_HOME
     token: str = ""
     job_token: str = ""  # the org's job credential, handed to the jobs a worker runs
+    worker_key: str = ""  # signs this worker's per-run credentials (with an owc_ OW_TOKEN)
     s3_bucket: str = ""
     s3_endpoint: str = ""
     run_id: str = ""

@@ -65,6 +65,8 @@ KILL_GRACE_S = 0.5
 # after a job's entrypoint exits: how long its output may still drain (a process that left
 # its process group and kept the pipe open is not waited for longer)
 LEFTOVER_OUTPUT_S = 5.0
+RUN_CREDENTIAL_TTL_S = 24 * 3600.0  # the shortest life of a run credential of a job with a timeout
+RUN_CREDENTIAL_GRACE_S = 300.0  # after the job's timeout, for its last uploads
 LEAVE_TIMEOUT_S = 10.0  # an agent leaving gives up releasing its claim after this
 LOG_TAIL_CHARS = 2000
 

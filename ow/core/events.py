@@ -66,6 +66,10 @@ class Event(
     org: str = ""
     ts: datetime | None = None
     actor: str = ""
+    #: who the server let publish it (a bound event's last subject token, `subjects.
+    #: BOUND_EVENTS`), set by the decoder from the subject, never from the payload; ''
+    #: when unbound (events of static tokens and the operator, and every older event)
+    sender: str = ""
 
 
 # --- files ---------------------------------------------------------------------------

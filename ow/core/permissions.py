@@ -16,7 +16,7 @@ from ow.core import events as ev
 from ow.core import subjects
 from ow.core.ids import encode_token
 
-__all__ = ["SECRETS_BUCKET", "event_subjects", "inbox_prefix", "permissions"]
+__all__ = ["SECRETS_BUCKET", "event_subjects", "inbox_prefix", "permissions", "run_permissions"]
 
 SECRETS_BUCKET = "ow_secrets"
 
@@ -50,24 +50,36 @@ def _reads(streams: tuple[str, ...]) -> list[str]:
     return allow
 
 
-def event_subjects(scope: str, org: str) -> list[str]:
-    """The subjects of the events `scope` may publish in `org` (from `events.PUBLISHED_BY`)."""
+def event_subjects(scope: str, org: str, sender: str = "") -> list[str]:
+    """The subjects of the events `scope` may publish in `org` (from `events.PUBLISHED_BY`).
+
+    With `sender` (a worker credential's identity), bound events only under it
+    (`….<EventType>.<sender>`, `subjects.BOUND_EVENTS`), and worker events and heartbeats
+    only of that worker."""
     o = encode_token(org)
     out = []
     for kind, scopes in ev.PUBLISHED_BY.items():
         if scope not in scopes:
             continue
-        if family := _OWN_FAMILY.get(kind):
+        aggregate = _AGGREGATE.get(kind, "job")
+        if sender and kind == "WorkerPinged":
+            subject = f"ow.hb.{o}.{sender}"
+        elif family := _OWN_FAMILY.get(kind):
             subject = f"ow.{family}.{o}.>"
+        elif sender and aggregate == "worker":
+            subject = f"ow.ev.{o}.worker.{sender}.{kind}"
         else:
-            subject = f"ow.ev.{o}.{_AGGREGATE.get(kind, 'job')}.*.{kind}"
+            subject = f"ow.ev.{o}.{aggregate}.*.{kind}"
+            if sender and kind in subjects.BOUND_EVENTS:
+                subject += f".{sender}"
         if subject not in out:
             out.append(subject)
     return out
 
 
-def permissions(scope: str, org: str, token_id: str) -> dict[str, Any]:
-    """The NATS permissions of token `token_id` of `scope` in `org`'s account.
+def permissions(scope: str, org: str, token_id: str, sender: str = "") -> dict[str, Any]:
+    """The NATS permissions of token `token_id` of `scope` in `org`'s account (`sender`: the
+    identity of a worker credential, see `event_subjects`).
 
     Allow-lists only: what each scope may send to the JetStream API is spelled out verb by
     verb (tests/security/test_scopes.py tries every verb that matters against every scope),
@@ -81,7 +93,7 @@ def permissions(scope: str, org: str, token_id: str) -> dict[str, Any]:
     allow = [f"{_API}.INFO", f"{_API}.STREAM.NAMES", f"{_API}.STREAM.LIST",
              *(f"{_API}.STREAM.{op}.{s}" for s in _KV_STREAMS for op in ("INFO", "CREATE")),
              f"{_API}.STREAM.INFO.KV_{SECRETS_BUCKET}", *_reads(streams), "$JS.FC.>",
-             f"{inbox_prefix(token_id)}.>", *event_subjects(scope, org)]
+             f"{inbox_prefix(token_id)}.>", *event_subjects(scope, org, sender)]
     if scope != "job":  # the read service's queries of the org (a job reads only its run)
         allow.append(subjects.query_filter(org))
     if scope in ("submit", "worker", "job"):
@@ -103,6 +115,22 @@ def permissions(scope: str, org: str, token_id: str) -> dict[str, Any]:
     # no scope but admin pauses or deletes it (`CONSUMER.DELETE.<stream>.*` above)
     d = f"{subjects.EVENTS_STREAM}.{subjects.dispatch_consumer(org)}"
     perms["publish"]["deny"] = [f"{_API}.CONSUMER.DELETE.{d}"]
+    return perms
+
+
+def run_permissions(org: str, job_id: str, run_id: str, sender: str) -> dict[str, Any]:
+    """What a per-run credential may do: the job scope's reads, and publish only its own
+    run's metrics and logs, and its job's artifacts and checkpoints under its worker's
+    identity `sender` (and files: FileUploaded, object store writes). Never a result, a
+    claim, KV, a query, another run's subjects."""
+    o, j, r = encode_token(org), encode_token(job_id), encode_token(run_id)
+    perms = permissions("job", org, r)
+    own = {f"ow.mx.{o}.{r}", f"ow.log.{o}.{r}", f"ow.ev.{o}.file.*.FileUploaded",
+           f"ow.ev.{o}.job.{j}.ArtifactUploaded.{sender}",
+           f"ow.ev.{o}.job.{j}.CheckpointSaved.{sender}"}
+    allow = [a for a in perms["publish"]["allow"]
+             if not a.startswith(("ow.ev.", "ow.mx.", "ow.log."))]
+    perms["publish"]["allow"] = [*allow, *sorted(own)]
     return perms
 
 

@@ -20,9 +20,11 @@ import hmac
 import logging
 import os
 import re
+import time
 from pathlib import Path
 from typing import Any
 
+from ow.core import credentials, defaults
 from ow.core import events as ev
 from ow.core.bus import Bus, mapped
 from ow.core.config import Config
@@ -156,8 +158,12 @@ async def load(bus: Bus, key: bytes) -> dict[str, str]:
     return out
 
 
-async def job_env(bus: Bus, config: Config) -> dict[str, str]:
-    """What a job adds to its environment: the org's secrets and the token to call back."""
+async def job_env(
+    bus: Bus, config: Config, *, job_id: str = "", run_id: str = "", timeout_s: float = 0,
+) -> dict[str, str]:
+    """What a job adds to its environment: the org's secrets and the token to call back:
+    a credential for its run alone when this worker has a worker credential and key
+    (`run_token`), else the org's job token."""
     env: dict[str, str] = {}
     key = org_key(config, bus.org)
     if key is not None:
@@ -170,13 +176,29 @@ async def job_env(bus: Bus, config: Config) -> dict[str, str]:
                     "OW_ORG_SECRET_KEY", bus.org)
     # the job credential (job scope), never this worker's own token: a job's code may log
     # metrics and upload files, not publish results or take claims (issue 15, finding 2)
-    token = config.job_token or _local_job_token(config, bus.org)
+    token = run_token(config, job_id, run_id, timeout_s) or config.job_token \
+        or _local_job_token(config, bus.org)
     if token:
         env["OW_TOKEN"] = token
     elif config.token:
         log.warning("org=%s: no job credential (OW_JOB_TOKEN) for this worker's jobs: they run "
                     "without a token and cannot call back", bus.org)
     return env
+
+
+def run_token(config: Config, job_id: str, run_id: str, timeout_s: float = 0) -> str:
+    """A credential for one run, signed with this worker's key ('' without one). A job with
+    a timeout gets one that expires after it (at least `defaults.RUN_CREDENTIAL_TTL_S`:
+    an API deployment's timeout is extended while it runs), plus a grace; a job without a
+    timeout (a long fine-tune) one that does not expire."""
+    if not (config.worker_key and run_id and credentials.is_credential(config.token)):
+        return ""
+    expires = 0
+    if timeout_s > 0:
+        ttl = max(timeout_s, defaults.RUN_CREDENTIAL_TTL_S)
+        expires = int(time.time() + ttl + defaults.RUN_CREDENTIAL_GRACE_S)
+    key = base64.urlsafe_b64decode(config.worker_key)
+    return credentials.run_credential(key, config.token, job_id, run_id, expires)
 
 
 def _local_job_token(config: Config, org: str) -> str:

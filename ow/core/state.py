@@ -16,7 +16,11 @@ worker in `gone_workers`, and a later `RunStarted` from it is rejected (an anoma
 `ow audit`). Every reader folds the same history and so agrees, without reading workers; the
 scheduler drops such a run's claim at once, so the job is handed on once, not in a loop.
 
-Imports: stdlib, msgspec and `ow.core.events`.
+A bound run (its `RunStarted` published under a worker credential, `Event.sender`) takes
+its result, requeue, artifacts and checkpoints only from that same identity (`foreign`):
+another worker of the org, or a job, naming the run is an anomaly, whatever its payload says.
+
+Imports: stdlib, msgspec and `ow.core` (events, ids).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import msgspec
 from msgspec import UNSET
 
 from ow.core import events as ev
+from ow.core.ids import encode_token
 
 __all__ = [
     "TERMINAL",
@@ -42,6 +47,7 @@ __all__ = [
     "fold",
     "fold_all",
     "fold_worker",
+    "foreign",
 ]
 
 TERMINAL = frozenset({"completed", "failed", "canceled"})
@@ -63,6 +69,7 @@ class RunState(msgspec.Struct, frozen=True, kw_only=True):
     gen: int
     worker_id: str
     claim_rev: int = 0
+    sender: str = ""  # the identity the server bound its RunStarted to ('' unbound)
     status: str = "in_progress"  # + completed | failed | canceled | requeued
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -110,10 +117,31 @@ def _find_run(state: JobState, run_id: str) -> RunState | None:
     return next((r for r in state.runs if r.run_id == run_id), None)
 
 
+#: the bound events that the operator (its scheduler: unbound) may also publish for a run
+_OPERATOR_MAY = (ev.JobRequeued, ev.JobCompleted, ev.JobFailed, ev.JobCanceled)
+
+
+def foreign(run: RunState, event: ev.Event) -> str:
+    """Why `event` about `run` does not count, as its sender is not the identity that holds
+    the run's claim (both as the server bound them: `Event.sender`), or ''.
+
+    An unbound run (started unbound: static tokens, older logs) takes anyone its
+    permissions let through, as before. A bound run takes only its own identity, and the
+    operator's unbound requeue or cancel."""
+    if event.sender == run.sender or not run.sender:
+        return ""
+    if not event.sender and isinstance(event, _OPERATOR_MAY):
+        return ""
+    who = f"identity {event.sender}" if event.sender else "an unbound publisher"
+    return (f"{type(event).__name__} for run {run.run_id} from {who}, but {run.sender} holds "
+            "its claim")
+
+
 def _finish(
     state: JobState, event: ev.Event, run_id: str, status: str, **run_fields: Any
 ) -> tuple[JobState, Anomaly | None]:
-    """A run's terminal event: only the run that currently holds the job may end it."""
+    """A run's terminal event: only the run that currently holds the job may end it, and
+    only its claim holder's identity may say so."""
     current = state.current_run
     if current is None or current.run_id != run_id:
         holder = current.run_id if current else "no run"
@@ -121,6 +149,8 @@ def _finish(
             event, state.job_id,
             f"result from run {run_id or '-'} but the job is {state.status} ({holder} holds it)",
         )
+    if why := foreign(current, event):
+        return state, _reject(event, state.job_id, why)
     runs = _replace_run(
         state, current, status=status, finished_at=event.ts, **run_fields
     )
@@ -165,6 +195,8 @@ def _apply_job(state: JobState, e: ev.Event) -> tuple[JobState, Anomaly | None]:
             current = state.current_run
             if current is None or current.run_id != run_id:
                 return state, _reject(e, jid, f"requeue of run {run_id} that does not hold it")
+            if why := foreign(current, e):
+                return state, _reject(e, jid, why)
             runs = _replace_run(
                 state, current, status="requeued", finished_at=e.ts, error=reason
             )
@@ -180,6 +212,11 @@ def _apply_job(state: JobState, e: ev.Event) -> tuple[JobState, Anomaly | None]:
                 return state, _reject(
                     e, jid, f"run {run_id} started by worker {e.worker_id}, which was terminated",
                 )
+            if e.sender and e.sender != encode_token(e.worker_id):
+                return state, _reject(
+                    e, jid, f"run {run_id} started as worker {e.worker_id} by identity "
+                    f"{e.sender}",
+                )
             if state.status != "pending" or gen != state.gen:
                 return state, _reject(
                     e, jid,
@@ -188,7 +225,7 @@ def _apply_job(state: JobState, e: ev.Event) -> tuple[JobState, Anomaly | None]:
                 )
             run = RunState(
                 run_id=run_id, job_id=jid, gen=gen, worker_id=e.worker_id,
-                claim_rev=e.claim_rev, started_at=e.ts,
+                claim_rev=e.claim_rev, started_at=e.ts, sender=e.sender,
             )
             return msgspec.structs.replace(
                 state, status="in_progress", runs=(*state.runs, run)
@@ -212,12 +249,16 @@ def _apply_job(state: JobState, e: ev.Event) -> tuple[JobState, Anomaly | None]:
             run = _find_run(state, run_id)
             if run is None:
                 return state, _reject(e, jid, f"artifact of unknown run {run_id}")
+            if why := foreign(run, e):
+                return state, _reject(e, jid, why)
             runs = _replace_run(state, run, artifacts=(*run.artifacts, (path, fid)))
             return msgspec.structs.replace(state, runs=runs), None
         case ev.CheckpointSaved(run_id=run_id, step=step, file_id=fid):
             current = state.current_run
             if current is None or current.run_id != run_id:
                 return state, _reject(e, jid, f"checkpoint from run {run_id} that does not hold it")
+            if why := foreign(current, e):
+                return state, _reject(e, jid, why)
             return msgspec.structs.replace(state, checkpoint=(step, fid)), None
     return state, _reject(e, jid, f"{type(e).__name__} does not apply to a job")
 

@@ -1,13 +1,17 @@
 """Every name on the wire: streams, subjects, KV buckets, keys and object store names.
 
-Imports: stdlib and `ow.core.ids` only.
+Imports: stdlib and `ow.core` (ids, senders).
 """
 
 from __future__ import annotations
 
 from ow.core.ids import encode_token
+from ow.core.senders import BOUND_EVENTS, sender_of_subject
 
 __all__ = [
+    "AUTH_ACCOUNT",
+    "BOUND_EVENTS",
+    "CALLOUT_SUBJECT",
     "CLAIMS_BUCKET",
     "EVENTS_STREAM",
     "FILES_BUCKET",
@@ -29,6 +33,7 @@ __all__ = [
     "metric_subject",
     "query_filter",
     "query_subject",
+    "sender_of_subject",
     "subject_of",
     "worker_subject",
 ]
@@ -41,6 +46,10 @@ CLAIMS_BUCKET = "ow_claims"
 LEASES_BUCKET = "ow_leases"
 FILES_BUCKET = "ow_files"
 
+#: the auth callout (`ow.core.callout`): where the server asks, and its service's account
+CALLOUT_SUBJECT = "$SYS.REQ.USER.AUTH"
+AUTH_ACCOUNT = "OW_AUTH"  # uppercase: never an org name (`tenancy._ORG_NAME`)
+
 EVENTS_PREFIX = "ow.ev"
 METRICS_PREFIX = "ow.mx"
 LOGS_PREFIX = "ow.log"
@@ -50,13 +59,15 @@ READ_SERVICE = "ow-read"  # its nats.micro service name
 
 
 def aggregate_subject(org: str, aggregate: str, agg_id: str) -> str:
-    """The filter over one aggregate's history: `ow.ev.<org>.<aggregate>.<id>.*`.
+    """The filter over one aggregate's history: `ow.ev.<org>.<aggregate>.<id>.>`.
 
     Each event is stored under `ow.ev.<org>.<aggregate>.<id>.<EventType>` (see `subject_of`),
     so a consumer can select event types by subject (the dispatch consumer takes only the
-    events that make a job pending) while one aggregate is still one filter.
+    events that make a job pending) while one aggregate is still one filter. A bound event
+    (`BOUND_EVENTS`) published under an identity has that identity as one more token:
+    `….<EventType>.<sender>` (`sender_of_subject`).
     """
-    return f"{EVENTS_PREFIX}.{encode_token(org)}.{aggregate}.{encode_token(agg_id)}.*"
+    return f"{EVENTS_PREFIX}.{encode_token(org)}.{aggregate}.{encode_token(agg_id)}.>"
 
 
 def job_subject(org: str, job_id: str) -> str:
@@ -82,12 +93,12 @@ def dispatch_filters(org: str) -> list[str]:
     return [
         f"{EVENTS_PREFIX}.{org_tok}.job.*.{kind}"
         for kind in ("JobSubmitted", "JobReset", "JobRequeued")
-    ]
+    ] + [f"{EVENTS_PREFIX}.{org_tok}.job.*.JobRequeued.*"]  # a worker's release, bound
 
 
 def aggregate_of(subject: str) -> str:
     """The aggregate filter an event subject belongs to (for expected-sequence checks)."""
-    return subject.rsplit(".", 1)[0] + ".*"
+    return ".".join(subject.split(".")[:5]) + ".>"
 
 
 def metric_subject(org: str, run_id: str) -> str:
@@ -164,5 +175,6 @@ def subject_of(event: object) -> str:
             return aggregate_subject(org, "secret", name)[:-1] + kind
     job = getattr(event, "job_id", None)
     if job:
-        return job_subject(org, job)[:-1] + kind
+        sender = getattr(event, "sender", "") if kind in BOUND_EVENTS else ""
+        return job_subject(org, job)[:-1] + kind + (f".{sender}" if sender else "")
     raise ValueError(f"no subject for event {type(event).__name__}")

@@ -25,21 +25,30 @@ tries every JetStream API verb that matters against every scope.
 
 Each org also has a control user (`ctl…`, admin scope), a workers user (`wrk…`, worker
 scope) and a jobs user (`job…`, job scope) whose tokens live only in the state file: `ow up`
-hands the control token to that org's scheduler, the workers token to the agents it starts,
-and the agents give their jobs the jobs token (`secrets.job_env`); the local operator's CLI
-uses the control token when no token is given. The state file (`<home>/tenancy.json`, mode
-0600) is the operator's; it is rendered into `<home>/nats/accounts.conf`, which the embedded
-server includes. With no org created, the
+hands the control token to that org's scheduler; the local operator's CLI uses it when no
+token is given. Agents that `ow up` or a scheduler starts get a worker credential of their
+own instead of the workers token (`worker_env`, `ow.core.credentials`), and give their jobs
+per-run credentials; the workers and jobs tokens remain for agents started by hand.
+
+The auth callout (`ow.core.callout`) is rendered with the accounts: the `OW_AUTH` account
+holds its service's user, and every token active when the server starts bypasses it
+(`auth_users`, which nats-server cannot reload: `write_accounts` keeps the list a running
+server has). The state keeps the callout's issuer seed and the credential key.
+
+The state file (`<home>/tenancy.json`, mode 0600) is the operator's; it is rendered into
+`<home>/nats/accounts.conf`, which the embedded server includes. With no org created, the
 rendered file is empty: no accounts, no auth, exactly the zero-config default.
 
 Pure functions (`render_accounts`, `permissions`, `check_token`, `parse_expires`) take `now`;
 the file functions (`load`, `save`, `update`) are the only I/O. bcrypt is imported lazily.
 
-Imports: stdlib, msgspec and `ow.core` (config, errors, events, ids, permissions).
+Imports: stdlib, msgspec and `ow.core` (codec, config, credentials, errors, events, ids,
+nkeys, permissions, subjects).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import json
@@ -53,11 +62,12 @@ from typing import Any
 
 import msgspec
 
-from ow.core import codec
+from ow.core import codec, credentials, nkeys
 from ow.core import events as ev
 from ow.core.errors import ConfigError, OWError, TokenError
 from ow.core.ids import uuid7
 from ow.core.permissions import SECRETS_BUCKET, event_subjects, inbox_prefix, permissions
+from ow.core.subjects import AUTH_ACCOUNT
 
 __all__ = [
     "SCOPES",
@@ -70,6 +80,7 @@ __all__ = [
     "connect_options",
     "create_org",
     "create_token",
+    "ensure_callout",
     "ensure_worker_token",
     "event_subjects",
     "inbox_prefix",
@@ -84,6 +95,7 @@ __all__ = [
     "revoke_token",
     "update",
     "job_token",
+    "worker_env",
     "worker_token",
 ]
 
@@ -128,6 +140,12 @@ class TenancyState(msgspec.Struct, kw_only=True):
     tokens: dict[str, TokenRecord] = msgspec.field(default_factory=dict)
     #: events not yet on the bus (the server may be down when the CLI runs): [org, json]
     outbox: list[list[str]] = msgspec.field(default_factory=list)
+    #: the auth callout (`ow.core.callout`): its issuer's nkey seed, the key that signs
+    #: worker and run credentials (base64), and its service's own user (token and hash)
+    callout_seed: str = ""
+    cred_key: str = ""
+    callout_token: str = ""
+    callout_hash: str = ""
 
     @property
     def enabled(self) -> bool:
@@ -243,8 +261,12 @@ def _user(record: TokenRecord) -> str:
         f"permissions: {perms}}}"
 
 
-def render_accounts(state: TenancyState, now: datetime) -> str:
-    """The config text for the server: accounts and users of every active token.
+def render_accounts(
+    state: TenancyState, now: datetime, static: list[str] | None = None,
+) -> str:
+    """The config text for the server: accounts and users of every active token, and the
+    auth callout for worker and run credentials, which the users named in `static` bypass
+    (None: every active token's; see `write_accounts`).
 
     Empty (a comment) when no org besides the default exists: no auth, as before tenancy.
     """
@@ -259,7 +281,45 @@ def render_accounts(state: TenancyState, now: datetime) -> str:
         users = ",\n".join(_user(r) for r in by_org[name])
         text += (f"  {json.dumps(name)}: {{\n    jetstream: enabled\n"
                  f"    users: [\n{users}\n    ]\n  }}\n")
-    return text + "}\n"
+    if not state.callout_seed:
+        return text + "}\n"
+    tid = parse_token(state.callout_token)[0]
+    text += (f"  {json.dumps(AUTH_ACCOUNT)}: {{\n    users: [\n      {{user: {json.dumps(tid)}, "
+             f"password: {json.dumps(state.callout_hash)}}}\n    ]\n  }}\n}}\n")
+    if static is None:
+        static = [tid, *(r.token_id for users in by_org.values() for r in users)]
+    return text + (
+        f"authorization {{\n  auth_callout {{\n"
+        f"    issuer: {json.dumps(nkeys.public_key(state.callout_seed))}\n"
+        f"    account: {json.dumps(AUTH_ACCOUNT)}\n    auth_users: {json.dumps(static)}\n"
+        "  }\n}\n")
+
+
+def ensure_callout(state: TenancyState) -> bool:
+    """Give the state its auth callout keys and service user if it has none; True if made."""
+    if state.callout_seed:
+        return False
+    state.callout_seed = nkeys.new_seed(nkeys.ACCOUNT)
+    state.cred_key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    tid = "aut" + "".join(secrets.choice(alphabet) for _ in range(9))
+    secret = secrets.token_urlsafe(32)
+    state.callout_token, state.callout_hash = f"ow_{tid}_{secret}", _hash(secret)
+    return True
+
+
+def cred_key(state: TenancyState) -> bytes:
+    """The key worker credentials derive from (b"" when the callout was never set up)."""
+    return base64.urlsafe_b64decode(state.cred_key) if state.cred_key else b""
+
+
+def worker_env(state: TenancyState, org: str, worker_id: str) -> dict[str, str]:
+    """OW_TOKEN (a worker credential) and OW_WORKER_KEY for an agent that runs as
+    `worker_id` in `org`; {} when this state has no callout keys or no such org."""
+    if not state.cred_key or org not in state.orgs:
+        return {}
+    token, key = credentials.worker_credential(cred_key(state), org, worker_id)
+    return {"OW_TOKEN": token, "OW_WORKER_KEY": base64.urlsafe_b64encode(key).decode()}
 
 
 # --- operations on the state (pure) -----------------------------------------------------
@@ -298,6 +358,7 @@ def ensure_default(state: TenancyState, now: datetime) -> None:
     """The default org's record (its control user), so `ow up` can hand it out from the start."""
     if DEFAULT_ORG not in state.orgs:
         _control(state, DEFAULT_ORG, now)
+    ensure_callout(state)
 
 
 def create_org(state: TenancyState, name: str, now: datetime) -> OrgRecord:
@@ -407,15 +468,30 @@ def update(home: Path) -> Iterator[TenancyState]:
         os.close(fd)
 
 
-def write_accounts(home: Path, state: TenancyState, now: datetime) -> bool:
-    """Render the accounts file next to the server's config; True if it changed."""
+def _static_users(path: Path) -> list[str] | None:
+    """The callout's `auth_users` in a rendered accounts file (None: it has none)."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    m = re.search(r"^\s*auth_users: (\[.*\])$", text, re.M)
+    return json.loads(m.group(1)) if m else None
+
+
+def write_accounts(home: Path, state: TenancyState, now: datetime, fresh: bool = False) -> bool:
+    """Render the accounts file next to the server's config; True if it changed.
+
+    nats-server cannot reload the callout's `auth_users`: the users the running server let
+    bypass the callout stay as the file names them (a token created since then connects
+    through the callout, which checks it the same way; `ow.core.callout`). `fresh`, for a
+    server about to start, names every active token."""
     path = Path(home).expanduser() / "nats" / ACCOUNTS_FILE
-    text = render_accounts(state, now)
+    text = render_accounts(state, now, None if fresh else _static_users(path))
     with contextlib.suppress(FileNotFoundError):
         if path.read_text() == text:
             return False
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # `ow up` and a CLI may write at once
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(text)
@@ -475,6 +551,9 @@ def connect_options(token: str, org: str, home: Path | None = None) -> dict[str,
         token = control_token(load(home), org) if state_path(home).exists() else ""
         if not token:
             return {}
+    if credentials.is_credential(token):  # a worker's or a run's: the auth callout's
+        return {"token": token, "inbox_prefix": inbox_prefix(
+            credentials.inbox_id(credentials.parse(token)))}
     if not token.startswith("ow_"):
         return {"token": token}  # a plain NATS token (an operator's own server)
     tid, secret = parse_token(token)

@@ -170,12 +170,12 @@ class ControlFold(Writer):
         bad: list[tuple[Any, ...]] = []
         events = codec.decode_each([m.data for m in msgs])
         if events is not None:
-            decoded = list(zip(msgs, events, strict=True))
+            decoded = [(m, codec.bind(e, m.subject)) for m, e in zip(msgs, events, strict=True)]
         else:  # an undecodable or older-version event: one by one
             decoded = []
             for m in msgs:
                 try:
-                    decoded.append((m, codec.decode(m.data)))
+                    decoded.append((m, codec.bind(codec.decode(m.data), m.subject)))
                 except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
                     bad.append((m.seq, stream, m.subject, None, None, _agg_id(m.subject),
                                 f"undecodable: {exc}", m.data.decode("utf-8", "replace")))

@@ -6,6 +6,7 @@ Imports: stdlib, anyio, `ow.core` and `ow.scheduler`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ def worker_env(config: Config) -> dict[str, str]:
     env = {"OW_URL": config.url, "OW_ORG": config.org, "OW_HOME": config.home}
     if token := _workers_token(config) or config.token:
         env["OW_TOKEN"] = token
-    if job_token := _workers_token(config, job=True):  # what the worker's jobs get
+    if job_token := _workers_token(config, job=True):  # for workers without a credential
         env["OW_JOB_TOKEN"] = job_token
     if key := secrets.org_key(config, config.org):  # this org's secrets only, never the master
         env["OW_ORG_SECRET_KEY"] = key.decode()
@@ -37,6 +38,21 @@ def worker_env(config: Config) -> dict[str, str]:
         env["OW_S3_BUCKET"] = config.s3_bucket
         env["OW_S3_ENDPOINT"] = config.s3_endpoint
     return env
+
+
+def worker_credentials(config: Config) -> Callable[[str], dict[str, str]]:
+    """A worker's own credential and key by worker id (`tenancy.worker_env`): what each
+    worker this scheduler starts gets instead of the shared workers token, so its results
+    count only as its own (`ow.core.credentials`)."""
+    from ow.core import tenancy
+
+    home = Path(config.home_path)
+
+    def mint(worker_id: str) -> dict[str, str]:
+        if not tenancy.state_path(home).exists():
+            return {}
+        return tenancy.worker_env(tenancy.load(home), config.org, worker_id)
+    return mint
 
 
 def _workers_token(config: Config, job: bool = False) -> str:
@@ -70,7 +86,8 @@ async def run_scheduler(
     )
     try:
         await bus.provision(config.replicas)
-        scheduler = Scheduler(bus, provider, limits_from(config), worker_env=worker_env(config))
+        scheduler = Scheduler(bus, provider, limits_from(config), worker_env=worker_env(config),
+                              worker_credentials=worker_credentials(config))
         await run_until_signalled(scheduler, task_status=task_status)
     finally:
         await bus.close()

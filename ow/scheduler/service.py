@@ -81,6 +81,7 @@ class Scheduler:
         limits: Limits | None = None,
         *,
         worker_env: Mapping[str, str] | None = None,
+        worker_credentials: Callable[[str], Mapping[str, str]] | None = None,
         clock: Callable[[], datetime] = ev.now,
         scheduler_id: str | None = None,
     ):
@@ -90,6 +91,8 @@ class Scheduler:
         self.clock = clock
         self.id = scheduler_id or new_id("scheduler")
         self.worker_env = dict(worker_env or {"OW_URL": bus.url, "OW_ORG": bus.org})
+        #: a worker's own credential and key, by worker id (`tenancy.worker_env`)
+        self.worker_credentials = worker_credentials or (lambda _worker_id: {})
         self.cluster = Cluster()
         self.is_leader = False
         self._changed = anyio.Event()
@@ -309,15 +312,14 @@ class Scheduler:
         if rev is None:
             log.debug("job_id=%s is already being provisioned for", job_id)
             return
+        env = {**self.worker_env, **self.worker_credentials(worker_id)}
         try:
-            pod_id, price = await self.provider.provision(
-                worker_id, a.hardware, a.image, self.worker_env
-            )
+            pod_id, price = await self.provider.provision(worker_id, a.hardware, a.image, env)
         except Exception as exc:
             err = exc if isinstance(exc, ProviderError) else ProviderError(
                 self.provider.name, f"{type(exc).__name__}: {exc}"
             )
-            err.message = _scrubbed(err.message, self.worker_env)  # it goes into an event
+            err.message = _scrubbed(err.message, env)  # it goes into an event
             err.args = (f"{err.provider}: {err.message}",)
             await self._provider_failed(err, a, key, rev, now)
             return

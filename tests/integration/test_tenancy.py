@@ -25,6 +25,7 @@ from ow.core.errors import PermissionDeniedError
 from ow.core.server import NatsServer
 
 from .agents import ShellJob  # noqa: F401 - registers `shell`
+from .callout import callout_service
 from .conftest import eventually
 
 pytestmark = pytest.mark.anyio
@@ -67,7 +68,8 @@ def tenants(tmp_path, monkeypatch):
                   for org in ORGS for scope in tn.SCOPES}
     tn.write_accounts(home, tn.load(home), now)
     server = NatsServer(home / "nats", name="ow", extra_config=tn.include_line()).start()
-    yield Tenants(home, server, tokens)
+    with callout_service(server.url, home, ORGS[0]):
+        yield Tenants(home, server, tokens)
     server.stop(kill=True)
 
 

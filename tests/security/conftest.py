@@ -14,9 +14,11 @@ import pytest
 from ow.core import bus as bus_mod
 from ow.core import tenancy as tn
 from ow.core.server import NatsServer
+from tests.integration.callout import callout_service
 from tests.integration.conftest import eventually, fresh_nats, org
 
-__all__ = ["ORGS", "Probe", "Tenants", "eventually", "fresh_nats", "org"]
+__all__ = ["ORGS", "Probe", "Tenants", "attack_a_running_job", "eventually", "fresh_nats",
+           "org"]
 
 ORGS = ("orga", "orgb")
 SCOPES = (*tn.SCOPES, "job")
@@ -60,7 +62,8 @@ def tenants(tmp_path, monkeypatch):
             tokens[(org, "job")] = _job_token(state, org)
     tn.write_accounts(home, tn.load(home), now)
     server = NatsServer(home / "nats", name="ow", extra_config=tn.include_line()).start()
-    yield Tenants(home, server, tokens)
+    with callout_service(server.url, home, ORGS[0]):
+        yield Tenants(home, server, tokens)
     server.stop(kill=True)
 
 
@@ -78,9 +81,8 @@ class Probe:
         async def on_error(exc: Exception) -> None:
             errors.append(str(exc))
 
-        tid, secret = tn.parse_token(token)
-        nc = await nats.connect(url, user=tid, password=secret, allow_reconnect=False,
-                                inbox_prefix=tn.inbox_prefix(tid), error_cb=on_error)
+        opts = tn.connect_options(token, tn.DEFAULT_ORG, Path("/nonexistent"))
+        nc = await nats.connect(url, allow_reconnect=False, error_cb=on_error, **opts)
         return cls(nc, errors)
 
     async def allowed(self, subject: str, payload: bytes = b"") -> bool:
@@ -103,3 +105,41 @@ class Probe:
 
     async def close(self) -> None:
         await self.nc.close()
+
+
+async def attack_a_running_job(t: Tenants, configs: list, tmp_path: Path, script: str):
+    """Agents of `configs` run a victim job (sleep) and then `script` as a job, given the
+    victim's run and job ids; return the attack's log and the victim as it stood after."""
+    import shlex
+    import sys
+
+    from ow import AsyncOpenWeights
+    from ow.agent import Agent, Hardware
+    from ow.core.errors import JobCanceledError
+    from tests.integration.agents import ShellJob  # noqa: F401 - registers `shell`
+
+    agents = [Agent(c, Hardware(image="*"), workdir=tmp_path / f"w{i}")
+              for i, c in enumerate(configs)]
+    async with anyio.create_task_group() as tg:
+        for agent in agents:
+            await tg.start(agent.run)
+        async with AsyncOpenWeights(url=t.url, org="orga", token=t.tokens[("orga", "submit")],
+                                    env={}) as ow:
+            victim = await ow.shell.create(command="sleep 60", tag="victim")
+
+            async def running():
+                job = await ow.jobs.retrieve(victim.id)
+                return job.runs[-1].id if job.status == "in_progress" and job.runs else None
+
+            run_id = await eventually(running, timeout=30)
+            attack = await ow.shell.create(
+                command=f"{sys.executable} -c {shlex.quote(script)} {run_id} {victim.id}")
+            done = await ow.jobs.wait(attack.id, timeout=60)
+            log = (await ow.files.content(done.runs[-1].log_file)).decode()
+            still = await ow.jobs.retrieve(victim.id)
+            await ow.jobs.cancel(victim.id)
+            with pytest.raises(JobCanceledError):
+                await ow.jobs.wait(victim.id, timeout=30)
+        for agent in agents:
+            agent.shutdown()
+    return log, still

@@ -4,20 +4,12 @@ now get the org's job credential, which cannot publish a result."""
 
 from __future__ import annotations
 
-import shlex
-import sys
-
-import anyio
 import pytest
 
-from ow import AsyncOpenWeights
-from ow.agent import Agent, Hardware
 from ow.core import tenancy as tn
 from ow.core.config import from_env
-from ow.core.errors import JobCanceledError
-from tests.integration.agents import ShellJob  # noqa: F401 - registers `shell`
 
-from .conftest import eventually
+from .conftest import attack_a_running_job
 
 pytestmark = pytest.mark.anyio
 
@@ -46,28 +38,6 @@ async def test_a_job_cannot_publish_another_runs_result(tenants, tmp_path):
     wtoken = tn.worker_token(tn.load(t.home), "orga")
     worker = from_env({}, url=t.url, org="orga", home=str(t.home), heartbeat_s=1.0,
                       token=wtoken)
-    agents = [Agent(worker, Hardware(image="*"), workdir=tmp_path / f"w{i}") for i in (1, 2)]
-    async with anyio.create_task_group() as tg:
-        for agent in agents:
-            await tg.start(agent.run)
-        async with AsyncOpenWeights(url=t.url, org="orga", token=t.tokens[("orga", "submit")],
-                                    env={}) as ow:
-            victim = await ow.shell.create(command="sleep 60", tag="victim")
-
-            async def running():
-                job = await ow.jobs.retrieve(victim.id)
-                return job.runs[-1].id if job.status == "in_progress" and job.runs else None
-
-            run_id = await eventually(running, timeout=30)
-            attack = await ow.shell.create(
-                command=f"{sys.executable} -c {shlex.quote(FORGE)} {run_id} {victim.id}")
-            done = await ow.jobs.wait(attack.id, timeout=60)
-            log = (await ow.files.content(done.runs[-1].log_file)).decode()
-            still = await ow.jobs.retrieve(victim.id)
-            assert "refused" in log, log
-            assert (still.status, still.outputs) == ("in_progress", {})
-            await ow.jobs.cancel(victim.id)
-            with pytest.raises(JobCanceledError):
-                await ow.jobs.wait(victim.id, timeout=30)
-        for agent in agents:
-            agent.shutdown()
+    log, still = await attack_a_running_job(t, [worker, worker], tmp_path, FORGE)
+    assert "refused" in log, log
+    assert (still.status, still.outputs) == ("in_progress", {})

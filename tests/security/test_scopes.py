@@ -5,10 +5,13 @@ secrets' ciphertext through a durable consumer of their own)."""
 
 from __future__ import annotations
 
+import base64
+import time
 import typing
 
 import pytest
 
+from ow.core import credentials as cr
 from ow.core import events as ev
 from ow.core import secrets as sec
 from ow.core import subjects
@@ -20,6 +23,7 @@ from .conftest import SCOPES, Probe
 pytestmark = pytest.mark.anyio
 
 R, S, W, J, A = "read", "submit", "worker", "job", "admin"
+RUN = "run"  # a per-run credential (job x1, run run1, worker x1): the job scope's, narrower
 ALL = {R, S, W, J, A}
 D = f"OW_EVENTS.{subjects.dispatch_consumer('orga')}"
 K = "KV_ow_secrets"
@@ -78,7 +82,9 @@ VERBS: list[tuple[str, bytes, set[str]]] = [
 
 
 def _event_subjects() -> list[tuple[str, set[str]]]:
-    """One subject of each event type, with the scopes PUBLISHED_BY gives it (+ admin)."""
+    """One subject of each event type, with the scopes PUBLISHED_BY gives it (+ admin), and
+    a run's credential (for run1 of job x1, worker x1: `RUN`) where the job scope may and
+    the event is not bound (a bound one it may publish only under its worker's identity)."""
     rows = []
     for kind, scopes in ev.PUBLISHED_BY.items():
         if kind in ("MetricLogged", "MetricBatch"):
@@ -87,11 +93,15 @@ def _event_subjects() -> list[tuple[str, set[str]]]:
             subject = subjects.heartbeat_subject("orga", "w1")
         else:
             subject = subjects.subject_of(_sample(kind))
-        rows.append((subject, {*scopes, A}))
+        run = {RUN} if J in scopes and kind not in subjects.BOUND_EVENTS else set()
+        rows.append((subject, {*scopes, A, *run}))
+        if kind in subjects.BOUND_EVENTS and scopes:  # the same, under identity x1
+            bound = {A, RUN} if J in scopes else {A}
+            rows.append((subjects.subject_of(_sample(kind, sender="x1")), bound))
     return rows
 
 
-def _sample(kind: str) -> ev.Event:
+def _sample(kind: str, sender: str = "") -> ev.Event:
     cls = getattr(ev, kind)
     fields = {f: "x1" for f in cls.__struct_fields__
               if f in ("job_id", "run_id", "file_id", "worker_id", "subject_id", "name",
@@ -100,7 +110,7 @@ def _sample(kind: str) -> ev.Event:
                                  "provider": "p", "rule": "r", "hash": "h",
                                  "until": ev.now(), "records": []}.items()
                if k in cls.__struct_fields__}
-    return cls(org="orga", **fields)
+    return cls(org="orga", sender=sender, **fields)
 
 
 def test_published_by_names_every_event_type():
@@ -117,12 +127,17 @@ async def test_every_scope_against_the_jetstream_api(tenants):
     config = from_env({}, url=t.url, org="orga", home=str(t.home))
     await sec.set_secret(a, sec.ensure_key(config), "MYSECRET", "value")
     wrong: list[tuple[str, str, bool]] = []
-    for scope in SCOPES:
-        if not t.tokens[("orga", scope)]:
+    env = tn.worker_env(tn.load(t.home), "orga", "x1")
+    run = cr.run_credential(base64.urlsafe_b64decode(env["OW_WORKER_KEY"]), env["OW_TOKEN"],
+                            "x1", "run1", int(time.time()) + 600)
+    for scope in (*SCOPES, RUN):
+        token = run if scope == RUN else t.tokens[("orga", scope)]
+        if not token:
             wrong.append((scope, "(no such credential)", False))
             continue
-        p = await Probe.open(t.url, t.tokens[("orga", scope)])
+        p = await Probe.open(t.url, token)
         for subject, payload, allowed in VERBS:
+            allowed = allowed | ({RUN} if J in allowed else set())
             if scope == A and (".DELETE." in subject or ".PAUSE." in subject):
                 continue  # the admin may; doing it would end the test
             if (got := await p.allowed(subject, payload)) != (scope in allowed):

@@ -43,7 +43,9 @@ def test_each_org_gets_an_account_with_jetstream(state):
     text = tn.render_accounts(state, NOW)
     assert '"acme": {\n    jetstream: enabled' in text
     assert '"default": {\n    jetstream: enabled' in text
-    assert "authorization" not in text  # no user outside an org's account
+    # no user outside an org's account but the auth callout's own (in OW_AUTH)
+    assert text.split("authorization {")[1].strip().startswith("auth_callout {")
+    assert '"OW_AUTH": {\n    users: [' in text
     assert set(state.orgs) == {"acme", "default"}
 
 
