@@ -136,10 +136,11 @@ async def browser_page(tmp_path: Path) -> AsyncIterator[Any]:
 
 
 async def screenshot(page: Any, tmp_path: Path, name: str, docs: bool = False) -> Path:
-    """Save what the page shows under the test's tmp dir (and for the README)."""
+    """Save what the page shows under the test's tmp dir (and, with OW_UPDATE_SCREENSHOT=1,
+    for the README: a test run never rewrites a tracked file unasked)."""
     out = tmp_path / f"{name}.png"
     await page.screenshot(path=str(out), full_page=True)
-    if docs:
+    if docs and os.environ.get("OW_UPDATE_SCREENSHOT") == "1":
         DOCS.mkdir(exist_ok=True)
         shutil.copy(out, DOCS / "dashboard-run.png")
     return out
