@@ -31,7 +31,7 @@
     └── WaitTimeoutError (also a TimeoutError)
 
 Every class lives here (the modules that raise some re-export them: `tenancy.TokenError`,
-`wire.WireError`, `providers.ProviderError`, `projections.ProjectionError`), and each one is in
+`bus.WireError`, `providers.ProviderError`, `projections.ProjectionError`), and each one is in
 the drawing (a test reads it). `ow.cli.main` prints any of them as one line.
 
 Imports: stdlib and msgspec only.

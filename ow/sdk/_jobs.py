@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import msgspec
@@ -37,6 +37,9 @@ from ow.core.files import inside, relative_path
 from ow.core.state import TERMINAL, JobState, apply, fold_all
 from ow.core.validate import job_problems
 from ow.sdk._objects import Job
+
+if TYPE_CHECKING:
+    from ow.core.bus import Bus
 
 __all__ = ["AsyncJobsResource", "Jobs"]
 
@@ -79,21 +82,13 @@ class JobFold:
                 await self._read(bus, filt, last)
             return list(self.jobs.values())
 
-    async def _read(self, bus: Any, filt: str, last: int) -> None:
-        from ow.core.bus import READ_RANGE_ERRORS  # the bus imports nats: not at `import ow`
-
-        try:
-            async for part in bus.read_range(subjects.EVENTS_STREAM, filt, self.seen + 1, last):
-                for seq, subject, data, _ in part:
-                    for event in codec.decode_or_skip(data, seq, subject):  # logs, skips bad ones
-                        self._apply(event)
-                    self.seen = seq
-        except READ_RANGE_ERRORS as exc:
-            log.info("bulk read of the jobs stopped (%s); reading on through nats-py", exc)
-        if self.seen < last:
-            async for d in bus.subscribe(filt, start_seq=self.seen + 1, stop_at=last):
-                self._apply(d.event)
-                self.seen = d.seq
+    async def _read(self, bus: Bus, filt: str, last: int) -> None:
+        async for batch in bus.read(subjects.EVENTS_STREAM, filt, start_seq=self.seen + 1,
+                                    stop_at=last):
+            for seq, subject, data, _ in batch:
+                for event in codec.decode_or_skip(data, seq, subject):  # logs, skips bad ones
+                    self._apply(event)
+                self.seen = seq
 
     def _apply(self, event: ev.Event) -> None:
         jid = getattr(event, "job_id", "")
