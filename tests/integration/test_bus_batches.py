@@ -67,7 +67,7 @@ async def test_follows_live_without_stop_at(bus):
     seen: list[bytes] = []
     done = anyio.Event()
 
-    async def follow() -> None:
+    async def live() -> None:
         async for batch in follow(bus, subjects.METRICS_STREAM, subject):
             seen.extend(bytes(m[2]) for m in batch)
             if len(seen) >= 8:
@@ -76,7 +76,7 @@ async def test_follows_live_without_stop_at(bus):
 
     with anyio.fail_after(20):
         async with anyio.create_task_group() as tg:
-            tg.start_soon(follow)
+            tg.start_soon(live)
             await _publish(bus, 5, start=3)
             await done.wait()
     assert seen == [b'{"i":%d}' % i for i in range(8)]
