@@ -5,6 +5,7 @@
     ├── BusError
     │   ├── BusUnavailableError
     │   │   └── NoServiceError (nothing answers a request subject)
+    │   ├── NotConnectedError (a component's bus used before it connected)
     │   └── WireError
     ├── ValidationError(problems)
     │   └── UnsafePathError (a path that would leave its destination)
@@ -54,6 +55,7 @@ __all__ = [
     "JobFailedError",
     "NoCapacityError",
     "NoServiceError",
+    "NotConnectedError",
     "NotFoundError",
     "OWError",
     "PermissionDeniedError",
@@ -91,6 +93,10 @@ class BusError(OWError):
 
 class BusUnavailableError(BusError):
     """No usable NATS server at the configured URL."""
+
+
+class NotConnectedError(BusError):
+    """A component's bus (or blob store) asked for before the component connected it."""
 
 
 class WireError(BusError):

@@ -19,13 +19,17 @@ import contextlib
 import hashlib
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import anyio
 
 from ow.core import events as ev
 from ow.core import ids, subjects
 from ow.core.errors import ConflictError, UnsafePathError
+
+if TYPE_CHECKING:  # the bus imports nats: not at `import ow`
+    from ow.core.blobs import BlobStore
+    from ow.core.bus import Bus
 
 __all__ = ["UnsafePathError", "hash_file", "inside", "relative_path", "store_file"]
 
@@ -79,7 +83,7 @@ def hash_file(path: Path) -> tuple[str, int]:
 
 
 async def store_file(
-    bus: Any, blobs: Any, path: Path | str, purpose: str, filename: str | None = None,
+    bus: Bus, blobs: BlobStore, path: Path | str, purpose: str, filename: str | None = None,
     *, digest: tuple[str, int] | None = None,
 ) -> str:
     """Store a file's bytes and announce them; returns the file id (no-op if known).

@@ -37,9 +37,11 @@ from ow.core.files import inside, relative_path
 from ow.core.state import TERMINAL, JobState, apply, fold_all
 from ow.core.validate import job_problems
 from ow.sdk._objects import Job
+from ow.sdk._resource import AsyncResource
 
 if TYPE_CHECKING:
     from ow.core.bus import Bus
+    from ow.sdk._client import AsyncOpenWeights
 
 __all__ = ["AsyncJobsResource", "Jobs"]
 
@@ -52,8 +54,8 @@ _state_dec = msgspec.json.Decoder(JobState)
 class JobFold:
     """The SDK's job lists: asked of the read service (`job_states`, `find_jobs`, at least
     as far as the log is now), or, with no service answering, every job of the org folded
-    from the log and kept between calls: each call folds only the events since the last (a
-    bulk read first, nats-py's ordered consumer if that fails)."""
+    from the log and kept between calls: each call folds only the events since the last
+    (through the bus's one reader, `Bus.read`)."""
 
     def __init__(self) -> None:
         self.jobs: dict[str, JobState] = {}
@@ -61,7 +63,7 @@ class JobFold:
         self._lock = anyio.Lock()
         self._noticed = False
 
-    async def served(self, bus: Any, query: str, params: dict[str, Any]) -> list[JobState] | None:
+    async def served(self, bus: Bus, query: str, params: dict[str, Any]) -> list[JobState] | None:
         """The read service's answer to a job query, or None if no service answers."""
         from ow.projections.client import FALLBACK_NOTICE, Reader
 
@@ -74,7 +76,7 @@ class JobFold:
             return None
         return [_state_dec.decode(s) for s in states]
 
-    async def states(self, bus: Any) -> list[JobState]:
+    async def states(self, bus: Bus) -> list[JobState]:
         filt = subjects.events_filter(bus.org, "job")
         async with self._lock:
             last = await bus.last_seq(subjects.EVENTS_STREAM, filt)
@@ -111,7 +113,7 @@ class Jobs:
         super().__init_subclass__(**kwargs)
         cls.mount = dict(cls.mount)  # its own dict: a subclass's edits reach no other class
 
-    def __init__(self, client: Any):
+    def __init__(self, client: AsyncOpenWeights):
         self.client = client
 
     def get_entrypoint(self, validated_params: Any) -> str:
@@ -228,11 +230,8 @@ def _dump(validated: Any) -> dict[str, Any]:
     return msgspec.to_builtins(validated)
 
 
-class AsyncJobsResource:
+class AsyncJobsResource(AsyncResource):
     """`ow.jobs`: read, list, wait for, cancel and restart jobs."""
-
-    def __init__(self, client: Any):
-        self.client = client
 
     async def _read(self, job_id: str) -> tuple[JobState | None, int]:
         bus = await self.client.bus()
@@ -360,7 +359,7 @@ class AsyncJobsResource:
     ) -> list[Job]:
         """Jobs of the org, newest first, optionally filtered by status and type."""
         bus = await self.client.bus()
-        fold = self.client._job_fold
+        fold = self.client.job_fold
         served = await fold.served(bus, "job_states", {"status": status, "type": type,
                                                        "limit": limit})
         if served is not None:
@@ -374,7 +373,7 @@ class AsyncJobsResource:
 
     async def find(self, **params: Any) -> list[Job]:
         """Jobs whose validated params contain all the given key/values."""
-        served = await self.client._job_fold.served(
+        served = await self.client.job_fold.served(
             await self.client.bus(), "find_jobs", {"params": params}
         )
         if served is not None:
@@ -386,7 +385,7 @@ class AsyncJobsResource:
 
     async def _all(self) -> list[JobState]:
         """Every job of the org, folded from the log (incrementally: see `JobFold`)."""
-        return await self.client._job_fold.states(await self.client.bus())
+        return await self.client.job_fold.states(await self.client.bus())
 
     async def download(self, job_id: str, dest: str, only_last_run: bool = True) -> Path:
         """Download artifacts and logs of the job's runs into `dest/<run_id>/…`."""

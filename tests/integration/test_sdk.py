@@ -83,7 +83,7 @@ async def test_jobs_list_folds_only_what_is_new(nats_server, org, bulk):
         bus.read = spy
         a = await ow.echo.create(text="a")
         assert [j.id for j in await ow.jobs.list()] == [a.id]
-        seen = ow._job_fold.seen
+        seen = ow.job_fold.seen
         b = await ow.echo.create(text="b")
         await ow.jobs.cancel(a.id)
         listed = {j.id: j.status for j in await ow.jobs.list()}
