@@ -113,7 +113,7 @@ class TemporaryApi:
 
         bus = await self.client.bus()
         subject = subjects.job_subject(bus.org, self.job_id)
-        box: dict[str, Any] = {"state": (await self.client.jobs._read(self.job_id))[0]}
+        box: dict[str, Any] = {"state": (await self.client.jobs.current(self.job_id))[0]}
 
         def say(n: ev.SchedulerNoticed) -> None:
             log.warning("api job %s is pending: %s", self.job_id, n.message)
@@ -125,7 +125,7 @@ class TemporaryApi:
 
             outer.start_soon(stuck)
             while True:
-                state, last = await self.client.jobs._read(self.job_id)
+                state, last = await self.client.jobs.current(self.job_id)
                 box["state"] = state
                 if state.status in TERMINAL:  # raised outside the task group: no group
                     run_id = state.runs[-1].run_id if state.runs else ""

@@ -140,7 +140,7 @@ class AsyncChat(AsyncResource):
             try:
                 await api.up()
                 self._started.append(api)
-                spawn = getattr(self.client, "_spawn", None)  # the sync facade's loop
+                spawn = self.client.spawn  # the sync facade's loop, if there is one
                 if spawn is not None:
                     self._keepers.append(spawn(api.keep_alive))
             except Exception as exc:  # noqa: BLE001 - reported to each waiting request

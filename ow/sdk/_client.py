@@ -10,7 +10,7 @@ Imports: `ow.core` and the sibling `ow.sdk` modules.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +59,9 @@ class AsyncOpenWeights:
         self._lock = anyio.Lock()
         self.deployments: dict[str, TemporaryApi] = {}  # model -> the deployment serving it
         self.job_fold = JobFold()  # every job of the org, folded as far as read (jobs.list)
+        #: starts a background task on the loop that outlives a call (the sync facade's
+        #: portal sets it: chat's deployments' leases); None with the async client
+        self.spawn: Callable[..., Any] | None = None
 
     @property
     def org(self) -> str:

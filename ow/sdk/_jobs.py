@@ -233,14 +233,16 @@ def _dump(validated: Any) -> dict[str, Any]:
 class AsyncJobsResource(AsyncResource):
     """`ow.jobs`: read, list, wait for, cancel and restart jobs."""
 
-    async def _read(self, job_id: str) -> tuple[JobState | None, int]:
+    async def current(self, job_id: str) -> tuple[JobState | None, int]:
+        """The job's state folded from its subject (None if there is no such job) and the
+        last sequence read."""
         bus = await self.client.bus()
         history, last = await bus.history(subjects.job_subject(bus.org, job_id))
         return fold_all(d.event for d in history), last
 
     async def retrieve(self, job_id: str) -> Job:
         """The job as of now (reads its own subject and folds: read-your-writes)."""
-        state, _ = await self._read(job_id)
+        state, _ = await self.current(job_id)
         if state is None:
             raise NotFoundError("job", job_id, f"no such job in org {self.client.org!r}")
         return Job(state, self.client)
@@ -280,7 +282,7 @@ class AsyncJobsResource(AsyncResource):
             return await self.retrieve(job_id)
 
         return await commands.cas(
-            partial(self._read, job_id), decide, act, key=subjects.job_subject(bus.org, job_id)
+            partial(self.current, job_id), decide, act, key=subjects.job_subject(bus.org, job_id)
         )
 
     async def _release_claim(self, job_id: str) -> None:
@@ -309,7 +311,7 @@ class AsyncJobsResource(AsyncResource):
         from ow.sdk import _pending
 
         bus = await self.client.bus()
-        state, last = await self._read(job_id)
+        state, last = await self.current(job_id)
         if state is None:
             raise NotFoundError("job", job_id)
         box: dict[str, Any] = {"state": state, "stuck": None}

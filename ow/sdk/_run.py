@@ -165,4 +165,4 @@ class AsyncRun(AsyncResource):
     async def last_checkpoint(self) -> tuple[int, str] | None:
         """(step, file id) of the job's last checkpoint, from any earlier run, or None."""
         job = await self.client.jobs.retrieve(self.job_id)
-        return job._state.checkpoint
+        return job.checkpoint
