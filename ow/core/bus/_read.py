@@ -4,9 +4,10 @@ Everything that reads a stream goes through `read`: the projections (catch-up, r
 following live), the SDK's job fold, `history`, and `subscribe` (one message at a time, for
 the live commands and the dashboard). Two ways to read sit inside it, and it picks:
 
-- bounded and long (`stop_at` given, a span of at least `bus.bulk_from` sequences): the bulk
-  reader, a connection of its own (`_wire.py`) and a flow-controlled push consumer without
-  acks (~3 µs a message). If that connection is not possible (a credentials file, TLS) or
+- bounded and long (`stop_at` given, a span of at least `bus.bulk_from` sequences; not for
+  `subscribe`, whose reads are mostly one aggregate's few events): the bulk reader, a
+  connection of its own (`_wire.py`) and a flow-controlled push consumer without acks
+  (~3 µs a message). If that connection is not possible (a credentials file, TLS) or
   breaks, it reads on through the ordered consumer from where it stopped;
 - otherwise: nats-py's ordered consumer with a callback that appends into a list (`follow`,
   ~100k messages/s; its per-message iterator does ~35k/s), from a sequence, a time or now,
@@ -89,18 +90,25 @@ class ReadMixin(BusBase):
         stop_at: int | None = None,
         max_batch: int = _MAX_BATCH,
         max_bytes: int = _MAX_BYTES,
+        bulk_ok: bool = True,
     ) -> AsyncIterator[list[Msg]]:
         """Batches of messages from `start_seq` (or, if it is None, from `start_time`, or
-        from now) on, in order; ends after `stop_at` if given, else follows live."""
+        from now) on, in order; ends after `stop_at` if given, else follows live.
+
+        `bulk_ok=False` never opens the bulk reader's connection (`subscribe`, so `history`:
+        mostly one aggregate's few events, where the span of sequences says nothing)."""
         if stop_at is not None and start_seq is not None and stop_at < start_seq:
             return
-        if stop_at is not None and start_seq is not None and stop_at - start_seq >= self.bulk_from:
+        if (bulk_ok and stop_at is not None and start_seq is not None
+                and stop_at - start_seq >= self.bulk_from):
             held, complete = _Held(max_batch, max_bytes), False
+            parts = bulk(self, stream, subject_filter, start_seq, stop_at)
             try:
-                async for part in bulk(self, stream, subject_filter, start_seq, stop_at):
-                    start_seq = part[-1].seq + 1
-                    for batch in held.add(part):
-                        yield batch
+                async with contextlib.aclosing(parts):  # its consumer goes when we stop
+                    async for part in parts:
+                        start_seq = part[-1].seq + 1
+                        for batch in held.add(part):
+                            yield batch
                 complete = True
             except BULK_ERRORS as exc:
                 log.info("bulk read of %s stopped (%s); reading on through nats-py", stream, exc)
@@ -108,10 +116,12 @@ class ReadMixin(BusBase):
                 yield held.buf
             if complete or start_seq > stop_at:
                 return
-        async for batch in follow(self, stream, subject_filter, start_seq=start_seq,
-                                  start_time=start_time, stop_at=stop_at,
-                                  max_batch=max_batch, max_bytes=max_bytes):
-            yield batch
+        batches = follow(self, stream, subject_filter, start_seq=start_seq,
+                         start_time=start_time, stop_at=stop_at,
+                         max_batch=max_batch, max_bytes=max_bytes)
+        async with contextlib.aclosing(batches):  # its subscription goes when we stop
+            async for batch in batches:
+                yield batch
 
     async def history(
         self, subject: str, stream: str = subjects.EVENTS_STREAM
@@ -142,7 +152,7 @@ class ReadMixin(BusBase):
         given. Undecodable messages are logged and skipped.
         """
         batches = self.read(stream, subject, start_seq=start_seq, start_time=start_time,
-                            stop_at=stop_at)
+                            stop_at=stop_at, bulk_ok=False)
         async with contextlib.aclosing(batches):
             async for batch in batches:
                 for seq, subj, data, _ in batch:
