@@ -100,7 +100,7 @@ class NotConnectedError(BusError):
 
 
 class WireError(BusError):
-    """The server refused the bulk reader's connection or broke the protocol (`ow/core/bus/_wire.py`)."""
+    """The server refused the bulk reader's connection or broke the protocol (`bus/_wire.py`)."""
 
 
 class NoServiceError(BusUnavailableError):
