@@ -10,7 +10,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import nats.errors
@@ -19,6 +19,9 @@ from ow.core import defaults
 from ow.core.bus._base import BusBase
 from ow.core.bus._errors import mapped
 from ow.core.errors import BusUnavailableError, NoServiceError
+
+if TYPE_CHECKING:  # nats.micro is imported when a service starts
+    from nats.micro.service import Request
 
 __all__ = ["Handler", "Reply", "ServiceFault", "ServiceMixin"]
 
@@ -65,7 +68,7 @@ class ServiceMixin(BusBase):
         that raises answers an error: `ServiceFault(code, text)` as given, anything else
         as code 500 with the exception's text; the service goes on either way."""
         import nats.micro
-        from nats.micro.service import Request
+        from nats.micro.service import Request  # a subscript below evaluates it
 
         sem = anyio.Semaphore(concurrency)
         send, receive = anyio.create_memory_object_stream[tuple[str, Request]](10_000)
@@ -122,6 +125,6 @@ class ServiceMixin(BusBase):
         return Reply(msg.data, code, headers.get("Nats-Service-Error", "") if code else "")
 
 
-async def _respond_error(req: Any, code: str, text: str, data: bytes) -> None:
+async def _respond_error(req: Request, code: str, text: str, data: bytes) -> None:
     with contextlib.suppress(Exception):  # the asker may be gone
         await req.respond_error(code, " ".join(text.split())[:500], data)
