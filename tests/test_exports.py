@@ -10,6 +10,10 @@ EXPECTED = {
         "OWError", "OpenWeights", "Run", "ValidationError", "WaitTimeoutError", "register",
     },
     "ow.sdk": {"AsyncOpenWeights", "FileObject", "Job", "Jobs", "OpenWeights", "Run", "register"},
+    "ow.core.bus": {
+        "Bus", "Delivery", "Dispatch", "Handler", "KvBucket", "KvEntry", "Msg", "ObjectBucket",
+        "Offer", "Reply", "ServiceFault", "WireError", "check_version", "connect", "mapped",
+    },
     "ow.agent": {"Agent", "Hardware", "can_serve", "claim_delay", "detect", "run_agent"},
     "ow.scheduler": {
         "GPU_TABLE", "Action", "DropClaim", "FakeRunPod", "Hardware", "Limits", "LocalProvider",

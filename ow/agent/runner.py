@@ -36,6 +36,7 @@ from ow.agent import sandbox
 from ow.agent.policy import outcome
 from ow.core import claims, codec, defaults, subjects
 from ow.core import events as ev
+from ow.core.blobs import BlobStore
 from ow.core.bus import Bus
 from ow.core.files import announced, fetch_file, inside
 from ow.core.state import JobState, apply
@@ -116,7 +117,7 @@ class Execution:
     """One run of a job on this worker, from download to the fenced result."""
 
     bus: Bus
-    blobs: Any
+    blobs: BlobStore
     state: JobState
     last_seq: int
     run_id: str

@@ -24,7 +24,7 @@ import socket
 import tempfile
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -35,10 +35,13 @@ from ow.core import bus as bus_mod
 from ow.core import claims, commands, defaults, subjects
 from ow.core import events as ev
 from ow.core.config import Config
-from ow.core.errors import ConfigError, ConflictError, OWError
+from ow.core.errors import ConfigError, ConflictError, NotConnectedError, OWError
 from ow.core.ids import new_id
 from ow.core.state import JobState, apply, fold_all, fold_worker
 from ow.core.tenancy import open_server
+
+if TYPE_CHECKING:
+    from ow.core.blobs import BlobStore
 
 __all__ = ["Agent"]
 
@@ -69,13 +72,32 @@ class Agent:
         self.environ = dict(os.environ if environ is None else environ)
         self.isolation = isolation_for(config.sandbox)  # bwrap | user | none
         self.rng = random.Random()
-        self.bus: bus_mod.Bus | None = None
-        self.blobs: Any = None
+        self._bus: bus_mod.Bus | None = None  # connected by `run`
+        self._blobs: BlobStore | None = None
         self.current: Execution | None = None
         self.failures = 0
         self._stopping = False
         self._scope: anyio.CancelScope | None = None
         self.terminated = ""  # why this worker was terminated (by someone else), if it was
+
+    @property
+    def bus(self) -> bus_mod.Bus:
+        """The agent's connection, from the start of `run` on."""
+        if self._bus is None:
+            raise NotConnectedError(
+                f"agent {self.worker_id} is not connected yet: start it with `await "
+                "tg.start(agent.run)` (or run it) before using its bus"
+            )
+        return self._bus
+
+    @property
+    def blobs(self) -> BlobStore:
+        """Where the agent's files live (the configured blob store), from `run` on."""
+        if self._blobs is None:
+            raise NotConnectedError(
+                f"agent {self.worker_id} has no blob store yet: it is made when `run` starts"
+            )
+        return self._blobs
 
     async def __aenter__(self) -> Agent:
         return self
@@ -95,17 +117,16 @@ class Agent:
         """Register, then heartbeat and take jobs until shut down or drained."""
         from ow.core.blobs import store_for
 
-        self.bus = await bus_mod.connect(
+        self._bus = await bus_mod.connect(
             self.config.url, org=self.config.org, actor=self.worker_id,
             token=self.config.token, name=f"ow-agent-{self.worker_id}",
         )
         await self.bus.provision(self.config.replicas)
 
         async def get_bus() -> bus_mod.Bus:
-            assert self.bus is not None
             return self.bus
 
-        self.blobs = store_for(self.config, get_bus)
+        self._blobs = store_for(self.config, get_bus)
         try:
             seen = await self._refuse_a_terminated_id()
         except BaseException:
@@ -132,7 +153,6 @@ class Agent:
     async def _watch_termination(self, start_seq: int) -> None:
         """Stop at once on this worker's own `WorkerTerminated` (a scheduler reaped it, its pod
         TTL expired, an operator ended it): a terminated worker never runs a job again."""
-        assert self.bus is not None
         subject = subjects.worker_subject(self.bus.org, self.worker_id)
         async for d in self.bus.subscribe(subject, start_seq=start_seq):
             if isinstance(d.event, ev.WorkerTerminated) and not self._stopping:
@@ -144,7 +164,6 @@ class Agent:
         """A terminated worker stays terminated in the fold: under its id this agent's
         registration would be rejected and every run it took requeued by the scheduler.
         Returns the last sequence of the worker's subject (where its watch starts)."""
-        assert self.bus is not None
         subject = subjects.worker_subject(self.bus.org, self.worker_id)
         history, last = await self.bus.history(subject)
         state = None
@@ -159,7 +178,6 @@ class Agent:
         return last
 
     async def _register(self) -> None:
-        assert self.bus is not None
         await self.bus.publish(
             ev.WorkerRegistered(
                 worker_id=self.worker_id, hardware=self.hw.name, gpus=list(self.hw.gpus),
@@ -171,7 +189,6 @@ class Agent:
 
     async def _recover_earlier_runs(self) -> None:
         """Requeue runs that an earlier incarnation of this worker left holding claims."""
-        assert self.bus is not None
         prefix = subjects.claim_key(self.bus.org, "x").rsplit(".", 1)[0]
         for key in await self.bus.kv_keys(subjects.CLAIMS_BUCKET, f"{prefix}.>"):
             job_id = _job_of(key)
@@ -193,7 +210,6 @@ class Agent:
             await self.bus.close()
 
     async def _release_and_deregister(self, reason: str) -> None:
-        assert self.bus is not None
         try:
             if self.current is not None:
                 run = self.current
@@ -213,7 +229,6 @@ class Agent:
             log.warning("worker_id=%s could not deregister cleanly: %s", self.worker_id, exc)
 
     async def _heartbeat(self) -> None:
-        assert self.bus is not None
         while True:
             run_id = self.current.run_id if self.current else ""
             try:
@@ -226,7 +241,6 @@ class Agent:
 
     async def _take_jobs(self) -> str:
         """The dispatch loop; returns why it stopped."""
-        assert self.bus is not None
         dispatch = await self.bus.dispatch(self.bus.org)
         while not self._stopping:
             for offered in await dispatch.next(timeout_s=5):
@@ -236,7 +250,6 @@ class Agent:
                     log.warning("dispatch of seq=%s failed: %s", offered.seq, exc)
                     await offered.give_back(policy.nak_delay(offered.delivered))
             if self.failures >= self.max_failures:
-                assert self.bus is not None
                 await self.bus.publish(
                     ev.WorkerDraining(
                         worker_id=self.worker_id,
@@ -286,7 +299,6 @@ class Agent:
         return await self._history(event.job_id)
 
     async def _history(self, job_id: str) -> tuple[JobState | None, int]:
-        assert self.bus is not None
         history, last = await self.bus.history(subjects.job_subject(self.bus.org, job_id))
         return fold_all(d.event for d in history), last
 
@@ -294,7 +306,6 @@ class Agent:
         self, state: JobState, last: int
     ) -> tuple[JobState, int, str, claims.Claim, int] | None:
         """Win the claim and publish RunStarted fenced on the job's subject sequence."""
-        assert self.bus is not None
         run_id = new_id("run")
         claim = claims.Claim(gen=state.gen, worker_id=self.worker_id, run_id=run_id)
         rev = await claims.take(self.bus, state.job_id, claim)
@@ -329,7 +340,6 @@ class Agent:
     async def _execute(
         self, state: JobState, seq: int, run_id: str, claim: claims.Claim, rev: int
     ) -> None:
-        assert self.bus is not None
         state = apply(state, ev.RunStarted(
             run_id=run_id, job_id=state.job_id, gen=state.gen, worker_id=self.worker_id,
             claim_rev=rev,

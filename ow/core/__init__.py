@@ -1,6 +1,6 @@
 """ow.core: events, ids, subjects, defaults, errors, config, pure folds and the bus.
 
-Imports nothing from the rest of `ow`. Only `bus.py` imports nats.
+Imports nothing from the rest of `ow`. Only the `bus` package imports nats.
 """
 
 from ow.core import defaults, events, ids, state, subjects

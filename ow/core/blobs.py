@@ -8,9 +8,9 @@ missing credentials are an `OWError` that says what to set (never the secret its
 
 `store_for(config, bus_getter)` picks the store from the configuration.
 
-Imports: stdlib, anyio and `ow.core`. This module departs from "only bus.py imports nats":
-it uses NATS only through the bus's JetStream context (`bus.js`) and maps its errors with
-`bus.mapped`, so it imports no nats module itself. boto3/botocore are imported lazily, inside
+Imports: stdlib, anyio and `ow.core`. It imports no nats module: it asks the bus for the
+object store (`bus.object_store`) and for chunk messages (`bus.next_raw`), and maps what
+the object store raises with `bus.mapped`. boto3/botocore are imported lazily, inside
 `S3Store`, so `import ow` never loads them.
 """
 
@@ -31,7 +31,7 @@ from typing import Any, Protocol, runtime_checkable
 import anyio
 
 from ow.core import subjects
-from ow.core.bus import mapped
+from ow.core.bus import Bus, ObjectBucket, mapped
 from ow.core.errors import (
     ConfigError,
     NotFoundError,
@@ -58,7 +58,7 @@ _S3_REFUSED = {
 _OBJ_STREAM = "OBJ_{bucket}"
 _OBJ_CHUNKS = "$O.{bucket}.C.{nuid}"
 
-BusGetter = Callable[[], Awaitable[Any]]
+BusGetter = Callable[[], Awaitable[Bus]]
 
 
 @runtime_checkable
@@ -113,18 +113,13 @@ class NatsObjectStore:
 
     def __init__(self, bus_getter: BusGetter):
         self._bus_getter = bus_getter
-        self._bus: Any = None
-        self._obj: Any = None
+        self._bus: Bus | None = None
+        self._obj: ObjectBucket | None = None
 
-    async def _store(self) -> Any:
+    async def _store(self) -> ObjectBucket:
         bus = await self._bus_getter()  # cheap (the client caches it); a new one after close
         if self._obj is None or bus is not self._bus:
-            try:
-                with mapped("open object store", subjects.FILES_BUCKET):
-                    obj = await bus.js.object_store(subjects.FILES_BUCKET)
-            except NotFoundError:  # an unprovisioned server: create the bucket
-                with mapped("create object store", subjects.FILES_BUCKET):
-                    obj = await bus.js.create_object_store(bucket=subjects.FILES_BUCKET)
+            obj = await bus.object_store(subjects.FILES_BUCKET, create=True)
             self._bus, self._obj = bus, obj
         return self._obj
 
@@ -200,12 +195,11 @@ class NatsObjectStore:
         size, seq = 0, 1
         for _ in range(info.chunks or 0):
             with self._mapped("get", key):
-                msg = await self._bus.js.get_msg(stream, seq=seq, subject=subject, next=True)
-            chunk = msg.data or b""
+                found, chunk = await self._bus.next_raw(stream, subject, seq)
             h.update(chunk)
             size += len(chunk)
             await write(chunk)
-            seq = int(msg.seq) + 1
+            seq = found + 1
         expected = base64.urlsafe_b64decode(str(info.digest).split("=", 1)[1] + "==")
         if size != (info.size or 0) or h.digest() != expected:
             raise StoreError(

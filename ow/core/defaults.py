@@ -75,6 +75,11 @@ RUN_LOG_FLUSH_S = 0.2
 
 DEFAULT_REQUIRES_VRAM_GB = 24.0
 
+# a bounded read of the log (`Bus.read` with a stop) spanning at least this many stream
+# sequences goes through the bulk reader (its own connection: a few ms to set up, ~3 µs a
+# message after); a shorter one through nats-py's ordered consumer (~10 µs a message)
+BULK_READ_FROM_SEQS = 1000
+
 # the read service (`ow serve`, ow/projections/service.py)
 WEB_PORT = 8421  # its dashboard (0: a free port)
 QUERY_TIMEOUT_S = 10.0  # a client waits this long for an answer

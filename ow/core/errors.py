@@ -5,6 +5,7 @@
     ├── BusError
     │   ├── BusUnavailableError
     │   │   └── NoServiceError (nothing answers a request subject)
+    │   ├── NotConnectedError (a component's bus used before it connected)
     │   └── WireError
     ├── ValidationError(problems)
     │   └── UnsafePathError (a path that would leave its destination)
@@ -32,7 +33,7 @@
     └── WaitTimeoutError (also a TimeoutError)
 
 Every class lives here (the modules that raise some re-export them: `tenancy.TokenError`,
-`wire.WireError`, `providers.ProviderError`, `projections.ProjectionError`), and each one is in
+`bus.WireError`, `providers.ProviderError`, `projections.ProjectionError`), and each one is in
 the drawing (a test reads it). `ow.cli.main` prints any of them as one line.
 
 Imports: stdlib and msgspec only.
@@ -56,6 +57,7 @@ __all__ = [
     "JobFailedError",
     "NoCapacityError",
     "NoServiceError",
+    "NotConnectedError",
     "NotFoundError",
     "OWError",
     "PermissionDeniedError",
@@ -95,8 +97,12 @@ class BusUnavailableError(BusError):
     """No usable NATS server at the configured URL."""
 
 
+class NotConnectedError(BusError):
+    """A component's bus (or blob store) asked for before the component connected it."""
+
+
 class WireError(BusError):
-    """The server refused the bulk reader's connection or broke the protocol (`wire.py`)."""
+    """The server refused the bulk reader's connection or broke the protocol (`bus/_wire.py`)."""
 
 
 class NoServiceError(BusUnavailableError):

@@ -19,13 +19,17 @@ import contextlib
 import hashlib
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import anyio
 
 from ow.core import codec, ids, subjects
 from ow.core import events as ev
 from ow.core.errors import ConflictError, StoreError, UnsafePathError
+
+if TYPE_CHECKING:  # the bus imports nats: not at `import ow`
+    from ow.core.blobs import BlobStore
+    from ow.core.bus import Bus
 
 __all__ = ["UnsafePathError", "announced", "check_digest", "fetch_file", "hash_file", "inside",
            "relative_path", "store_file"]
@@ -80,7 +84,7 @@ def hash_file(path: Path) -> tuple[str, int]:
 
 
 async def store_file(
-    bus: Any, blobs: Any, path: Path | str, purpose: str, filename: str | None = None,
+    bus: Bus, blobs: BlobStore, path: Path | str, purpose: str, filename: str | None = None,
     *, digest: tuple[str, int] | None = None,
 ) -> str:
     """Store a file's bytes and announce them; returns the file id (no-op if known).
@@ -105,7 +109,7 @@ async def store_file(
     return file_id
 
 
-async def announced(bus: Any, file_id: str) -> ev.FileUploaded | None:
+async def announced(bus: Bus, file_id: str) -> ev.FileUploaded | None:
     """The `FileUploaded` event of a file, or None if it was never announced."""
     subject = subjects.aggregate_subject(bus.org, "file", file_id)
     raw = await bus.last_raw(subjects.EVENTS_STREAM, subject)
@@ -131,7 +135,7 @@ def check_digest(file_id: str, store: str, announced_sha: str, read_sha: str) ->
 
 
 async def fetch_file(
-    blobs: Any, key: str, target: Path, *, file_id: str, announced_sha: str
+    blobs: BlobStore, key: str, target: Path, *, file_id: str, announced_sha: str
 ) -> Path:
     """Download a file's bytes to `target` and check them against the announced digest (bytes
     that are not the announced ones are removed, and `StoreError` says so)."""

@@ -39,8 +39,9 @@ _AGGREGATE = {"FileUploaded": "file", "WorkerProvisioned": "worker",
 def _reads(streams: tuple[str, ...]) -> list[str]:
     """The JetStream API a reader of `streams` needs, exactly: stream info and (idempotent)
     creation for `provision()`, message gets, and ephemeral unnamed consumers (ordered
-    consumers, `read_range`; the server refuses a durable name on that subject), their info
-    and their deletion. Never a named or durable consumer, a pull, a pause, a list."""
+    consumers, the bulk reader under `Bus.read`; the server refuses a durable name on that
+    subject), their info and their deletion. Never a named or durable consumer, a pull, a
+    pause, a list."""
     allow = []
     for s in streams:
         allow += [f"{_API}.STREAM.INFO.{s}", f"{_API}.STREAM.CREATE.{s}",

@@ -26,7 +26,7 @@ from typing import Any
 
 from ow.core import credentials, defaults
 from ow.core import events as ev
-from ow.core.bus import Bus, mapped
+from ow.core.bus import Bus, KvBucket, mapped
 from ow.core.config import Config
 from ow.core.errors import ConfigError, NotFoundError, OWError, SecretError
 from ow.core.tenancy import SECRETS_BUCKET
@@ -97,13 +97,8 @@ def check_name(name: str) -> str:
     return name
 
 
-async def _bucket(bus: Bus, create: bool = False) -> Any:
-    if create:
-        with mapped("create bucket", SECRETS_BUCKET):
-            bus._kv[SECRETS_BUCKET] = await bus.js.create_key_value(
-                bucket=SECRETS_BUCKET, history=1
-            )
-    return await bus.kv(SECRETS_BUCKET)
+async def _bucket(bus: Bus, create: bool = False) -> KvBucket:
+    return await bus.kv(SECRETS_BUCKET, create=create, history=1)
 
 
 async def set_secret(bus: Bus, master: bytes, name: str, value: str) -> None:

@@ -17,12 +17,12 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from ow.core.bus import Msg
 from ow.core.state import JobState, WorkerState
 from ow.projections._control import ControlFold
 from ow.projections._heartbeats import HeartbeatsFold
 from ow.projections._metric_columns import long_columns as _long_columns
 from ow.projections._metrics import MetricsFold
-from ow.projections._read import Msg
 
 __all__ = ["Folder"]
 

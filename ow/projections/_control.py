@@ -17,8 +17,8 @@ import msgspec
 
 from ow.core import codec
 from ow.core import events as ev
+from ow.core.bus import Msg
 from ow.core.state import JobState, WorkerState, apply, apply_worker
-from ow.projections._read import Msg
 from ow.projections._tables import JSON_Z, Table, Writer, j
 
 __all__ = ["EVENTS", "FILES", "JOBS", "RUNS", "WORKERS", "ControlFold"]

@@ -13,7 +13,7 @@ from datetime import datetime
 import msgspec
 
 from ow.core import events as ev
-from ow.projections._read import Msg
+from ow.core.bus import Msg
 from ow.projections._tables import Table, Writer
 
 __all__ = ["PINGS", "HeartbeatsFold"]

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 from ow.core import codec
-from ow.projections._read import Msg
+from ow.core.bus import Msg
 
 __all__ = ["Irregular", "Long", "Record", "long_columns", "long_rows", "records_dec"]
 

@@ -17,8 +17,8 @@ from typing import Any
 import msgspec
 
 from ow.core import codec
+from ow.core.bus import Msg
 from ow.projections._metric_columns import Irregular, Long, Record, long_rows, records_dec
-from ow.projections._read import Msg
 from ow.projections._tables import Table, Writer
 
 __all__ = ["METRICS", "MetricsFold"]

@@ -31,7 +31,6 @@ from ow.core.config import home_dir
 from ow.core.ids import encode_token
 from ow.projections import _db
 from ow.projections._apply import Folder
-from ow.projections._read import read_batches
 
 __all__ = ["Projector", "default_path", "rebuild", "replay", "stream_filter"]
 
@@ -258,9 +257,8 @@ class Projector:
         prep_send, prep_receive = anyio.create_memory_object_stream[tuple[list[Any], Any]](1)
 
         async def read() -> None:
-            batches = read_batches(
-                self.bus, stream, filt, start_seq=start, stop_at=end, max_batch=self.batch
-            )
+            batches = self.bus.read(stream, filt, start_seq=start, stop_at=end,
+                                    max_batch=self.batch)
             async with read_send, contextlib.aclosing(batches):
                 with contextlib.suppress(anyio.BrokenResourceError):  # the fold stopped
                     async for batch in batches:
@@ -315,9 +313,8 @@ class Projector:
 
     async def _follow(self, folder: Folder, stream: str) -> None:
         filt = stream_filter(stream, self.bus.org)
-        batches = read_batches(
-            self.bus, stream, filt, start_seq=folder.position(stream) + 1, max_batch=self.batch
-        )
+        batches = self.bus.read(stream, filt, start_seq=folder.position(stream) + 1,
+                                max_batch=self.batch)
         async with contextlib.aclosing(batches):
             async for batch in batches:
                 prepared = await anyio.to_thread.run_sync(folder.prepare, stream, batch)

@@ -22,7 +22,7 @@ import logging
 import urllib.request
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -31,6 +31,10 @@ from ow.core import subjects
 from ow.core.errors import ApiError, JobFailedError, OWError, UnsupportedError, ValidationError
 from ow.core.state import TERMINAL
 from ow.sdk._registry import job_type
+from ow.sdk._resource import AsyncResource
+
+if TYPE_CHECKING:
+    from ow.sdk._client import AsyncOpenWeights
 
 __all__ = ["LEASE_S", "RENEW_S", "AsyncApi", "TemporaryApi", "base_model_of"]
 
@@ -54,7 +58,7 @@ class TemporaryApi:
 
     def __init__(
         self,
-        client: Any,
+        client: AsyncOpenWeights,
         model: str,
         lora_adapters: list[str] | None = None,
         *,
@@ -97,7 +101,7 @@ class TemporaryApi:
         self.base_url = ready["base_url"]
         self.models = list(ready.get("models") or [self.model, *self.lora_adapters])
         await anyio.to_thread.run_sync(_health, self.base_url)
-        self.client._deployments.update({m: self for m in self.models})
+        self.client.deployments.update({m: self for m in self.models})
         log.info("api job_id=%s serves %s at %s", self.job_id, self.models, self.base_url)
         return self
 
@@ -109,7 +113,7 @@ class TemporaryApi:
 
         bus = await self.client.bus()
         subject = subjects.job_subject(bus.org, self.job_id)
-        box: dict[str, Any] = {"state": (await self.client.jobs._read(self.job_id))[0]}
+        box: dict[str, Any] = {"state": (await self.client.jobs.current(self.job_id))[0]}
 
         def say(n: ev.SchedulerNoticed) -> None:
             log.warning("api job %s is pending: %s", self.job_id, n.message)
@@ -121,7 +125,7 @@ class TemporaryApi:
 
             outer.start_soon(stuck)
             while True:
-                state, last = await self.client.jobs._read(self.job_id)
+                state, last = await self.client.jobs.current(self.job_id)
                 box["state"] = state
                 if state.status in TERMINAL:  # raised outside the task group: no group
                     run_id = state.runs[-1].run_id if state.runs else ""
@@ -203,8 +207,8 @@ class TemporaryApi:
     async def down(self) -> None:
         """Stop the server (cancel its job). Idempotent."""
         for m in self.models:
-            if self.client._deployments.get(m) is self:
-                del self.client._deployments[m]
+            if self.client.deployments.get(m) is self:
+                del self.client.deployments[m]
         # close the openai clients here: left to the garbage collector, an async one closes
         # its connections from whatever event loop runs then (and fails there)
         async_client = self.__dict__.pop("_AsyncOpenAI", None)
@@ -239,11 +243,8 @@ def _health(base_url: str) -> None:
             raise ApiError(f"the API at {base_url} is not healthy (HTTP {resp.status})")
 
 
-class AsyncApi:
+class AsyncApi(AsyncResource):
     """`ow.api`: deploy models as temporary OpenAI-compatible servers."""
-
-    def __init__(self, client: Any):
-        self.client = client
 
     def deploy(
         self, model: str, lora_adapters: list[str] | None = None, **kwargs: Any

@@ -20,12 +20,16 @@ import json
 import logging
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from ow.core.errors import ApiError, ConfigError
 from ow.core.ids import canonical_json
+from ow.sdk._resource import AsyncResource
+
+if TYPE_CHECKING:
+    from ow.sdk._client import AsyncOpenWeights
 
 __all__ = ["AsyncChat", "looks_like_openai"]
 
@@ -50,11 +54,11 @@ class _Completions:
         return await self.chat.complete(model, messages, **kwargs)
 
 
-class AsyncChat:
+class AsyncChat(AsyncResource):
     """`ow.chat`: deploy-on-first-use chat client with an on-disk cache for seeded requests."""
 
-    def __init__(self, client: Any, max_concurrency: int = 32):
-        self.client = client
+    def __init__(self, client: AsyncOpenWeights, max_concurrency: int = 32):
+        super().__init__(client)
         self.limiter = anyio.CapacityLimiter(max_concurrency)
         self.completions = _Completions(self)
         self._queue: list[str] = []  # models waiting to be deployed together
@@ -91,14 +95,14 @@ class AsyncChat:
 
     async def _client_for(self, model: str) -> Any:
         """The openai client that reaches `model`: its deployment, OpenAI, or a new one."""
-        api = self.client._deployments.get(model)
+        api = self.client.deployments.get(model)
         if api is not None:
             await api.renew_if_due()
             return api.async_client
         if looks_like_openai(model):
             return self._openai_client()
         await self._deploy(model)
-        return self.client._deployments[model].async_client
+        return self.client.deployments[model].async_client
 
     def _openai_client(self) -> Any:
         if self._openai is None:
@@ -136,7 +140,7 @@ class AsyncChat:
             try:
                 await api.up()
                 self._started.append(api)
-                spawn = getattr(self.client, "_spawn", None)  # the sync facade's loop
+                spawn = self.client.spawn  # the sync facade's loop, if there is one
                 if spawn is not None:
                     self._keepers.append(spawn(api.keep_alive))
             except Exception as exc:  # noqa: BLE001 - reported to each waiting request

@@ -10,7 +10,7 @@ Imports: `ow.core` and the sibling `ow.sdk` modules.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +22,14 @@ from ow.sdk._jobs import JobFold
 
 if TYPE_CHECKING:  # the bus imports nats (and aiohttp): connect() loads it on first use
     from ow.core import bus as bus_mod
+    from ow.core.blobs import BlobStore
+    from ow.sdk._api import AsyncApi, TemporaryApi
+    from ow.sdk._chat import AsyncChat
+    from ow.sdk._events import AsyncEvents, AsyncMetrics
+    from ow.sdk._files import AsyncFiles
+    from ow.sdk._jobs import AsyncJobsResource
+    from ow.sdk._run import AsyncRun
+    from ow.sdk._runs import AsyncRuns
 
 __all__ = ["AsyncOpenWeights"]
 
@@ -49,8 +57,11 @@ class AsyncOpenWeights:
         self.use_async = bool(options.get("use_async"))
         self._bus: bus_mod.Bus | None = None
         self._lock = anyio.Lock()
-        self._deployments: dict[str, Any] = {}  # model -> TemporaryApi serving it
-        self._job_fold = JobFold()  # every job of the org, folded as far as read (jobs.list)
+        self.deployments: dict[str, TemporaryApi] = {}  # model -> the deployment serving it
+        self.job_fold = JobFold()  # every job of the org, folded as far as read (jobs.list)
+        #: starts a background task on the loop that outlives a call (the sync facade's
+        #: portal sets it: chat's deployments' leases); None with the async client
+        self.spawn: Callable[..., Any] | None = None
 
     @property
     def org(self) -> str:
@@ -90,60 +101,60 @@ class AsyncOpenWeights:
     # --- resources -----------------------------------------------------------------
 
     @cached_property
-    def blobs(self) -> Any:
+    def blobs(self) -> BlobStore:
         from ow.core.blobs import store_for
 
         return store_for(self.config, self.bus)
 
     @cached_property
-    def files(self) -> Any:
+    def files(self) -> AsyncFiles:
         from ow.sdk._files import AsyncFiles
 
         return AsyncFiles(self)
 
     @cached_property
-    def jobs(self) -> Any:
+    def jobs(self) -> AsyncJobsResource:
         from ow.sdk._jobs import AsyncJobsResource
 
         return AsyncJobsResource(self)
 
     @cached_property
-    def runs(self) -> Any:
+    def runs(self) -> AsyncRuns:
         from ow.sdk._runs import AsyncRuns
 
         return AsyncRuns(self)
 
     @cached_property
-    def events(self) -> Any:
+    def events(self) -> AsyncEvents:
         from ow.sdk._events import AsyncEvents
 
         return AsyncEvents(self)
 
     @cached_property
-    def metrics(self) -> Any:
+    def metrics(self) -> AsyncMetrics:
         from ow.sdk._events import AsyncMetrics
 
         return AsyncMetrics(self)
 
     @cached_property
-    def api(self) -> Any:
+    def api(self) -> AsyncApi:
         from ow.sdk._api import AsyncApi
 
         return AsyncApi(self)
 
     @cached_property
-    def chat(self) -> Any:
+    def chat(self) -> AsyncChat:
         from ow.sdk._chat import AsyncChat
 
         return AsyncChat(self)
 
     @property
-    def async_chat(self) -> Any:
+    def async_chat(self) -> AsyncChat:
         """openweights' name for the chat client when used with await (here: `chat`)."""
         return self.chat
 
     @cached_property
-    def run(self) -> Any:
+    def run(self) -> AsyncRun:
         from ow.sdk._run import AsyncRun
 
         return AsyncRun(self)

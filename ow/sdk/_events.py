@@ -11,11 +11,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ow.core import events as ev
 from ow.core import subjects
 from ow.core.errors import ValidationError
+from ow.sdk._resource import AsyncResource
+
+if TYPE_CHECKING:
+    pass
 
 __all__ = ["AsyncEvents", "AsyncMetrics"]
 
@@ -27,11 +31,8 @@ def _item(seq: int, e: ev.MetricLogged) -> dict[str, Any]:
     }
 
 
-class AsyncMetrics:
+class AsyncMetrics(AsyncResource):
     """Metric records (`ow.run.log`) of a run."""
-
-    def __init__(self, client: Any):
-        self.client = client
 
     async def list(self, run_id: str) -> list[dict[str, Any]]:
         bus = await self.client.bus()
@@ -54,11 +55,8 @@ class AsyncMetrics:
                 yield _item(d.seq, d.event)
 
 
-class AsyncEvents:
+class AsyncEvents(AsyncResource):
     """Events of jobs and runs: logged records (`list`, `latest`) and control events."""
-
-    def __init__(self, client: Any):
-        self.client = client
 
     async def list(
         self, job_id: str | None = None, run_id: str | None = None

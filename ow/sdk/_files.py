@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -31,6 +31,10 @@ from ow.core.errors import ConfigError, NotFoundError, Problem, ValidationError
 from ow.core.files import announced, check_digest, fetch_file, inside, relative_path, store_file
 from ow.core.ids import encode_token
 from ow.core.validate import VALIDATED_PURPOSES, validate
+from ow.sdk._resource import AsyncResource
+
+if TYPE_CHECKING:
+    pass
 
 __all__ = ["AsyncFiles", "FileObject"]
 
@@ -137,11 +141,8 @@ def _spool(content: Any) -> Path:
     return Path(tmp)
 
 
-class AsyncFiles:
+class AsyncFiles(AsyncResource):
     """Files of the client's org: `upload`, `create`, `retrieve`, `content`, `download`."""
-
-    def __init__(self, client: Any):
-        self.client = client
 
     async def upload(self, path: str | os.PathLike[str], purpose: str) -> FileObject:
         """Upload one file from disk (validated first for dataset purposes)."""

@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import msgspec
@@ -37,6 +37,11 @@ from ow.core.files import inside, relative_path
 from ow.core.state import TERMINAL, JobState, apply, fold_all
 from ow.core.validate import job_problems
 from ow.sdk._objects import Job
+from ow.sdk._resource import AsyncResource
+
+if TYPE_CHECKING:
+    from ow.core.bus import Bus
+    from ow.sdk._client import AsyncOpenWeights
 
 __all__ = ["AsyncJobsResource", "Jobs"]
 
@@ -49,8 +54,8 @@ _state_dec = msgspec.json.Decoder(JobState)
 class JobFold:
     """The SDK's job lists: asked of the read service (`job_states`, `find_jobs`, at least
     as far as the log is now), or, with no service answering, every job of the org folded
-    from the log and kept between calls: each call folds only the events since the last (a
-    bulk read first, nats-py's ordered consumer if that fails)."""
+    from the log and kept between calls: each call folds only the events since the last
+    (through the bus's one reader, `Bus.read`)."""
 
     def __init__(self) -> None:
         self.jobs: dict[str, JobState] = {}
@@ -58,7 +63,7 @@ class JobFold:
         self._lock = anyio.Lock()
         self._noticed = False
 
-    async def served(self, bus: Any, query: str, params: dict[str, Any]) -> list[JobState] | None:
+    async def served(self, bus: Bus, query: str, params: dict[str, Any]) -> list[JobState] | None:
         """The read service's answer to a job query, or None if no service answers."""
         from ow.projections.client import FALLBACK_NOTICE, Reader
 
@@ -71,7 +76,7 @@ class JobFold:
             return None
         return [_state_dec.decode(s) for s in states]
 
-    async def states(self, bus: Any) -> list[JobState]:
+    async def states(self, bus: Bus) -> list[JobState]:
         filt = subjects.events_filter(bus.org, "job")
         async with self._lock:
             last = await bus.last_seq(subjects.EVENTS_STREAM, filt)
@@ -79,21 +84,13 @@ class JobFold:
                 await self._read(bus, filt, last)
             return list(self.jobs.values())
 
-    async def _read(self, bus: Any, filt: str, last: int) -> None:
-        from ow.core.bus import READ_RANGE_ERRORS  # the bus imports nats: not at `import ow`
-
-        try:
-            async for part in bus.read_range(subjects.EVENTS_STREAM, filt, self.seen + 1, last):
-                for seq, subject, data, _ in part:
-                    for event in codec.decode_or_skip(data, seq, subject):  # logs, skips bad ones
-                        self._apply(event)
-                    self.seen = seq
-        except READ_RANGE_ERRORS as exc:
-            log.info("bulk read of the jobs stopped (%s); reading on through nats-py", exc)
-        if self.seen < last:
-            async for d in bus.subscribe(filt, start_seq=self.seen + 1, stop_at=last):
-                self._apply(d.event)
-                self.seen = d.seq
+    async def _read(self, bus: Bus, filt: str, last: int) -> None:
+        async for batch in bus.read(subjects.EVENTS_STREAM, filt, start_seq=self.seen + 1,
+                                    stop_at=last):
+            for seq, subject, data, _ in batch:
+                for event in codec.decode_or_skip(data, seq, subject):  # logs, skips bad ones
+                    self._apply(event)
+                self.seen = seq
 
     def _apply(self, event: ev.Event) -> None:
         jid = getattr(event, "job_id", "")
@@ -116,7 +113,7 @@ class Jobs:
         super().__init_subclass__(**kwargs)
         cls.mount = dict(cls.mount)  # its own dict: a subclass's edits reach no other class
 
-    def __init__(self, client: Any):
+    def __init__(self, client: AsyncOpenWeights):
         self.client = client
 
     def get_entrypoint(self, validated_params: Any) -> str:
@@ -233,20 +230,19 @@ def _dump(validated: Any) -> dict[str, Any]:
     return msgspec.to_builtins(validated)
 
 
-class AsyncJobsResource:
+class AsyncJobsResource(AsyncResource):
     """`ow.jobs`: read, list, wait for, cancel and restart jobs."""
 
-    def __init__(self, client: Any):
-        self.client = client
-
-    async def _read(self, job_id: str) -> tuple[JobState | None, int]:
+    async def current(self, job_id: str) -> tuple[JobState | None, int]:
+        """The job's state folded from its subject (None if there is no such job) and the
+        last sequence read."""
         bus = await self.client.bus()
         history, last = await bus.history(subjects.job_subject(bus.org, job_id))
         return fold_all(d.event for d in history), last
 
     async def retrieve(self, job_id: str) -> Job:
         """The job as of now (reads its own subject and folds: read-your-writes)."""
-        state, _ = await self._read(job_id)
+        state, _ = await self.current(job_id)
         if state is None:
             raise NotFoundError("job", job_id, f"no such job in org {self.client.org!r}")
         return Job(state, self.client)
@@ -286,7 +282,7 @@ class AsyncJobsResource:
             return await self.retrieve(job_id)
 
         return await commands.cas(
-            partial(self._read, job_id), decide, act, key=subjects.job_subject(bus.org, job_id)
+            partial(self.current, job_id), decide, act, key=subjects.job_subject(bus.org, job_id)
         )
 
     async def _release_claim(self, job_id: str) -> None:
@@ -315,7 +311,7 @@ class AsyncJobsResource:
         from ow.sdk import _pending
 
         bus = await self.client.bus()
-        state, last = await self._read(job_id)
+        state, last = await self.current(job_id)
         if state is None:
             raise NotFoundError("job", job_id)
         box: dict[str, Any] = {"state": state, "stuck": None}
@@ -365,7 +361,7 @@ class AsyncJobsResource:
     ) -> list[Job]:
         """Jobs of the org, newest first, optionally filtered by status and type."""
         bus = await self.client.bus()
-        fold = self.client._job_fold
+        fold = self.client.job_fold
         served = await fold.served(bus, "job_states", {"status": status, "type": type,
                                                        "limit": limit})
         if served is not None:
@@ -379,7 +375,7 @@ class AsyncJobsResource:
 
     async def find(self, **params: Any) -> list[Job]:
         """Jobs whose validated params contain all the given key/values."""
-        served = await self.client._job_fold.served(
+        served = await self.client.job_fold.served(
             await self.client.bus(), "find_jobs", {"params": params}
         )
         if served is not None:
@@ -391,7 +387,7 @@ class AsyncJobsResource:
 
     async def _all(self) -> list[JobState]:
         """Every job of the org, folded from the log (incrementally: see `JobFold`)."""
-        return await self.client._job_fold.states(await self.client.bus())
+        return await self.client.job_fold.states(await self.client.bus())
 
     async def download(self, job_id: str, dest: str, only_last_run: bool = True) -> Path:
         """Download artifacts and logs of the job's runs into `dest/<run_id>/…`."""

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ow.core.errors import UnsupportedError
 from ow.core.state import JobState, RunState
+
+if TYPE_CHECKING:
+    from ow.sdk._client import AsyncOpenWeights
 
 __all__ = ["Job", "Run"]
 
@@ -23,7 +26,9 @@ __all__ = ["Job", "Run"]
 class Run:
     """One execution of a job: `events` (its logged records), `download(dir)`, `run["id"]`."""
 
-    def __init__(self, state: RunState, client: Any = None, portal: Any = None):
+    def __init__(
+        self, state: RunState, client: AsyncOpenWeights | None = None, portal: Any = None
+    ):
         self._state = state
         self._client = client
         self._portal = portal
@@ -66,7 +71,7 @@ class Run:
 class Job(Mapping[str, Any]):
     """A job as of its last read. `refresh()` reads it again."""
 
-    def __init__(self, state: JobState, client: Any, portal: Any = None):
+    def __init__(self, state: JobState, client: AsyncOpenWeights, portal: Any = None):
         self._state = state
         self._client = client
         self._portal = portal

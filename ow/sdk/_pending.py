@@ -15,13 +15,16 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from ow.core import events as ev
 from ow.core import subjects
 from ow.core.state import JobState, fold_all
+
+if TYPE_CHECKING:
+    from ow.core.bus import Bus
 
 __all__ = ["reason", "reason_of", "stands", "watch"]
 
@@ -38,26 +41,26 @@ def stands(notice: ev.SchedulerNoticed | None, state: JobState | None) -> bool:
     return state.updated_at is None or notice.ts is None or notice.ts >= state.updated_at
 
 
-async def last_notice(bus: Any, job_id: str) -> ev.SchedulerNoticed | None:
+async def last_notice(bus: Bus, job_id: str) -> ev.SchedulerNoticed | None:
     history, _ = await bus.history(subjects.aggregate_subject(bus.org, "scheduler", job_id))
     found = [d.event for d in history if isinstance(d.event, ev.SchedulerNoticed)]
     return found[-1] if found else None
 
 
-async def reason(bus: Any, job_id: str, state: JobState | None) -> str | None:
+async def reason(bus: Bus, job_id: str, state: JobState | None) -> str | None:
     """The scheduler's standing reason for the pending job, or None."""
     notice = await last_notice(bus, job_id)
     return notice.message if stands(notice, state) else None
 
 
-async def reason_of(bus: Any, job_id: str) -> str | None:
+async def reason_of(bus: Bus, job_id: str) -> str | None:
     """`reason` for a job read from its own subject now."""
     history, _ = await bus.history(subjects.job_subject(bus.org, job_id))
     return await reason(bus, job_id, fold_all(d.event for d in history))
 
 
 async def watch(
-    bus: Any,
+    bus: Bus,
     job_id: str,
     state_of: Callable[[], JobState | None],
     say: Callable[[ev.SchedulerNoticed], Any],

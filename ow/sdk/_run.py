@@ -19,7 +19,7 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import msgspec
@@ -28,6 +28,10 @@ from ow.core import codec, defaults, subjects
 from ow.core import events as ev
 from ow.core.errors import ConfigError, OWError, ValidationError
 from ow.core.ids import uuid7
+from ow.sdk._resource import AsyncResource
+
+if TYPE_CHECKING:
+    from ow.sdk._client import AsyncOpenWeights
 
 __all__ = ["AsyncRun"]
 
@@ -35,11 +39,11 @@ _enc = msgspec.json.Encoder()
 log = logging.getLogger(__name__)
 
 
-class AsyncRun:
+class AsyncRun(AsyncResource):
     """The current run (inside a job)."""
 
-    def __init__(self, client: Any):
-        self.client = client
+    def __init__(self, client: AsyncOpenWeights):
+        super().__init__(client)
         self._buffer: list[ev.MetricLogged] = []
         self._pending: list[Any] = []
         self._last_flush = 0.0  # the first record after a quiet spell goes out at once
@@ -189,4 +193,4 @@ class AsyncRun:
     async def last_checkpoint(self) -> tuple[int, str] | None:
         """(step, file id) of the job's last checkpoint, from any earlier run, or None."""
         job = await self.client.jobs.retrieve(self.job_id)
-        return job._state.checkpoint
+        return job.checkpoint

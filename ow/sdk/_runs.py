@@ -10,21 +10,22 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ow.core.errors import NotFoundError
 from ow.sdk._objects import Run
+from ow.sdk._resource import AsyncResource
+
+if TYPE_CHECKING:
+    pass
 
 __all__ = ["AsyncRuns"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-class AsyncRuns:
+class AsyncRuns(AsyncResource):
     """`ow.runs`: `list(job_id=, worker_id=, status=, limit=)`, `retrieve(id)`, `download`."""
-
-    def __init__(self, client: Any):
-        self.client = client
 
     async def list(
         self, job_id: str | None = None, worker_id: str | None = None, limit: int | None = 10,

@@ -139,7 +139,7 @@ class OpenWeights(_Sync):
         portal = cm.__enter__()
         client = portal.call(partial(AsyncOpenWeights, url, org, **kwargs))
         super().__init__(client, portal)
-        client._spawn = portal.start_task_soon  # background tasks (chat's deployments' leases)
+        client.spawn = portal.start_task_soon  # background tasks (chat's deployments' leases)
         object.__setattr__(self, "_cm", cm)
         object.__setattr__(self, "_closed", False)
         if client.config.run_id:  # inside a job: logged records leave within a flush interval

@@ -1,7 +1,7 @@
-"""`Bus.subscribe_batches` against a real server: the batched ordered consumer a projection
-follows the log with (it used to live in `projections/_read.py`, reaching through `bus.js`).
+"""`follow`, the batched ordered consumer under `Bus.read` (live reads, and bounded ones
+too short for the bulk reader), against a real server.
 
-It must give exactly what `Bus.subscribe` gives (same messages, order), from a start
+It must give exactly what the bulk reader gives (same messages, order), from a start
 sequence, in batches no larger than asked, end at `stop_at`, and follow live without one.
 """
 
@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from ow.core import subjects
-from ow.core.bus import Bus
+from ow.core.bus._read import bulk, follow, take_batch
 
 pytestmark = pytest.mark.anyio
 
@@ -26,14 +26,14 @@ async def _publish(bus, n: int, start: int = 0) -> str:
 
 
 async def _batches(bus, subject: str, **kw) -> list[list[tuple]]:
-    return [b async for b in bus.subscribe_batches(subjects.METRICS_STREAM, subject, **kw)]
+    return [b async for b in follow(bus, subjects.METRICS_STREAM, subject, **kw)]
 
 
 async def test_gives_what_subscribe_gives_in_batches_no_larger_than_asked(bus):
     subject = await _publish(bus, 250)
     last = await bus.last_seq(subjects.METRICS_STREAM, subject)
-    want = [(s, subj, bytes(d)) async for s, subj, d in bus.subscribe(
-        subject, stream=subjects.METRICS_STREAM, start_seq=1, stop_at=last, raw=True)]
+    want = [(s, subj, bytes(d)) async for part in bulk(bus, subjects.METRICS_STREAM, subject,
+                                                       1, last) for s, subj, d, _ in part]
     batches = await _batches(bus, subject, stop_at=last, max_batch=40)
     assert all(0 < len(b) <= 40 for b in batches)
     got = [(s, subj, bytes(d)) for b in batches for s, subj, d, _ in b]
@@ -67,8 +67,8 @@ async def test_follows_live_without_stop_at(bus):
     seen: list[bytes] = []
     done = anyio.Event()
 
-    async def follow() -> None:
-        async for batch in bus.subscribe_batches(subjects.METRICS_STREAM, subject):
+    async def live() -> None:
+        async for batch in follow(bus, subjects.METRICS_STREAM, subject):
             seen.extend(bytes(m[2]) for m in batch)
             if len(seen) >= 8:
                 done.set()
@@ -76,7 +76,7 @@ async def test_follows_live_without_stop_at(bus):
 
     with anyio.fail_after(20):
         async with anyio.create_task_group() as tg:
-            tg.start_soon(follow)
+            tg.start_soon(live)
             await _publish(bus, 5, start=3)
             await done.wait()
     assert seen == [b'{"i":%d}' % i for i in range(8)]
@@ -84,8 +84,8 @@ async def test_follows_live_without_stop_at(bus):
 
 def test_take_batch_cuts_by_count_and_bytes():
     buf = [(i, "s", b"x" * n, 0) for i, n in enumerate([3, 3, 3, 9, 1])]
-    assert [m[0] for m in Bus.take_batch(buf, 2, 100)] == [0, 1]
-    assert [m[0] for m in Bus.take_batch(buf, 10, 5)] == [2]
-    assert [m[0] for m in Bus.take_batch(buf, 10, 5)] == [3]  # larger than the limit: alone
-    assert [m[0] for m in Bus.take_batch(buf, 10, 5)] == [4]
+    assert [m[0] for m in take_batch(buf, 2, 100)] == [0, 1]
+    assert [m[0] for m in take_batch(buf, 10, 5)] == [2]
+    assert [m[0] for m in take_batch(buf, 10, 5)] == [3]  # larger than the limit: alone
+    assert [m[0] for m in take_batch(buf, 10, 5)] == [4]
     assert buf == []

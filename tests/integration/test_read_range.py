@@ -1,4 +1,5 @@
-"""`Bus.read_range`: bulk catch-up reads over `ow.core.wire`, against a real server.
+"""The bulk reader under `Bus.read` (catch-up reads over `ow.core.bus._wire`), against a
+real server.
 
 It must give exactly what the ordered consumer gives (same messages, order, times), stop at
 `stop_at`, end when the rest of the range is gone, survive flow control on a large read,
@@ -12,8 +13,8 @@ import pytest
 from ow.core import bus as bus_mod
 from ow.core import subjects
 from ow.core import tenancy as tn
-from ow.core.wire import WireError
-from ow.projections._read import read_batches
+from ow.core.bus import WireError
+from ow.core.bus._read import bulk
 
 from .test_tenancy import ORGS, admin_bus, tenants  # noqa: F401 - the fixture
 
@@ -43,7 +44,7 @@ async def _ordered(bus, subject: str, start: int, stop: int) -> list[tuple]:
 
 async def _ranged(bus, subject: str, start: int, stop: int) -> list[tuple]:
     out = []
-    async for part in bus.read_range(subjects.METRICS_STREAM, subject, start, stop):
+    async for part in bulk(bus, subjects.METRICS_STREAM, subject, start, stop):
         out += part
     return out
 
@@ -96,13 +97,14 @@ async def test_a_large_read_goes_through_flow_control(bus):
     assert [int(d.split(b",")[0][5:]) for _, _, d, _ in got] == list(range(1, 3000, 2))
 
 
-async def test_read_batches_falls_back_to_nats_py_where_wire_cannot_run(bus):
+async def test_read_falls_back_to_nats_py_where_wire_cannot_run(bus):
     a, _ = await _publish(bus, 200)
     last = await bus.last_seq(subjects.METRICS_STREAM, a)
-    bus.wire_auth = None  # as with a credentials file: read_range refuses
+    bus.wire_auth = None  # as with a credentials file: the bulk reader refuses
+    bus.bulk_from = 1  # a span this short would not try it
     with pytest.raises(WireError):
         await _ranged(bus, a, 1, last)
-    got = [m async for batch in read_batches(bus, subjects.METRICS_STREAM, a, stop_at=last)
+    got = [m async for batch in bus.read(subjects.METRICS_STREAM, a, stop_at=last)
            for m in batch]
     assert len(got) == 100
     assert got[-1].seq == last

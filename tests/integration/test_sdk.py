@@ -69,19 +69,21 @@ async def test_jobs_list_folds_only_what_is_new(nats_server, org, bulk):
     bulk reader, or nats-py's ordered consumer where the bulk reader cannot connect."""
     async with client(nats_server.url, org) as ow:
         bus = await ow.bus()
+        bus.bulk_from = 1  # spans this short would not try the bulk reader
         if not bulk:
-            bus.wire_auth = None  # read_range refuses: the nats-py path
+            bus.wire_auth = None  # the bulk reader refuses: the nats-py path
         starts: list[int] = []
-        read_range = bus.read_range
+        read = bus.read
 
-        def spy(stream, filt, start, stop):
-            starts.append(start)
-            return read_range(stream, filt, start, stop)
+        def spy(stream, filt, **kw):
+            if filt == subjects.events_filter(org, "job"):  # the fold's reads, not history's
+                starts.append(kw["start_seq"])
+            return read(stream, filt, **kw)
 
-        bus.read_range = spy
+        bus.read = spy
         a = await ow.echo.create(text="a")
         assert [j.id for j in await ow.jobs.list()] == [a.id]
-        seen = ow._job_fold.seen
+        seen = ow.job_fold.seen
         b = await ow.echo.create(text="b")
         await ow.jobs.cancel(a.id)
         listed = {j.id: j.status for j in await ow.jobs.list()}

@@ -43,7 +43,7 @@ async def test_deploy_chat_cache_and_cancel_on_exit(nats, tiny_model, tmp_path):
         bus = await ow.bus()
         history, _ = await bus.history(subjects.job_subject(org, job_id))
         assert any(isinstance(d.event, ev.JobTimeoutExtended) for d in history)
-        assert model not in ow._deployments  # a later request deploys it again
+        assert model not in ow.deployments  # a later request deploys it again
 
 
 

@@ -43,7 +43,7 @@ VERBS: list[tuple[str, bytes, set[str]]] = [
     (f"{API}.STREAM.MSG.DELETE.OW_EVENTS", b"", {A}),
     (f"{API}.STREAM.MSG.GET.OW_EVENTS", b"", ALL),
     (f"{API}.DIRECT.GET.OW_EVENTS", b"", ALL),
-    # ordered consumers and read_range: ephemeral, unnamed
+    # ordered consumers and the bulk reader: ephemeral, unnamed
     (f"{API}.CONSUMER.CREATE.OW_EVENTS", b"", ALL),
     (f"{API}.CONSUMER.CREATE.OW_EVENTS.spy", b"", {A}),
     (f"{API}.CONSUMER.CREATE.OW_EVENTS.spy.ow.ev.>", b"", {A}),
@@ -55,7 +55,7 @@ VERBS: list[tuple[str, bytes, set[str]]] = [
     (f"{API}.CONSUMER.MSG.NEXT.{D}", NO_WAIT, {W, A}),
     (f"{API}.CONSUMER.PAUSE.{D}", b"", {A}),
     (f"{API}.CONSUMER.DELETE.{D}", b"", {A}),
-    (f"{API}.CONSUMER.DELETE.OW_EVENTS.other", b"", {R, S, W, J, A}),  # read_range's own
+    (f"{API}.CONSUMER.DELETE.OW_EVENTS.other", b"", {R, S, W, J, A}),  # the bulk reader's own
     (f"{API}.CONSUMER.PAUSE.OW_EVENTS.other", b"", {A}),
     (f"{API}.CONSUMER.LIST.OW_EVENTS", b"", {A}),
     # the secrets' ciphertext: the workers' (they start jobs with them) and the admins'

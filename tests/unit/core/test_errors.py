@@ -59,7 +59,7 @@ def test_the_drawing_shows_each_class_under_its_base():
 
 @pytest.mark.parametrize(("module", "name"), [
     ("ow.core.tenancy", "TokenError"),
-    ("ow.core.wire", "WireError"),
+    ("ow.core.bus", "WireError"),
     ("ow.scheduler.providers", "ProviderError"),
     ("ow.scheduler.providers", "NoCapacityError"),
     ("ow.scheduler.providers", "QuotaError"),

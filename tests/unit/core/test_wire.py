@@ -1,8 +1,8 @@
-"""The frame parser of `ow.core.wire` on protocol bytes cut at every possible place."""
+"""The frame parser of `ow.core.bus._wire` on protocol bytes cut at every possible place."""
 
 from __future__ import annotations
 
-from ow.core.wire import Frame, WireReader, header_int
+from ow.core.bus._wire import Frame, WireReader, header_int
 
 
 def _hmsg(subject: bytes, sid: bytes, reply: bytes, header: bytes, payload: bytes) -> bytes:

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 from ow.core import codec
 from ow.core import events as ev
+from ow.core.bus import Msg
 from ow.projections import _db
 from ow.projections._apply import Folder
-from ow.projections._read import Msg
 
 
 def _fold(bodies: list[bytes]) -> Folder:

@@ -16,9 +16,9 @@ import pytest
 
 from ow.core import codec
 from ow.core import events as ev
+from ow.core.bus import Msg
 from ow.projections import _db
 from ow.projections._apply import Folder, _long_columns
-from ow.projections._read import Msg
 from ow.projections.audit import contents
 
 T0 = ev.now()

@@ -1,9 +1,9 @@
 """A plain-socket NATS connection that receives one subscription's messages in bulk.
 
 nats-py spends ~25 µs per delivered message (a regex per frame, a header parser, an asyncio
-queue and task hop per message); a rebuild reads millions. `bus.read_range` uses this for
-bounded catch-up reads instead: it opens its own TCP connection, subscribes one inbox, and
-parses whole socket reads of frames at once (~3 µs per message). It answers the server's
+queue and task hop per message); a rebuild reads millions. `Bus.read` uses this for bounded
+catch-up reads instead (`_read.py`): it opens its own TCP connection, subscribes one inbox,
+and parses whole socket reads of frames at once (~3 µs per message). It answers the server's
 PINGs and the consumer's flow-control requests itself. Plain `nats://` only, with no
 credentials, a token, or a user and password (what `bus.connect` uses); callers fall back
 to nats-py for anything else.
@@ -23,9 +23,9 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
-from ow.core.errors import WireError  # re-exported: its old home
+from ow.core.errors import WireError
 
-__all__ = ["Frame", "WireError", "WireReader"]
+__all__ = ["Frame", "WireReader", "header_int"]
 
 _READ = 1 << 20
 
