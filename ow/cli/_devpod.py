@@ -150,9 +150,12 @@ def snapshot(root: Path) -> frozenset[tuple[str, int, int]]:
     return frozenset(seen)
 
 
-async def _live_sync(addr: Address, opts: DevPodOptions, say: Say) -> None:
-    """Push again whenever a file changed; a failed push is reported and tried again."""
-    last = await anyio.to_thread.run_sync(snapshot, opts.local_dir)
+async def _live_sync(
+    addr: Address, opts: DevPodOptions, say: Say, last: frozenset[tuple[str, int, int]]
+) -> None:
+    """Push again whenever a file changed since `last` (the files as they were before the
+    first push: a change made while that push runs is pushed next); a failed push is
+    reported and tried again."""
     while True:
         await anyio.sleep(opts.sync_interval_s)
         now = await anyio.to_thread.run_sync(snapshot, opts.local_dir)
@@ -188,8 +191,9 @@ async def _work(provider: Any, pod_id: str, opts: DevPodOptions, say: Say) -> in
     async with anyio.create_task_group() as tg:
         if opts.sync:
             say(f"syncing {opts.local_dir} → {opts.remote_dir} …")
+            pushed = await anyio.to_thread.run_sync(snapshot, opts.local_dir)
             await push(addr, opts)
-            tg.start_soon(_live_sync, addr, opts, say)
+            tg.start_soon(_live_sync, addr, opts, say, pushed)
         code = await _run(addr, opts, say)
         tg.cancel_scope.cancel()
     return code
