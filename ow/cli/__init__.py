@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-__all__ = ["build_app", "main"]
+__all__ = ["build_app", "command", "main"]
 
 
 def build_app() -> Any:
@@ -55,6 +55,16 @@ def build_app() -> Any:
     return app
 
 
+def command(app: Any) -> Any:
+    """The click command of the typer `app`, its plain parameters converted without
+    pydantic (`ow.cli._typer`)."""
+    import typer.main
+
+    from ow.cli import _typer
+
+    return _typer.plain(typer.main.get_command(app))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `ow` console script."""
     from ow.cli import _app, render
@@ -63,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
         try:  # standalone: click prints usage errors and exits 2 by itself
-            build_app()(args=argv, standalone_mode=True)
+            command(build_app())(args=argv, standalone_mode=True)
         except BaseExceptionGroup as group:  # an error raised inside a task group
             first = _first_leaf(group)
             if isinstance(first, OWError | KeyboardInterrupt):

@@ -17,12 +17,8 @@ from typing import Any
 
 import anyio
 import msgspec
-import nats
-import nats.errors
-import nats.js.errors
-from nats.js import api
 
-from ow.core import codec, defaults, subjects, wire
+from ow.core import codec, defaults, imports, subjects, wire
 from ow.core import events as ev
 from ow.core.errors import (
     BusError,
@@ -34,6 +30,13 @@ from ow.core.errors import (
     PermissionDeniedError,
 )
 from ow.core.ids import uuid7
+
+with imports.without("aiohttp"):  # nats wants it for ws:// URLs only: `connect` attaches it
+    import nats
+    import nats.aio.transport
+    import nats.errors
+    import nats.js.errors
+    from nats.js import api
 
 __all__ = ["Bus", "Delivery", "Dispatch", "KvEntry", "Offer", "Reply", "ServiceFault",
            "connect", "mapped"]
@@ -132,6 +135,8 @@ async def connect(
     reconnect: bool = True,
 ) -> Bus:
     """Connect to NATS, check its version, and return a `Bus` bound to `org`."""
+    if "ws://" in url or "wss://" in url:
+        imports.attach(nats.aio.transport, "aiohttp")
     opts: dict[str, Any] = {
         "servers": url.split(","),
         "name": name,
