@@ -7,11 +7,13 @@ Imports: `ow.core` and the sibling projection modules.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ow.core import subjects
 from ow.core.errors import NotFoundError
-from ow.projections.runner import Projector
+
+if TYPE_CHECKING:  # the fold itself loads only where a query runs (not in a client)
+    from ow.projections.runner import Projector
 
 __all__ = [
     "anomalies", "costs", "events_page", "find_jobs", "job_detail", "job_states", "list_jobs",
