@@ -10,8 +10,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from ow.core import events as ev
 from ow.core import codec, subjects
+from ow.core import events as ev
 from ow.projections.client import FALLBACK_NOTICE
 from tests.integration.test_projections_helpers import completed_job, pending_job, publish_metrics
 
