@@ -29,6 +29,16 @@ def test_the_table_names_exactly_what_each_module_registers(module):
     assert _names(app) == set(MODULES[module])
 
 
+def test_every_command_module_is_in_the_table():
+    import pkgutil
+
+    import ow.cli
+
+    registering = {m.name for m in pkgutil.iter_modules(ow.cli.__path__)
+                   if hasattr(importlib.import_module(f"ow.cli.{m.name}"), "register")}
+    assert registering == set(MODULES)
+
+
 def test_a_name_not_in_the_table_loads_every_command():
     every = {n for names in MODULES.values() for n in names}
     assert _names(build_app("no-such-command")) == every
