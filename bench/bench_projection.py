@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import timedelta
 from pathlib import Path
 
 import anyio
@@ -30,54 +29,17 @@ import anyio
 sys.path.insert(0, str(Path(__file__).parent))
 
 from _cpu import busy_s, used_s  # noqa: E402
+from _history import publish_history  # noqa: E402
 
 from ow.core import bus as bus_mod
-from ow.core import codec, subjects
-from ow.core import events as ev
-from ow.core.ids import uuid7
 from ow.core.server import NatsServer
 from ow.projections import Projector, rebuild, views
 
 REBUILDS = 3  # the median is reported: this machine's speed drifts from run to run
 JOBS = 25_000
-METRIC_MSGS, PER_MSG = 9_000, 100
+METRIC_MSGS = 9_000
 ORG = "bench"
 FORM = "arrays" if "--arrays" in sys.argv else "batch"
-
-
-async def _publish(bus) -> int:
-    t = ev.now()
-    batch: list[ev.Event] = []
-    for i in range(JOBS):
-        jid, rid = f"job-{i:06d}", f"run-{i:06d}"
-        batch += [
-            ev.JobSubmitted(job_id=jid, job_type="custom" if i % 3 else "fine-tuning",
-                            model="m", params={"i": i}, ts=t),
-            ev.RunStarted(run_id=rid, job_id=jid, gen=0, worker_id=f"w{i % 8}", ts=t),
-            ev.ArtifactUploaded(run_id=rid, job_id=jid, file_id=f"f{i}", path="out.txt", ts=t),
-            ev.RunFinished(run_id=rid, job_id=jid, status="completed", exit_code=0, ts=t),
-        ]
-        if len(batch) >= 10_000:
-            await bus.publish_batch(batch)
-            batch = []
-    await bus.publish_batch(batch)
-    futures = []
-    for m in range(METRIC_MSGS):
-        rid = f"run-{m:06d}"
-        records = [bus.stamp(ev.MetricLogged(
-            run_id=rid, job_id=f"job-{m:06d}", ts=t + timedelta(microseconds=s * 37),
-            data={"step": s, "loss": 1.0 / (s + 1), "lr": 1e-4, "tokens": s * 512}))
-            for s in range(PER_MSG)]
-        body = codec.encode_metrics(records, uuid7()) if FORM == "batch" else b"[" + b",".join(
-            map(codec.encode, records)) + b"]"
-        futures.append(await bus.publish_raw(subjects.metric_subject(ORG, rid), body, wait=False))
-        if len(futures) >= 1000:
-            for f in futures:
-                await f
-            futures = []
-    for f in futures:
-        await f
-    return JOBS * 4 + METRIC_MSGS * PER_MSG
 
 
 def _load_libraries() -> float:
@@ -108,7 +70,7 @@ async def main() -> None:
         bus = await bus_mod.connect(server.url, org=ORG, actor="bench")
         await bus.provision()
         t0 = time.perf_counter()
-        n = await _publish(bus)
+        n = await publish_history(bus, JOBS, METRIC_MSGS, arrays=FORM == "arrays")
         publish_s = time.perf_counter() - t0
         path = root / "p.duckdb"
         load_s = _load_libraries()

@@ -9,16 +9,36 @@ Imports: everything (typer and rich lazily, inside `app()`/`main()`).
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import Any
 
-__all__ = ["build_app", "main"]
+__all__ = ["MODULES", "build_app", "command", "command_name", "main"]
 
 
-def build_app() -> Any:
+#: each command module and the names it registers: `ow <name>` imports only that module
+#: (all of them cost ~40 ms a call); a name not listed loads them all, so it still works
+MODULES = {
+    "jobs": ("ls", "show", "logs", "cancel", "restart", "exec", "deploy"),
+    "events": ("tail", "metrics"),
+    "files": ("fetch", "files"),
+    "workers": ("workers", "ssh"),
+    "projections": ("replay", "projections"),
+    "audit": ("audit",),
+    "serve": ("serve",),
+    "up": ("up", "down", "worker", "scheduler"),
+    "tenancy": ("org", "token", "env"),
+    "compat": ("signup", "cluster", "manage"),  # openweights' signup / cluster / manage
+}
+_OPTIONAL = frozenset({"up", "tenancy"})  # left out when their imports are missing
+_GLOBAL_VALUES = frozenset({"--url", "--org", "--db"})  # the options of `_global` with a value
+
+
+def build_app(name: str | None = None) -> Any:
+    """The typer app: every command, or (with `name`) the module that registers it."""
     import typer
 
-    from ow.cli import _app, audit, events, files, jobs, projections, serve, workers
+    from ow.cli import _app
 
     app = typer.Typer(
         name="ow", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -35,24 +55,37 @@ def build_app() -> Any:
         _app.settings.url, _app.settings.org, _app.settings.db = url, org, db
         _app.settings.debug = debug
 
-    for module in (jobs, events, files, workers, projections, audit, serve):
+    wanted = [m for m, names in MODULES.items() if name in names] or list(MODULES)
+    for module_name in wanted:
+        try:
+            module = importlib.import_module(f"ow.cli.{module_name}")
+        except ImportError:
+            if module_name in _OPTIONAL:
+                continue
+            raise
         module.register(app)
-    try:
-        from ow.cli import up
-    except ImportError:
-        pass
-    else:
-        up.register(app)
-    try:
-        from ow.cli import tenancy
-    except ImportError:
-        pass
-    else:
-        tenancy.register(app)
-    from ow.cli import compat  # openweights' signup / cluster / manage
-
-    compat.register(app)
     return app
+
+
+def command_name(argv: list[str]) -> str | None:
+    """The command `argv` names (after the global options), or None."""
+    args = iter(argv)
+    for arg in args:
+        if not arg.startswith("-"):
+            return arg
+        if arg in _GLOBAL_VALUES:
+            next(args, None)
+    return None
+
+
+def command(app: Any) -> Any:
+    """The click command of the typer `app`, its plain parameters converted without
+    pydantic (`ow.cli._typer`)."""
+    import typer.main
+
+    from ow.cli import _typer
+
+    return _typer.plain(typer.main.get_command(app))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -60,10 +93,11 @@ def main(argv: list[str] | None = None) -> None:
     from ow.cli import _app, render
     from ow.core.errors import ConfigError, OWError
 
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    args = argv if argv is not None else sys.argv[1:]
+    debug = "--debug" in args
     try:
         try:  # standalone: click prints usage errors and exits 2 by itself
-            build_app()(args=argv, standalone_mode=True)
+            command(build_app(command_name(args)))(args=argv, standalone_mode=True)
         except BaseExceptionGroup as group:  # an error raised inside a task group
             first = _first_leaf(group)
             if isinstance(first, OWError | KeyboardInterrupt):

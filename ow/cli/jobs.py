@@ -51,12 +51,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """A job, its runs and its last events."""
         async def go() -> dict[str, Any]:
-            from ow.sdk._pending import reason_of
+            async with _app.reader() as r:  # one connection for both reads
+                detail = await r.result("job_detail", {"job_id": job_id})
+                if detail["status"] == "pending":  # why it waits: the scheduler's notice
+                    from ow.sdk._pending import reason_of  # the SDK: ~40 ms, only if it waits
 
-            detail = await _app.ask("job_detail", job_id=job_id)
-            if detail["status"] == "pending":  # why it waits: the scheduler's notice
-                async with _app.connected() as bus:
-                    detail["pending_reason"] = await reason_of(bus, detail["job_id"])
+                    detail["pending_reason"] = await reason_of(r.bus, detail["job_id"])
             return detail
 
         job = run(go)

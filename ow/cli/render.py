@@ -66,11 +66,21 @@ def _cell(value: Any) -> str:
 
 
 def table(rows: Sequence[dict[str, Any]], columns: Iterable[str], title: str = "") -> None:
-    """A rich table of the given columns; status-like cells are colored."""
+    """A rich table of the given columns; status-like cells are colored. One that is
+    plain text (`_plain`) is printed as rich would lay it out, without loading rich."""
+    cols = list(columns)
+    text = None if title else _plain(rows, cols)
+    if text is None:
+        _rich_table(rows, cols, title)
+        return
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _rich_table(rows: Sequence[dict[str, Any]], cols: list[str], title: str = "") -> None:
     from rich.table import Table
 
     t = Table(title=title or None, header_style="bold", box=None, pad_edge=False)
-    cols = list(columns)
     for c in cols:
         t.add_column(c)
     for row in rows:
@@ -80,6 +90,48 @@ def table(rows: Sequence[dict[str, Any]], columns: Iterable[str], title: str = "
             for c in cols
         ))
     console().print(t)
+
+
+def _plain(rows: Sequence[dict[str, Any]], cols: list[str]) -> str | None:
+    """The table as rich prints it with `box=None, pad_edge=False` (left-justified
+    columns two spaces apart, each cell padded to its column's width; on a terminal the
+    header bold and statuses colored), or None where rich would do more: a cell that is
+    not printable ASCII or could be markup, a table wider than the terminal, a variable
+    that changes rich's styling. tests/test_render.py holds it to rich's output."""
+    from ow.core.config import terminal_is_plain, terminal_width
+
+    if not terminal_is_plain():
+        return None
+    cells = [cols, *([_cell(row.get(c)) for c in cols] for row in rows)]
+    if not all(v.isascii() and v.isprintable() and "[" not in v for line in cells for v in line):
+        return None
+    widths = [max(len(line[i]) for line in cells) for i in range(len(cols))]
+    if sum(widths) + 2 * (len(cols) - 1) > terminal_width():
+        return None
+    styled = sys.stdout.isatty()
+    out = []
+    for n, line in enumerate(cells):
+        padded = [v.ljust(w) for v, w in zip(line, widths, strict=True)]
+        if styled and n == 0:
+            padded = [f"\x1b[1m{'  '.join(padded)}\x1b[0m"]
+        elif styled:
+            padded = [_ansi(v, rows[n - 1].get(c)) if c == "status" else v
+                      for v, c in zip(padded, cols, strict=True)]
+        out.append("  ".join(padded))
+    return "\n".join(out) + "\n"
+
+
+#: the SGR codes of the colors `_STATUS` names (what rich emits for them)
+_SGR = {"green": "32", "red": "31", "yellow": "33", "cyan": "36", "white": "37",
+        "bright_black": "90"}
+
+
+def _ansi(padded: str, status: Any) -> str:
+    color = _STATUS.get(status) if isinstance(status, str) else None
+    if color is None:
+        return padded
+    text = padded.rstrip(" ")
+    return f"\x1b[{_SGR[color]}m{text}\x1b[0m{padded[len(text):]}"
 
 
 def sparkline(values: Sequence[float], width: int = 60) -> str:

@@ -320,6 +320,7 @@ class WorkerState(msgspec.Struct, frozen=True, kw_only=True):
     last_ping: datetime | None = None
     run_id: str = ""
     reason: str = ""
+    isolation: str = ""  # what its jobs run in: bwrap | user | none ("" from older agents)
 
 
 def apply_worker(
@@ -342,6 +343,7 @@ def apply_worker(
                 state, status="active", hardware=e.hardware or state.hardware,
                 gpus=tuple(e.gpus), vram_gb=e.vram_gb, image=e.image,
                 cached_models=tuple(e.cached_models), registered_at=e.ts, last_ping=e.ts,
+                isolation=e.isolation,
             ), None
         case ev.WorkerPinged():
             return msgspec.structs.replace(state, last_ping=e.ts, run_id=e.run_id), None

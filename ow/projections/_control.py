@@ -48,8 +48,8 @@ WORKERS = Table("workers", (
     ("worker_id", _S), ("status", _S), ("provider", _S), ("pod_id", _S), ("hardware", _S),
     ("gpus", "JSON"), ("vram_gb", _F), ("image", _S), ("price_per_hour", _F),
     ("provisioned_at", _T), ("registered_at", _T), ("terminated_at", _T), ("last_ping", _T),
-    ("run_id", _S), ("reason", _S), ("state", "JSON"),
-), order="worker_id")
+    ("run_id", _S), ("reason", _S), ("state", "JSON"), ("isolation", _S),
+), order="worker_id", migrate=("ALTER TABLE workers ADD COLUMN IF NOT EXISTS isolation VARCHAR",))
 
 FILES = Table("files", (
     ("file_id", _S), ("purpose", _S), ("filename", _S), ("size_bytes", _I), ("sha256", _S),
@@ -132,6 +132,7 @@ def _worker_rows(ws: list[WorkerState]) -> dict[str, list[Any]]:
         "run_id": [w.run_id for w in ws],
         "reason": [w.reason for w in ws],
         "state": [j(w) for w in ws],
+        "isolation": [w.isolation for w in ws],
     }
 
 

@@ -9,7 +9,7 @@ per reader through `notice` (the CLI prints it on stderr, the SDK logs it at inf
 
 Answers come back as plain values, times as aware datetimes, on both paths alike.
 
-Imports: msgspec, anyio, `ow.core` and the sibling projection modules.
+Imports: msgspec, anyio, `ow.core`, `queries` (the fold, `runner`, only for a private one).
 """
 
 from __future__ import annotations
@@ -18,15 +18,13 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import msgspec
 
 from ow.core import defaults, subjects
-from ow.core.bus import Bus
-from ow.core.errors import NoServiceError, NotFoundError
-from ow.projections import _db
+from ow.core.errors import NoServiceError, NotFoundError, ProjectionError
 from ow.projections.queries import (
     QUERIES,
     Answer,
@@ -36,7 +34,10 @@ from ow.projections.queries import (
     params_of,
     run_query,
 )
-from ow.projections.runner import Projector
+
+if TYPE_CHECKING:  # a served read loads neither the fold nor DuckDB (the private one does)
+    from ow.core.bus import Bus
+    from ow.projections.runner import Projector
 
 __all__ = ["FALLBACK_NOTICE", "Reader", "decode_answer", "encode_error", "raise_error"]
 
@@ -86,7 +87,7 @@ def raise_error(code: str, text: str, data: bytes) -> None:
         err = NotFoundError(body.what, body.id)
         err.args = (body.message,)
         raise err
-    cls = {"query": QueryError, "behind": ServiceBehindError}.get(body.kind, _db.ProjectionError)
+    cls = {"query": QueryError, "behind": ServiceBehindError}.get(body.kind, ProjectionError)
     raise cls(body.message)
 
 
@@ -170,6 +171,8 @@ class Reader:
             self.notice(FALLBACK_NOTICE.format(org=self.bus.org))
         async with self._lock:
             if self._projector is None:
+                from ow.projections.runner import Projector
+
                 self._projector = Projector(
                     self.bus, self.private, memory=self.private is None
                 )

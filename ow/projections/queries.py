@@ -15,7 +15,7 @@ import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 
@@ -23,7 +23,9 @@ from ow.core import subjects
 from ow.core.errors import QueryError, ServiceBehindError
 from ow.core.ids import uuid7
 from ow.projections import views
-from ow.projections.runner import Projector
+
+if TYPE_CHECKING:  # a client validates parameters without loading the fold
+    from ow.projections.runner import Projector
 
 __all__ = [
     "QUERIES", "Answer", "Ask", "Query", "QueryError", "ServiceBehindError", "audit_report",

@@ -101,8 +101,7 @@ class LastSeqs:
             try:
                 async with self._locks.setdefault(stream, anyio.Lock()):
                     del self._next[stream]  # who comes now waits for the next lookup
-                    flight.value = await self.p.bus.last_seq(
-                        stream, stream_filter(stream, self.p.bus.org))
+                    flight.value = await self._lookup(stream)
             except BaseException as exc:
                 flight.error = exc
                 raise
@@ -113,6 +112,16 @@ class LastSeqs:
             raise BusUnavailableError(
                 f"looking up the last sequence of {stream} failed: {flight.error}")
         return flight.value
+
+    async def _lookup(self, stream: str) -> int:
+        """The org's last sequence on `stream`. Nothing stored past what the projector has
+        folded (the stream's own last sequence, one cheap request) means none of the org's
+        either; only otherwise the last message under the org's filter, which costs the
+        server a walk of every subject (45 ms at 100k jobs: most of a served `ow ls`)."""
+        last = await self.p.bus.stream_last_seq(stream)
+        if last <= self.p.position(stream):
+            return last
+        return await self.p.bus.last_seq(stream, stream_filter(stream, self.p.bus.org))
 
     async def of(self, streams: tuple[str, ...]) -> dict[str, int]:
         out: dict[str, int] = {}

@@ -7,11 +7,13 @@ Imports: `ow.core` and the sibling projection modules.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ow.core import subjects
 from ow.core.errors import NotFoundError
-from ow.projections.runner import Projector
+
+if TYPE_CHECKING:  # the fold itself loads only where a query runs (not in a client)
+    from ow.projections.runner import Projector
 
 __all__ = [
     "anomalies", "costs", "events_page", "find_jobs", "job_detail", "job_states", "list_jobs",
@@ -107,10 +109,13 @@ async def resolve_run(p: Projector, job_or_run: str) -> dict[str, Any]:
 
 
 async def list_workers(p: Projector, include_terminated: bool = False) -> list[dict[str, Any]]:
-    """Workers, with the newest of their registration and heartbeat times."""
+    """Workers, with the newest of their registration and heartbeat times, the isolation
+    their jobs get, and their current run (the last heartbeat's; an idle heartbeat, whose
+    run id is empty, falls back to the worker's own)."""
     return await p.query(
         "SELECT w.worker_id, w.status, w.provider, w.hardware, w.vram_gb, w.pod_id, "
-        "greatest(w.last_ping, h.ts) AS last_ping, coalesce(h.run_id, w.run_id) AS run_id, "
+        "coalesce(w.isolation, '') AS isolation, greatest(w.last_ping, h.ts) AS last_ping, "
+        "coalesce(nullif(h.run_id, ''), w.run_id) AS run_id, "
         "w.price_per_hour FROM workers w LEFT JOIN pings h USING (worker_id) "
         "WHERE ? OR w.status <> 'terminated' ORDER BY w.registered_at NULLS LAST, w.worker_id",
         [include_terminated],

@@ -10,8 +10,8 @@ from pathlib import Path
 import anyio
 import pytest
 
+from ow.core import codec, subjects
 from ow.core import events as ev
-from ow.core import subjects
 from ow.projections.client import FALLBACK_NOTICE
 from tests.integration.test_projections_helpers import completed_job, pending_job, publish_metrics
 
@@ -161,3 +161,23 @@ async def test_exec_streams_output_and_exits_with_the_job_code(nats_server, org,
             code, out, err = await ow("exec", f"echo out-{code_wanted}; exit {code_wanted}")
             assert code == code_wanted, err
             assert f"out-{code_wanted}" in out
+
+
+async def test_workers_show_isolation_and_an_idle_heartbeat_keeps_the_run(bus, ow):
+    await bus.publish(ev.WorkerRegistered(worker_id="w-iso", hardware="cpu", isolation="bwrap"))
+    # the worker's run as its own row has it (a ping on the control stream, as older agents
+    # sent), then an idle heartbeat: its empty run id is no run, so the row's stays
+    old_ping = bus.stamp(ev.WorkerPinged(worker_id="w-iso", run_id="r-old"))
+    await bus.publish_raw(subjects.worker_subject(bus.org, "w-iso"), codec.encode(old_ping))
+    await bus.publish(ev.WorkerPinged(worker_id="w-iso", run_id=""))
+    code, out, _ = await ow("workers", "--json")
+    assert code == 0
+    (w,) = json.loads(out)
+    assert (w["isolation"], w["run_id"]) == ("bwrap", "r-old")
+    await bus.publish(ev.WorkerPinged(worker_id="w-iso", run_id="r-new"))
+    code, out, _ = await ow("workers")
+    assert code == 0
+    header, row = out.splitlines()[:2]
+    assert "isolation" in header
+    assert "bwrap" in row
+    assert "r-new" in row

@@ -206,3 +206,27 @@ async def test_bad_input_through_the_service_is_one_line_naming_it(bus, ow, serv
         assert err.strip().splitlines() == [err.strip()]  # one line, and no notice: served
         assert wanted in err
         assert "Traceback" not in err
+
+
+#: what `ow ls` / `ow show` through the service must not load: the fold (duckdb, pyarrow),
+#: typer's pydantic, nats' websocket transport, the other command modules (and for `ls`'s
+#: plain table, rich). Old code loaded all of them (1.5 s for `ow ls`);
+#: bench/bench_reads.py prints the time
+_NOT_ON_THE_READ_PATH = {"duckdb", "pyarrow", "pydantic", "aiohttp", "ow.sdk", "ow.cli.up",
+                         "ow.cli.tenancy", "ow.cli.serve", "ow.projections._db"}
+_LOADED = ("import json, sys\nfrom ow.cli import main\ntry:\n    main(sys.argv[1:])\n"
+           "finally:\n    print(json.dumps(sorted(sys.modules)), file=sys.stderr)")
+
+
+@pytest.mark.parametrize(("args", "also"), [(("ls",), {"rich"}), (("show", "j1"), set())])
+async def test_a_served_read_loads_no_fold_nor_other_commands(bus, env, service, args, also):
+    await completed_job(bus)
+    await service()
+    proc = await anyio.run_process([sys.executable, "-c", _LOADED, *args], env=env,
+                                   check=False)
+    err = proc.stderr.decode().splitlines()
+    assert proc.returncode == 0, err
+    assert "j1" in proc.stdout.decode()
+    loaded = set(json.loads(err[-1]))
+    assert {m.split(".")[0] for m in loaded} & (_NOT_ON_THE_READ_PATH | also) == set()
+    assert loaded & _NOT_ON_THE_READ_PATH == set()

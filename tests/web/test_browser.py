@@ -199,7 +199,8 @@ async def test_workers_page_follows_heartbeats(bus, home, tmp_path):
         await page.goto(f"{d.url}/o/default/workers")
         row = page.locator("tbody tr", has_text=run_id)
         await row.wait_for()
-        age = row.locator("td").nth(6)
+        assert "isolation" in await page.locator("thead").inner_text()
+        age = row.locator("td").nth(7)
         first = await age.inner_text()
         # no worker event happens meanwhile: only the heartbeats can move the age
         await eventually(lambda: _changed(age, first))

@@ -31,6 +31,7 @@ async def test_workers_and_the_cost_ledger_price_a_real_run(bus, home, tmp_path)
 
         w = await eventually(running_worker)
         assert w["price_per_hour"] == PRICE
+        assert w["isolation"] in ("bwrap", "user", "none")  # what the agent registered with
         assert w["cost_usd"] > 0
         assert 0 <= w["heartbeat_age_s"] < 30
         await c.jobs.cancel(job.id)

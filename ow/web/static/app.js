@@ -319,6 +319,7 @@ async function workersPage() {
     main.replaceChildren(h("h1", {}, "Workers"), table([
       ["worker", (w) => w.worker_id, "mono"], ["status", (w) => badge(w.status)],
       ["provider", (w) => w.provider || ""], ["hardware", (w) => w.hardware || ""],
+      ["isolation", (w) => w.isolation || ""],
       ["GPUs", (w) => (w.gpus || []).join(", ")], ["VRAM GB", (w) => w.vram_gb ?? "", "num"],
       ["heartbeat age", (w) => (w.heartbeat_age_s === null ? "" : `${w.heartbeat_age_s} s`), "num"],
       ["current run", (w) => runLink(w.run_id), "mono"],

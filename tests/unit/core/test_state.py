@@ -255,7 +255,7 @@ PROVISIONED = ev.WorkerProvisioned(
 )
 REGISTERED = ev.WorkerRegistered(
     worker_id=W, hardware="1x A100", gpus=["A100"], vram_gb=80, image="ow-default",
-    cached_models=["m"], ts=T0 + timedelta(seconds=30),
+    cached_models=["m"], isolation="bwrap", ts=T0 + timedelta(seconds=30),
 )
 PING = ev.WorkerPinged(worker_id=W, run_id="run-a", ts=T0 + timedelta(seconds=35))
 DRAINING = ev.WorkerDraining(worker_id=W, reason="5 failed jobs")
@@ -267,7 +267,7 @@ WORKER_ACCEPTED = [
       "provisioned_at": T0}),
     ("registered", [PROVISIONED], REGISTERED,
      {"status": "active", "gpus": ("A100",), "vram_gb": 80, "provider": "runpod",
-      "last_ping": REGISTERED.ts}),
+      "last_ping": REGISTERED.ts, "isolation": "bwrap"}),
     ("registered without provisioning", [], REGISTERED, {"status": "active", "provider": ""}),
     ("pinged", [PROVISIONED, REGISTERED], PING, {"last_ping": PING.ts, "run_id": "run-a"}),
     ("draining", [REGISTERED], DRAINING, {"status": "draining", "reason": "5 failed jobs"}),

@@ -65,7 +65,8 @@ SCHEMA = {
         'VARCHAR, hardware VARCHAR, gpus JSON, vram_gb DOUBLE, image VARCHAR, '
         'price_per_hour DOUBLE, provisioned_at TIMESTAMP WITH TIME ZONE, registered_at '
         'TIMESTAMP WITH TIME ZONE, terminated_at TIMESTAMP WITH TIME ZONE, last_ping '
-        'TIMESTAMP WITH TIME ZONE, run_id VARCHAR, reason VARCHAR, state JSON);'
+        'TIMESTAMP WITH TIME ZONE, run_id VARCHAR, reason VARCHAR, state JSON, "isolation" '
+        'VARCHAR);'
     ),
 }
 
@@ -127,4 +128,17 @@ def test_a_file_from_before_metrics_raw_is_brought_up_to_date(tmp_path):
                     "job_id VARCHAR, step BIGINT, key VARCHAR, value DOUBLE, ts TIMESTAMPTZ)")
     con = _db.connect(path)
     assert [r[0] for r in con.execute("DESCRIBE metrics").fetchall()][-1] == "raw"
+    con.close()
+
+
+def test_a_workers_table_of_an_older_version_gets_the_isolation_column(tmp_path):
+    import duckdb
+
+    path = tmp_path / "old.duckdb"
+    old = duckdb.connect(str(path))
+    old.execute(SCHEMA["workers"].replace(', "isolation" VARCHAR', ""))
+    old.execute("INSERT INTO workers (worker_id, status) VALUES ('w1', 'active')")
+    old.close()
+    con = _db.connect(path)
+    assert con.execute("SELECT worker_id, isolation FROM workers").fetchall() == [("w1", None)]
     con.close()
