@@ -20,17 +20,20 @@ import base64
 import contextlib
 import hashlib
 import io
+import json
 import logging
 import os
 import tempfile
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import anyio
 
-from ow.core import subjects
+from ow.core import defaults, subjects
 from ow.core.bus import mapped
 from ow.core.errors import (
     ConfigError,
@@ -55,8 +58,8 @@ _S3_REFUSED = {
 
 # NATS object store layout (ADR-20, as nats-py writes it): one stream per bucket, each
 # object's chunks on their own subject named by the object's nuid.
-_OBJ_STREAM = "OBJ_{bucket}"
-_OBJ_CHUNKS = "$O.{bucket}.C.{nuid}"
+_OBJ_STREAM = f"OBJ_{subjects.FILES_BUCKET}"
+_NEXT = b'{"batch": 1, "expires": 5000000000}'  # one chunk; a pull waits up to 5 s
 
 BusGetter = Callable[[], Awaitable[Any]]
 
@@ -98,39 +101,30 @@ def _atomic_dest(dest_path: Path | str) -> Iterator[io.BufferedWriter]:
 
 
 class NatsObjectStore:
-    """Blobs in the NATS object store bucket `ow_files`, streamed both ways.
+    """Blobs in the NATS object store bucket `ow_files` (ADR-20 layout), streamed both ways.
 
-    Writes go through nats-py's `ObjectStore.put` (it reads the file chunk by chunk in a
-    thread); reads fetch chunk by chunk (see `_read_chunks`).
+    One read path for everyone, through API subjects that name what is read, so that the
+    server can restrict it (a run's credential reads only its job's files,
+    `permissions.run_permissions`): the metadata by a direct get of the last message on its
+    subject, the chunks by a consumer whose filter (the object's chunk subject) is in its
+    API subject, pulled one chunk at a time (memory stays at one chunk). Writes publish the
+    chunks and then the metadata (a rollup of its subject), as nats-py does, without
+    nats-py's stat before and purge after (a run may neither).
 
     Keys are content-addressed (`file_key(org, file_id)`, the id a hash of the bytes), so a
     key that already holds a complete object (its metadata is written last) is left alone:
-    rewriting it would purge the old chunks under a reader that is streaming them (two
-    uploads of the same bytes racing while an agent downloads).
+    rewriting it would orphan the chunks a reader is streaming. A run cannot see whether it
+    exists (`exists` is refused to it): it writes, and its copy is the same bytes.
     """
 
     name = "nats"
 
     def __init__(self, bus_getter: BusGetter):
         self._bus_getter = bus_getter
-        self._bus: Any = None
-        self._obj: Any = None
-
-    async def _store(self) -> Any:
-        bus = await self._bus_getter()  # cheap (the client caches it); a new one after close
-        if self._obj is None or bus is not self._bus:
-            try:
-                with mapped("open object store", subjects.FILES_BUCKET):
-                    obj = await bus.js.object_store(subjects.FILES_BUCKET)
-            except NotFoundError:  # an unprovisioned server: create the bucket
-                with mapped("create object store", subjects.FILES_BUCKET):
-                    obj = await bus.js.create_object_store(bucket=subjects.FILES_BUCKET)
-            self._bus, self._obj = bus, obj
-        return self._obj
 
     @contextlib.contextmanager
     def _mapped(self, what: str, key: str) -> Iterator[None]:
-        """`bus.mapped`, plus nats errors it leaves alone (digest mismatch, bad metadata)."""
+        """`bus.mapped`, plus nats errors it leaves alone."""
         try:
             with mapped("blob", key):
                 yield
@@ -142,19 +136,31 @@ class NatsObjectStore:
             raise StoreError(f"NATS object store: {what} {key!r} failed ({exc!r})") from exc
 
     async def put_file(self, key: str, path: Path | str) -> None:
-        obj = await self._store()
-        if await self.exists(key):
-            return  # see the class docstring: never rewrite a complete object
         f = await anyio.to_thread.run_sync(partial(open, path, "rb"))
-        with f, self._mapped("put", key):
-            await obj.put(key, f)  # nats-py reads it chunk by chunk in a thread
+        with f:
+            await self._put(key, partial(f.read, CHUNK_BYTES))
 
     async def put_bytes(self, key: str, data: bytes) -> None:
-        obj = await self._store()
-        if await self.exists(key):
-            return
+        await self._put(key, io.BytesIO(bytes(data)).read1)
+
+    async def _put(self, key: str, read: Callable[[], bytes]) -> None:
+        bus = await self._bus_getter()
+        if not bus.run and await self.exists(key):
+            return  # see the class docstring: never rewrite a complete object
+        nuid, h, size, chunks = uuid.uuid4().hex, hashlib.sha256(), 0, 0
+        subject = subjects.object_chunks_subject(nuid)
+        while chunk := await anyio.to_thread.run_sync(read):
+            h.update(chunk)
+            size, chunks = size + len(chunk), chunks + 1
+            with self._mapped("put", key):
+                await bus.js.publish(subject, chunk)
+        meta = {"name": key, "bucket": subjects.FILES_BUCKET, "nuid": nuid, "size": size,
+                "chunks": chunks, "mtime": datetime.now(UTC).isoformat(),
+                "digest": "SHA-256=" + base64.urlsafe_b64encode(h.digest()).decode(),
+                "options": {"max_chunk_size": CHUNK_BYTES}}
         with self._mapped("put", key):
-            await obj.put(key, bytes(data))
+            await bus.js.publish(subjects.object_meta_subject(key), json.dumps(meta).encode(),
+                                 headers={"Nats-Rollup": "sub"})
 
     async def get_file(self, key: str, dest_path: Path | str) -> Path:
         info = await self._info(key)  # fail before creating anything at dest
@@ -176,48 +182,68 @@ class NatsObjectStore:
         await self._read_chunks(key, info, write)
         return buf.getvalue()
 
-    async def _info(self, key: str) -> Any:
-        obj = await self._store()
-        with self._mapped("stat", key):
-            info = await obj.get_info(key)
-        if info.is_link():
+    async def nuid(self, key: str) -> str:
+        """The nuid of an object's chunks (what a run's credential names to read them)."""
+        return str((await self._info(key))["nuid"])
+
+    async def _info(self, key: str) -> dict[str, Any]:
+        """An object's metadata; `NotFoundError` if it has none or was deleted."""
+        bus = await self._bus_getter()
+        raw = await bus.last_raw(_OBJ_STREAM, subjects.object_meta_subject(key))
+        try:
+            info = json.loads(raw) if raw else {}
+        except ValueError as exc:
+            raise StoreError(f"NATS object {key!r} has unreadable metadata; upload it again") \
+                from exc
+        if not info or info.get("deleted"):
+            raise NotFoundError("blob", key)
+        if (info.get("options") or {}).get("link"):
             raise StoreError(f"NATS object {key!r} is a link; ow never writes links")
         return info
 
     async def _read_chunks(
-        self, key: str, info: Any, write: Callable[[bytes], Awaitable[Any]]
+        self, key: str, info: dict[str, Any], write: Callable[[bytes], Awaitable[Any]]
     ) -> None:
-        """Fetch an object's chunks one request at a time and check its digest.
-
-        nats-py's `ObjectStore.get` reads through a push consumer that buffers chunks as
-        fast as the server sends them, so memory grows with the object's size (measured:
-        ~20 MiB held for a 60 MiB object). Asking for each next chunk by subject keeps one
-        chunk in memory. Non-direct gets are answered by the stream leader: never stale.
-        """
-        subject = _OBJ_CHUNKS.format(bucket=subjects.FILES_BUCKET, nuid=info.nuid)
-        stream = _OBJ_STREAM.format(bucket=subjects.FILES_BUCKET)
-        h = hashlib.sha256()
-        size, seq = 0, 1
-        for _ in range(info.chunks or 0):
-            with self._mapped("get", key):
-                msg = await self._bus.js.get_msg(stream, seq=seq, subject=subject, next=True)
-            chunk = msg.data or b""
-            h.update(chunk)
-            size += len(chunk)
-            await write(chunk)
-            seq = int(msg.seq) + 1
-        expected = base64.urlsafe_b64decode(str(info.digest).split("=", 1)[1] + "==")
-        if size != (info.size or 0) or h.digest() != expected:
+        """Pull an object's chunks one at a time through a consumer of its chunk subject
+        (named, so its filter is in the API subject) and check its size and digest."""
+        bus = await self._bus_getter()
+        name, h, size = uuid.uuid4().hex, hashlib.sha256(), 0
+        cfg = {"name": name, "filter_subject": subjects.object_chunks_subject(info["nuid"]),
+               "deliver_policy": "all", "ack_policy": "none", "mem_storage": True,
+               "num_replicas": 1, "inactive_threshold": 30_000_000_000}
+        with self._mapped("get", key):
+            reply = await bus.nc.request(
+                f"$JS.API.CONSUMER.CREATE.{_OBJ_STREAM}.{name}.{cfg['filter_subject']}",
+                json.dumps({"stream_name": _OBJ_STREAM, "config": cfg}).encode(),
+                timeout=defaults.REQUEST_TIMEOUT_S)
+        if error := json.loads(reply.data or b"{}").get("error"):
+            raise StoreError(f"NATS object {key!r}: could not read its chunks "
+                             f"({error.get('description', error)})")
+        try:
+            for _ in range(int(info.get("chunks") or 0)):
+                with self._mapped("get", key):
+                    msg = await bus.nc.request(
+                        f"$JS.API.CONSUMER.MSG.NEXT.{_OBJ_STREAM}.{name}", _NEXT,
+                        timeout=defaults.REQUEST_TIMEOUT_S)
+                if msg.headers and msg.headers.get("Status"):
+                    raise StoreError(f"NATS object {key!r} lost a chunk ({msg.headers}); "
+                                     "upload it again")
+                h.update(msg.data)
+                size += len(msg.data)
+                await write(msg.data)
+        finally:
+            with contextlib.suppress(Exception), anyio.CancelScope(shield=True):
+                await bus.nc.publish(f"$JS.API.CONSUMER.DELETE.{_OBJ_STREAM}.{name}", b"")
+        expected = base64.urlsafe_b64decode(str(info.get("digest", "=")).split("=", 1)[1] + "==")
+        if size != int(info.get("size") or 0) or h.digest() != expected:
             raise StoreError(
-                f"NATS object {key!r} is corrupt: read {size} bytes, expected {info.size} "
+                f"NATS object {key!r} is corrupt: read {size} bytes, expected {info.get('size')} "
                 "with its recorded SHA-256; upload it again"
             )
 
     async def exists(self, key: str) -> bool:
-        obj = await self._store()
         try:
-            with self._mapped("stat", key):
-                await obj.get_info(key)
+            await self._info(key)
         except NotFoundError:
             return False
         return True

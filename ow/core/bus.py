@@ -184,6 +184,7 @@ async def connect(
     bus = Bus(nc, org=org, actor=actor, url=url)
     bus.denials = denials
     bus.sender = credentials.sender_of(token)  # what the server lets it publish bound events as
+    bus.run = credentials.run_of(token)  # a run's credential: what it may read (blobs, files)
     if not user_credentials:
         bus.wire_auth = {k: opts[k] for k in ("user", "password", "token", "inbox_prefix")
                          if k in opts}
@@ -210,6 +211,8 @@ class Bus:
         self.denials: list[tuple[float, str]] = []
         #: the identity its bound events go out under (`ow.core.credentials.sender_of`)
         self.sender = ""
+        #: the claims of its run credential, None for any other token (`credentials.run_of`)
+        self.run: credentials.Credential | None = None
 
     async def close(self) -> None:
         """Flush what was published and close (not drain: a pending pull would hold it 30 s)."""
