@@ -219,12 +219,14 @@ class NatsObjectStore:
         if error := json.loads(reply.data or b"{}").get("error"):
             raise StoreError(f"NATS object {key!r}: could not read its chunks "
                              f"({error.get('description', error)})")
+        inbox = bus.nc.new_inbox()  # pulled messages arrive under their own subject there
+        sub = await bus.nc.subscribe(inbox)
         try:
             for _ in range(int(info.get("chunks") or 0)):
                 with self._mapped("get", key):
-                    msg = await bus.nc.request(
-                        f"$JS.API.CONSUMER.MSG.NEXT.{_OBJ_STREAM}.{name}", _NEXT,
-                        timeout=defaults.REQUEST_TIMEOUT_S)
+                    await bus.nc.publish(f"$JS.API.CONSUMER.MSG.NEXT.{_OBJ_STREAM}.{name}",
+                                         _NEXT, reply=inbox)
+                    msg = await sub.next_msg(timeout=defaults.REQUEST_TIMEOUT_S)
                 if msg.headers and msg.headers.get("Status"):
                     raise StoreError(f"NATS object {key!r} lost a chunk ({msg.headers}); "
                                      "upload it again")
@@ -233,6 +235,7 @@ class NatsObjectStore:
                 await write(msg.data)
         finally:
             with contextlib.suppress(Exception), anyio.CancelScope(shield=True):
+                await sub.unsubscribe()
                 await bus.nc.publish(f"$JS.API.CONSUMER.DELETE.{_OBJ_STREAM}.{name}", b"")
         expected = base64.urlsafe_b64decode(str(info.get("digest", "=")).split("=", 1)[1] + "==")
         if size != int(info.get("size") or 0) or h.digest() != expected:

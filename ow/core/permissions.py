@@ -50,6 +50,14 @@ def _reads(streams: tuple[str, ...]) -> list[str]:
     return allow
 
 
+def _file_reads(chunks: str = "*") -> list[str]:
+    """How `blobs.NatsObjectStore` reads a file's chunks: a named consumer whose filter
+    (`chunks`: the chunk subject's nuid) is in its API subject, pulled one at a time."""
+    obj = f"OBJ_{subjects.FILES_BUCKET}"
+    return [f"{_API}.CONSUMER.CREATE.{obj}.*.{subjects.object_chunks_subject(chunks)}",
+            f"{_API}.CONSUMER.MSG.NEXT.{obj}.*"]
+
+
 def event_subjects(scope: str, org: str, sender: str = "") -> list[str]:
     """The subjects of the events `scope` may publish in `org` (from `events.PUBLISHED_BY`).
 
@@ -93,7 +101,8 @@ def permissions(scope: str, org: str, token_id: str, sender: str = "") -> dict[s
     allow = [f"{_API}.INFO", f"{_API}.STREAM.NAMES", f"{_API}.STREAM.LIST",
              *(f"{_API}.STREAM.{op}.{s}" for s in _KV_STREAMS for op in ("INFO", "CREATE")),
              f"{_API}.STREAM.INFO.KV_{SECRETS_BUCKET}", *_reads(streams), "$JS.FC.>",
-             f"{inbox_prefix(token_id)}.>", *event_subjects(scope, org, sender)]
+             f"{inbox_prefix(token_id)}.>", *event_subjects(scope, org, sender),
+             *_file_reads()]
     if scope != "job":  # the read service's queries of the org (a job reads only its run)
         allow.append(subjects.query_filter(org))
     if scope in ("submit", "worker", "job"):
@@ -143,10 +152,10 @@ def run_permissions(org: str, job_id: str, run_id: str, sender: str,
         reads += [f"{_API}.DIRECT.GET.{ev_s}.ow.ev.{o}.file.{f}.>",
                   f"{_API}.DIRECT.GET.{obj_s}.{meta}"]
         if nuid:
-            reads.append(f"{_API}.CONSUMER.CREATE.{obj_s}.*.{subjects.object_chunks_subject(nuid)}")
+            reads.append(_file_reads(nuid)[0])
     for s in (ev_s, obj_s):  # its own consumers' info and deletion (names are nuids)
         reads += [f"{_API}.CONSUMER.INFO.{s}.*", f"{_API}.CONSUMER.DELETE.{s}.*"]
-    reads.append(f"{_API}.CONSUMER.MSG.NEXT.{obj_s}.*")  # chunks, one pull at a time
+    reads.append(_file_reads()[1])  # chunks, one pull at a time
     own = [f"ow.mx.{o}.{r}", f"ow.log.{o}.{r}", f"ow.ev.{o}.file.*.FileUploaded",
            f"{job}.ArtifactUploaded.{sender}", f"{job}.CheckpointSaved.{sender}",
            f"$O.{subjects.FILES_BUCKET}.>"]
