@@ -11,7 +11,7 @@ EXPECTED = {
     },
     "ow.sdk": {"AsyncOpenWeights", "FileObject", "Job", "Jobs", "OpenWeights", "Run", "register"},
     "ow.core.bus": {
-        "Bus", "Delivery", "Dispatch", "Handler", "KvBucket", "KvEntry", "Msg", "ObjectBucket",
+        "Bus", "Delivery", "Dispatch", "Handler", "KvBucket", "KvEntry", "Msg",
         "Offer", "Reply", "ServiceFault", "WireError", "check_version", "connect", "mapped",
     },
     "ow.agent": {"Agent", "Hardware", "can_serve", "claim_delay", "detect", "run_agent"},

@@ -344,14 +344,16 @@ class Agent:
             run_id=run_id, job_id=state.job_id, gen=state.gen, worker_id=self.worker_id,
             claim_rev=rev,
         ))[0] or state
-        from ow.core.secrets import job_env  # the org's secrets (decrypted) and OW_TOKEN
+        from ow.core.secrets import job_env, readable_files  # secrets (decrypted), OW_TOKEN
 
         workdir = self.workdir / run_id
         env = child_env(  # an allow-list of ours, never all of it (ow.agent.sandbox)
             self.environ, run_id=run_id, job_id=state.job_id, url=self.config.url,
             org=self.bus.org, workdir=workdir, secrets=await job_env(
                 self.bus, self.config, job_id=state.job_id, run_id=run_id,
-                timeout_s=state.spec.timeout_s),
+                timeout_s=state.spec.timeout_s, checkpoint=state.checkpoint,
+                files=await readable_files(self.blobs, self.bus.org, state.spec,
+                                           state.checkpoint)),
         )
         self.current = Execution(
             bus=self.bus, blobs=self.blobs, state=state, last_seq=seq, run_id=run_id,

@@ -8,9 +8,9 @@ missing credentials are an `OWError` that says what to set (never the secret its
 
 `store_for(config, bus_getter)` picks the store from the configuration.
 
-Imports: stdlib, anyio and `ow.core`. It imports no nats module: it asks the bus for the
-object store (`bus.object_store`) and for chunk messages (`bus.next_raw`), and maps what
-the object store raises with `bus.mapped`. boto3/botocore are imported lazily, inside
+Imports: stdlib, anyio and `ow.core`. The NATS store asks the bus for its objects
+(`Bus.object_info`, `object_chunks`, `object_put`) and maps what they raise with
+`bus.mapped`, so it imports no nats module itself. boto3/botocore are imported lazily, inside
 `S3Store`, so `import ow` never loads them.
 """
 
@@ -30,8 +30,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import anyio
 
-from ow.core import subjects
-from ow.core.bus import Bus, ObjectBucket, mapped
+from ow.core.bus import Bus, mapped
 from ow.core.errors import (
     ConfigError,
     NotFoundError,
@@ -52,11 +51,6 @@ _S3_REFUSED = {
     "403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken",
     "ExpiredToken", "InvalidClientTokenId", "AuthorizationHeaderMalformed",
 }
-
-# NATS object store layout (ADR-20, as nats-py writes it): one stream per bucket, each
-# object's chunks on their own subject named by the object's nuid.
-_OBJ_STREAM = "OBJ_{bucket}"
-_OBJ_CHUNKS = "$O.{bucket}.C.{nuid}"
 
 BusGetter = Callable[[], Awaitable[Bus]]
 
@@ -98,34 +92,30 @@ def _atomic_dest(dest_path: Path | str) -> Iterator[io.BufferedWriter]:
 
 
 class NatsObjectStore:
-    """Blobs in the NATS object store bucket `ow_files`, streamed both ways.
+    """Blobs in the NATS object store bucket `ow_files` (ADR-20 layout), streamed both ways.
 
-    Writes go through nats-py's `ObjectStore.put` (it reads the file chunk by chunk in a
-    thread); reads fetch chunk by chunk (see `_read_chunks`).
+    One read path for everyone, through API subjects that name what is read, so that the
+    server can restrict it (a run's credential reads only its job's files,
+    `permissions.run_permissions`): the metadata by a direct get of the last message on its
+    subject, the chunks by a consumer whose filter (the object's chunk subject) is in its
+    API subject, pulled one chunk at a time (memory stays at one chunk). Writes publish the
+    chunks and then the metadata (a rollup of its subject), as nats-py does, without
+    nats-py's stat before and purge after (a run may neither).
 
     Keys are content-addressed (`file_key(org, file_id)`, the id a hash of the bytes), so a
     key that already holds a complete object (its metadata is written last) is left alone:
-    rewriting it would purge the old chunks under a reader that is streaming them (two
-    uploads of the same bytes racing while an agent downloads).
+    rewriting it would orphan the chunks a reader is streaming. A run cannot see whether it
+    exists (`exists` is refused to it): it writes, and its copy is the same bytes.
     """
 
     name = "nats"
 
     def __init__(self, bus_getter: BusGetter):
         self._bus_getter = bus_getter
-        self._bus: Bus | None = None
-        self._obj: ObjectBucket | None = None
-
-    async def _store(self) -> ObjectBucket:
-        bus = await self._bus_getter()  # cheap (the client caches it); a new one after close
-        if self._obj is None or bus is not self._bus:
-            obj = await bus.object_store(subjects.FILES_BUCKET, create=True)
-            self._bus, self._obj = bus, obj
-        return self._obj
 
     @contextlib.contextmanager
     def _mapped(self, what: str, key: str) -> Iterator[None]:
-        """`bus.mapped`, plus nats errors it leaves alone (digest mismatch, bad metadata)."""
+        """`bus.mapped`, plus nats errors it leaves alone."""
         try:
             with mapped("blob", key):
                 yield
@@ -137,19 +127,18 @@ class NatsObjectStore:
             raise StoreError(f"NATS object store: {what} {key!r} failed ({exc!r})") from exc
 
     async def put_file(self, key: str, path: Path | str) -> None:
-        obj = await self._store()
-        if await self.exists(key):
-            return  # see the class docstring: never rewrite a complete object
         f = await anyio.to_thread.run_sync(partial(open, path, "rb"))
-        with f, self._mapped("put", key):
-            await obj.put(key, f)  # nats-py reads it chunk by chunk in a thread
+        with f:
+            await self._put(key, partial(f.read, CHUNK_BYTES))
 
     async def put_bytes(self, key: str, data: bytes) -> None:
-        obj = await self._store()
-        if await self.exists(key):
-            return
-        with self._mapped("put", key):
-            await obj.put(key, bytes(data))
+        await self._put(key, io.BytesIO(bytes(data)).read1)
+
+    async def _put(self, key: str, read: Callable[[], bytes]) -> None:
+        bus = await self._bus_getter()
+        if not bus.run and await self.exists(key):
+            return  # see the class docstring: never rewrite a complete object
+        await bus.object_put(key, read, CHUNK_BYTES)
 
     async def get_file(self, key: str, dest_path: Path | str) -> Path:
         info = await self._info(key)  # fail before creating anything at dest
@@ -171,47 +160,40 @@ class NatsObjectStore:
         await self._read_chunks(key, info, write)
         return buf.getvalue()
 
-    async def _info(self, key: str) -> Any:
-        obj = await self._store()
-        with self._mapped("stat", key):
-            info = await obj.get_info(key)
-        if info.is_link():
+    async def nuid(self, key: str) -> str:
+        """The nuid of an object's chunks (what a run's credential names to read them)."""
+        return str((await self._info(key))["nuid"])
+
+    async def _info(self, key: str) -> dict[str, Any]:
+        """An object's metadata; `NotFoundError` if it has none or was deleted."""
+        info = await (await self._bus_getter()).object_info(key)
+        if not info or info.get("deleted"):
+            raise NotFoundError("blob", key)
+        if (info.get("options") or {}).get("link"):
             raise StoreError(f"NATS object {key!r} is a link; ow never writes links")
         return info
 
     async def _read_chunks(
-        self, key: str, info: Any, write: Callable[[bytes], Awaitable[Any]]
+        self, key: str, info: dict[str, Any], write: Callable[[bytes], Awaitable[Any]]
     ) -> None:
-        """Fetch an object's chunks one request at a time and check its digest.
-
-        nats-py's `ObjectStore.get` reads through a push consumer that buffers chunks as
-        fast as the server sends them, so memory grows with the object's size (measured:
-        ~20 MiB held for a 60 MiB object). Asking for each next chunk by subject keeps one
-        chunk in memory. Non-direct gets are answered by the stream leader: never stale.
-        """
-        subject = _OBJ_CHUNKS.format(bucket=subjects.FILES_BUCKET, nuid=info.nuid)
-        stream = _OBJ_STREAM.format(bucket=subjects.FILES_BUCKET)
-        h = hashlib.sha256()
-        size, seq = 0, 1
-        for _ in range(info.chunks or 0):
-            with self._mapped("get", key):
-                found, chunk = await self._bus.next_raw(stream, subject, seq)
+        """Pull an object's chunks one at a time through a consumer of its chunk subject
+        (named, so its filter is in the API subject) and check its size and digest."""
+        bus = await self._bus_getter()
+        h, size = hashlib.sha256(), 0
+        async for chunk in bus.object_chunks(key, info["nuid"], int(info.get("chunks") or 0)):
             h.update(chunk)
             size += len(chunk)
             await write(chunk)
-            seq = found + 1
-        expected = base64.urlsafe_b64decode(str(info.digest).split("=", 1)[1] + "==")
-        if size != (info.size or 0) or h.digest() != expected:
+        expected = base64.urlsafe_b64decode(str(info.get("digest", "=")).split("=", 1)[1] + "==")
+        if size != int(info.get("size") or 0) or h.digest() != expected:
             raise StoreError(
-                f"NATS object {key!r} is corrupt: read {size} bytes, expected {info.size} "
+                f"NATS object {key!r} is corrupt: read {size} bytes, expected {info.get('size')} "
                 "with its recorded SHA-256; upload it again"
             )
 
     async def exists(self, key: str) -> bool:
-        obj = await self._store()
         try:
-            with self._mapped("stat", key):
-                await obj.get_info(key)
+            await self._info(key)
         except NotFoundError:
             return False
         return True

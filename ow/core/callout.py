@@ -47,7 +47,7 @@ def user_permissions(cred: credentials.Credential) -> dict[str, Any]:
     """The NATS permissions of a verified credential (`ow.core.permissions`' shape)."""
     sender = encode_token(cred.worker_id)
     if cred.kind == "run":
-        return run_permissions(cred.org, cred.job_id, cred.run_id, sender)
+        return run_permissions(cred.org, cred.job_id, cred.run_id, sender, cred.files)
     return permissions("worker", cred.org, credentials.inbox_id(cred), sender=sender)
 
 

@@ -25,6 +25,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
+from typing import Any
 
 import msgspec
 
@@ -32,7 +34,7 @@ from ow.core.errors import TokenError
 from ow.core.ids import encode_token
 
 __all__ = ["PREFIX", "Credential", "inbox_id", "is_credential", "mint", "parse", "run_credential",
-           "sender_of", "verify", "worker_credential", "worker_key"]
+           "job_files", "run_of", "sender_of", "verify", "worker_credential", "worker_key"]
 
 PREFIX = "owc_"
 KINDS = ("worker", "run")
@@ -47,6 +49,10 @@ class Credential(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     job_id: str = ""
     run_id: str = ""
     expires: int = 0  # unix seconds; 0: never (a worker's lives as long as the cred key)
+    #: a run's: the files its job may read (file id -> object store nuid, '' elsewhere)
+    files: dict[str, str] = msgspec.field(default_factory=dict)
+    #: a run's: (step, file id) of its job's last checkpoint when the run started
+    checkpoint: tuple[int, str] | None = None
 
 
 def _b64(data: bytes) -> str:
@@ -75,13 +81,54 @@ def worker_credential(cred_key: bytes, org: str, worker_id: str) -> tuple[str, b
 
 
 def run_credential(
-    key: bytes, worker: str, job_id: str, run_id: str, expires: int,
+    key: bytes, worker: str, job_id: str, run_id: str, expires: int, *,
+    files: dict[str, str] | None = None, checkpoint: tuple[int, str] | None = None,
 ) -> str:
     """The credential a worker gives the job of one run it holds (`worker`: its own worker
-    credential, whose org and worker id the run's credential inherits)."""
+    credential, whose org and worker id the run's credential inherits). `files`: the files
+    the job may read (`job_files`), each with its object's nuid in the NATS object store
+    (the chunks it may read; '' in S3), and the job's last checkpoint."""
     w = parse(worker)
     return mint(key, Credential(kind="run", org=w.org, worker_id=w.worker_id, job_id=job_id,
-                                run_id=run_id, expires=expires))
+                                run_id=run_id, expires=expires, files=dict(files or {}),
+                                checkpoint=checkpoint))
+
+
+def run_of(token: str) -> Credential | None:
+    """What a run's credential says (unverified: its holder reads its own claims), or None
+    for any other token. The SDK inside a job asks it which reads its credential allows."""
+    if not is_credential(token):
+        return None
+    try:
+        cred = parse(token)
+    except TokenError:
+        return None
+    return cred if cred.kind == "run" else None
+
+
+_FILE_ID = re.compile(r"^[A-Za-z0-9_.-]+:file-[0-9a-f]{12}$")
+
+
+def job_files(spec: Any, checkpoint: tuple[int, str] | None = None) -> list[str]:
+    """The files a job's spec names, which its run's credential may read: its mounted files,
+    its model and every params value (nested too) that is a file id, and the checkpoint it
+    resumes from. Computed by the agent when it mints the credential: it holds the spec."""
+    found: list[str] = [*spec.mounted_files.values()]
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str) and _FILE_ID.match(value):
+            found.append(value)
+        elif isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list | tuple):
+            for v in value:
+                walk(v)
+
+    walk([spec.model, spec.params])
+    if checkpoint is not None:
+        found.append(checkpoint[1])
+    return list(dict.fromkeys(found))
 
 
 def is_credential(token: str) -> bool:

@@ -51,6 +51,14 @@ def _reads(streams: tuple[str, ...]) -> list[str]:
     return allow
 
 
+def _file_reads(chunks: str = "*") -> list[str]:
+    """How `blobs.NatsObjectStore` reads a file's chunks: a named consumer whose filter
+    (`chunks`: the chunk subject's nuid) is in its API subject, pulled one at a time."""
+    obj = f"OBJ_{subjects.FILES_BUCKET}"
+    return [f"{_API}.CONSUMER.CREATE.{obj}.*.{subjects.object_chunks_subject(chunks)}",
+            f"{_API}.CONSUMER.MSG.NEXT.{obj}.*"]
+
+
 def event_subjects(scope: str, org: str, sender: str = "") -> list[str]:
     """The subjects of the events `scope` may publish in `org` (from `events.PUBLISHED_BY`).
 
@@ -94,7 +102,8 @@ def permissions(scope: str, org: str, token_id: str, sender: str = "") -> dict[s
     allow = [f"{_API}.INFO", f"{_API}.STREAM.NAMES", f"{_API}.STREAM.LIST",
              *(f"{_API}.STREAM.{op}.{s}" for s in _KV_STREAMS for op in ("INFO", "CREATE")),
              f"{_API}.STREAM.INFO.KV_{SECRETS_BUCKET}", *_reads(streams), "$JS.FC.>",
-             f"{inbox_prefix(token_id)}.>", *event_subjects(scope, org, sender)]
+             f"{inbox_prefix(token_id)}.>", *event_subjects(scope, org, sender),
+             *_file_reads()]
     if scope != "job":  # the read service's queries of the org (a job reads only its run)
         allow.append(subjects.query_filter(org))
     if scope in ("submit", "worker", "job"):
@@ -119,20 +128,43 @@ def permissions(scope: str, org: str, token_id: str, sender: str = "") -> dict[s
     return perms
 
 
-def run_permissions(org: str, job_id: str, run_id: str, sender: str) -> dict[str, Any]:
-    """What a per-run credential may do: the job scope's reads, and publish only its own
-    run's metrics and logs, and its job's artifacts and checkpoints under its worker's
-    identity `sender` (and files: FileUploaded, object store writes). Never a result, a
-    claim, KV, a query, another run's subjects."""
+def run_permissions(org: str, job_id: str, run_id: str, sender: str,
+                    files: dict[str, str] | None = None) -> dict[str, Any]:
+    """What a per-run credential may do: publish its own run's metrics and logs, its job's
+    artifacts and checkpoints under its worker's identity `sender`, files (FileUploaded and
+    object store writes); read only its own job's events and the files in `files` (file id
+    -> object nuid, `credentials.job_files`); subscribe to its own inboxes and its own run's
+    subjects. Never a result, a claim, KV, a query, a stream's info, another run's subjects.
+
+    Reads go only through API subjects that carry what is read: direct gets of the last
+    message of a subject (`DIRECT.GET.<stream>.<subject>`), consumers whose filter is in the
+    API subject (`CONSUMER.CREATE.<stream>.<name>.<filter>`). A file's chunks are allowed by
+    its nuid exactly: a wildcard there would let a literal `*` filter read every chunk.
+    Object store writes cannot be narrowed (a file's object name is the hash of bytes not
+    yet written, its chunks' nuid is the writer's choice): bytes are checked against their
+    FileUploaded's SHA-256 at every read instead (`ow.core.files.fetch_file`)."""
     o, j, r = encode_token(org), encode_token(job_id), encode_token(run_id)
-    perms = permissions("job", org, r)
-    own = {f"ow.mx.{o}.{r}", f"ow.log.{o}.{r}", f"ow.ev.{o}.file.*.FileUploaded",
-           f"ow.ev.{o}.job.{j}.ArtifactUploaded.{sender}",
-           f"ow.ev.{o}.job.{j}.CheckpointSaved.{sender}"}
-    allow = [a for a in perms["publish"]["allow"]
-             if not a.startswith(("ow.ev.", "ow.mx.", "ow.log."))]
-    perms["publish"]["allow"] = [*allow, *sorted(own)]
-    return perms
+    ev_s, obj_s = subjects.EVENTS_STREAM, f"OBJ_{subjects.FILES_BUCKET}"
+    job = f"ow.ev.{o}.job.{j}"
+    reads = [f"{_API}.DIRECT.GET.{ev_s}.{job}.>", f"{_API}.CONSUMER.CREATE.{ev_s}.*.{job}.>"]
+    for file_id, nuid in sorted((files or {}).items()):
+        f = encode_token(file_id)
+        meta = subjects.object_meta_subject(subjects.file_key(org, file_id))
+        reads += [f"{_API}.DIRECT.GET.{ev_s}.ow.ev.{o}.file.{f}.>",
+                  f"{_API}.DIRECT.GET.{obj_s}.{meta}"]
+        if nuid:
+            reads.append(_file_reads(nuid)[0])
+    for s in (ev_s, obj_s):  # its own consumers' info and deletion (names are nuids)
+        reads += [f"{_API}.CONSUMER.INFO.{s}.*", f"{_API}.CONSUMER.DELETE.{s}.*"]
+    reads.append(_file_reads()[1])  # chunks, one pull at a time
+    own = [f"ow.mx.{o}.{r}", f"ow.log.{o}.{r}", f"ow.ev.{o}.file.*.FileUploaded",
+           f"{job}.ArtifactUploaded.{sender}", f"{job}.CheckpointSaved.{sender}",
+           f"$O.{subjects.FILES_BUCKET}.>"]
+    inbox = f"{inbox_prefix(r)}.>"
+    d = f"{ev_s}.{subjects.dispatch_consumer(org)}"  # the agents': never a job's
+    return {"publish": {"allow": [f"{_API}.INFO", *reads, "$JS.FC.>", inbox, *own],
+                        "deny": [f"{_API}.CONSUMER.*.{d}", f"{_API}.CONSUMER.*.{d}.>"]},
+            "subscribe": {"allow": [inbox, f"ow.mx.{o}.{r}", f"ow.log.{o}.{r}"]}}
 
 
 def inbox_prefix(token_id: str) -> str:

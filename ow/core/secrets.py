@@ -15,6 +15,7 @@ Imports: stdlib, `ow.core` (bus, config, errors, events, tenancy); cryptography 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -24,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ow.core import credentials, defaults
+from ow.core import credentials, defaults, subjects
 from ow.core import events as ev
 from ow.core.bus import Bus, KvBucket, mapped
 from ow.core.config import Config
@@ -155,6 +156,7 @@ async def load(bus: Bus, key: bytes) -> dict[str, str]:
 
 async def job_env(
     bus: Bus, config: Config, *, job_id: str = "", run_id: str = "", timeout_s: float = 0,
+    files: dict[str, str] | None = None, checkpoint: tuple[int, str] | None = None,
 ) -> dict[str, str]:
     """What a job adds to its environment: the org's secrets and the token to call back:
     a credential for its run alone when this worker has a worker credential and key
@@ -171,7 +173,8 @@ async def job_env(
                     "OW_ORG_SECRET_KEY", bus.org)
     # the job credential (job scope), never this worker's own token: a job's code may log
     # metrics and upload files, not publish results or take claims (issue 15, finding 2)
-    token = run_token(config, job_id, run_id, timeout_s) or config.job_token \
+    token = run_token(config, job_id, run_id, timeout_s, files=files, checkpoint=checkpoint) \
+        or config.job_token \
         or _local_job_token(config, bus.org)
     if token:
         env["OW_TOKEN"] = token
@@ -181,7 +184,10 @@ async def job_env(
     return env
 
 
-def run_token(config: Config, job_id: str, run_id: str, timeout_s: float = 0) -> str:
+def run_token(
+    config: Config, job_id: str, run_id: str, timeout_s: float = 0, *,
+    files: dict[str, str] | None = None, checkpoint: tuple[int, str] | None = None,
+) -> str:
     """A credential for one run, signed with this worker's key ('' without one). A job with
     a timeout gets one that expires after it (at least `defaults.RUN_CREDENTIAL_TTL_S`:
     an API deployment's timeout is extended while it runs), plus a grace; a job without a
@@ -193,7 +199,23 @@ def run_token(config: Config, job_id: str, run_id: str, timeout_s: float = 0) ->
         ttl = max(timeout_s, defaults.RUN_CREDENTIAL_TTL_S)
         expires = int(time.time() + ttl + defaults.RUN_CREDENTIAL_GRACE_S)
     key = base64.urlsafe_b64decode(config.worker_key)
-    return credentials.run_credential(key, config.token, job_id, run_id, expires)
+    return credentials.run_credential(key, config.token, job_id, run_id, expires,
+                                      files=files, checkpoint=checkpoint)
+
+
+async def readable_files(blobs: Any, org: str, spec: Any,
+                         checkpoint: tuple[int, str] | None) -> dict[str, str]:
+    """The files a run of `spec` may read (`credentials.job_files`), each with its object's
+    nuid in the NATS object store ('' in another store, or for a file not there: its
+    download fails on its own), for its credential."""
+    out = {}
+    for file_id in credentials.job_files(spec, checkpoint):
+        nuid = ""
+        if hasattr(blobs, "nuid"):
+            with contextlib.suppress(OWError):
+                nuid = await blobs.nuid(subjects.file_key(org, file_id))
+        out[file_id] = nuid
+    return out
 
 
 def _local_job_token(config: Config, org: str) -> str:

@@ -5,6 +5,8 @@ Imports: stdlib and `ow.core` (ids, senders).
 
 from __future__ import annotations
 
+import base64
+
 from ow.core.ids import encode_token
 from ow.core.senders import BOUND_EVENTS, sender_of_subject
 
@@ -15,6 +17,8 @@ __all__ = [
     "CLAIMS_BUCKET",
     "EVENTS_STREAM",
     "FILES_BUCKET",
+    "object_chunks_subject",
+    "object_meta_subject",
     "HEARTBEATS_STREAM",
     "LEASES_BUCKET",
     "LOGS_STREAM",
@@ -131,6 +135,16 @@ def claim_key(org: str, job_id: str) -> str:
 def lease_key(kind: str, org: str, *parts: str) -> str:
     """KV key in `ow_leases`: `scheduler.<org>`, `provision.<org>.<job>`, `submit.<org>.<job>`."""
     return ".".join([kind, encode_token(org), *(encode_token(p) for p in parts)])
+
+
+def object_meta_subject(name: str, bucket: str = FILES_BUCKET) -> str:
+    """The subject of an object's metadata in a NATS object store (ADR-20: base64url name)."""
+    return f"$O.{bucket}.M.{base64.urlsafe_b64encode(name.encode()).decode()}"
+
+
+def object_chunks_subject(nuid: str, bucket: str = FILES_BUCKET) -> str:
+    """The subject of an object's chunks in a NATS object store (named by its nuid)."""
+    return f"$O.{bucket}.C.{nuid}"
 
 
 def file_key(org: str, file_id: str) -> str:

@@ -78,7 +78,8 @@ class AsyncOpenWeights:
                         self.config.url, org=self.config.org, token=self.config.token,
                         actor=self.config.run_id or "sdk", name="ow-sdk",
                     )
-                    await b.provision(self.config.replicas)
+                    if b.run is None:  # a run's agent provisioned; a run reads no stream info
+                        await b.provision(self.config.replicas)
                     self._bus = b
         return self._bus
 

@@ -191,6 +191,12 @@ class AsyncRun(AsyncResource):
         return obj["id"]
 
     async def last_checkpoint(self) -> tuple[int, str] | None:
-        """(step, file id) of the job's last checkpoint, from any earlier run, or None."""
+        """(step, file id) of the job's last checkpoint, from any earlier run, or None.
+
+        Inside a job with a run credential, the one its agent saw when the run started (it
+        is in the credential, which reads no job history: `permissions.run_permissions`)."""
+        bus = await self.client.bus()
+        if bus.run is not None and bus.run.job_id == self.job_id:
+            return bus.run.checkpoint
         job = await self.client.jobs.retrieve(self.job_id)
         return job.checkpoint

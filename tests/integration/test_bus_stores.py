@@ -1,5 +1,5 @@
-"""What the bus hands out instead of its JetStream context: buckets and object stores
-(made only when asked), and the one reader's choice between its two ways to read."""
+"""What the bus hands out instead of its JetStream context: KV buckets (made only when
+asked), and the one reader's choice between its two ways to read."""
 
 from __future__ import annotations
 
@@ -11,16 +11,6 @@ from ow.core import subjects
 from ow.core.errors import NotFoundError
 
 pytestmark = pytest.mark.anyio
-
-
-async def test_an_object_store_is_made_only_when_asked(bus):
-    name = f"ow_test_{bus.org}"
-    with pytest.raises(NotFoundError, match=name):
-        await bus.object_store(name)
-    made = await bus.object_store(name, create=True)
-    await made.put("k", b"v")
-    again = await bus.object_store(name)  # now it exists: opened, not made again
-    assert (await again.get("k")).data == b"v"
 
 
 async def test_a_kv_bucket_is_made_only_when_asked(bus):

@@ -214,9 +214,9 @@ async def test_nats_blob_store_contract(bus, tmp_path):
     assert await store.exists(key)
     assert await store.get_bytes(key) == b"abc"
     assert (await store.get_file(key, tmp_path / "d" / "f")).read_bytes() == b"abc"
-    nuid = (await store._info(key)).nuid
+    nuid = await store.nuid(key)
     await store.put_bytes(key, b"abc")  # content-addressed: a complete object is kept as is
-    assert (await store._info(key)).nuid == nuid
+    assert await store.nuid(key) == nuid
 
 
 def test_sync_facade_uploads_and_reads(nats_server, org, tmp_path):

@@ -7,7 +7,8 @@
 - `_publish.py`: `publish` (deduplicated by event id), `publish_batch`, `publish_raw`;
 - `_read.py`: `read`, the one reader of the log, and `history`/`subscribe` built on it;
 - `_wire.py`: the plain-socket connection the bulk reader receives through;
-- `_kv.py`: KV buckets and object stores (`kv`, `object_store`, `kv_get`, CAS writes);
+- `_kv.py`: KV buckets (`kv`, `kv_get`, CAS writes);
+- `_objects.py`: the files' object store, through API subjects a permission can restrict;
 - `_dispatch.py`: the org's dispatch consumer as typed `Offer`s;
 - `_service.py`: request/reply services (`serve`, `request`).
 
@@ -34,11 +35,11 @@ with imports.without("aiohttp"):  # nats wants it for ws:// URLs only: `connect`
 from ow.core.bus._bus import Bus, check_version, connect
 from ow.core.bus._dispatch import Dispatch, Offer
 from ow.core.bus._errors import mapped
-from ow.core.bus._kv import KvBucket, KvEntry, ObjectBucket
+from ow.core.bus._kv import KvBucket, KvEntry
 from ow.core.bus._read import Delivery, Msg
 from ow.core.bus._service import Handler, Reply, ServiceFault
 from ow.core.errors import WireError
 
 __all__ = ["Bus", "Delivery", "Dispatch", "Handler", "KvBucket", "KvEntry", "Msg",
-           "ObjectBucket", "Offer", "Reply", "ServiceFault", "WireError", "check_version",
+           "Offer", "Reply", "ServiceFault", "WireError", "check_version",
            "connect", "mapped"]

@@ -19,7 +19,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
-from ow.core import defaults
+from ow.core import credentials, defaults
 from ow.core.bus._errors import mapped
 from ow.core.errors import BusUnavailableError, PermissionDeniedError
 
@@ -46,6 +46,8 @@ class BusBase:
         self.denials: list[tuple[float, str]] = []
         #: the identity its bound events go out under (`ow.core.credentials.sender_of`)
         self.sender = ""
+        #: the claims of its run credential, None for any other token (`credentials.run_of`)
+        self.run: credentials.Credential | None = None
         #: a bounded read spanning at least this many sequences goes through the bulk reader
         self.bulk_from = defaults.BULK_READ_FROM_SEQS
 

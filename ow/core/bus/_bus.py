@@ -18,6 +18,7 @@ from ow.core import credentials, defaults, imports, subjects
 from ow.core.bus._dispatch import DispatchMixin
 from ow.core.bus._errors import CONFIG_MISMATCH, mapped
 from ow.core.bus._kv import KvMixin
+from ow.core.bus._objects import ObjectsMixin
 from ow.core.bus._publish import PublishMixin
 from ow.core.bus._read import ReadMixin
 from ow.core.bus._service import ServiceMixin
@@ -28,7 +29,7 @@ __all__ = ["Bus", "check_version", "connect"]
 log = logging.getLogger(__name__)
 
 
-class Bus(PublishMixin, ReadMixin, KvMixin, DispatchMixin, ServiceMixin):
+class Bus(PublishMixin, ObjectsMixin, ReadMixin, KvMixin, DispatchMixin, ServiceMixin):
     """A NATS connection bound to one org, with the operations `ow` needs."""
 
     async def __aenter__(self) -> Bus:
@@ -160,6 +161,7 @@ async def connect(
     bus = Bus(nc, org=org, actor=actor, url=url)
     bus.denials = denials
     bus.sender = credentials.sender_of(token)  # what the server lets it publish bound events as
+    bus.run = credentials.run_of(token)  # a run's credential: what it may read (blobs, files)
     if not user_credentials:
         bus.wire_auth = {k: opts[k] for k in ("user", "password", "token", "inbox_prefix")
                          if k in opts}

@@ -14,18 +14,16 @@ from dataclasses import dataclass
 
 from nats.js import api
 from nats.js.kv import KeyValue
-from nats.js.object_store import ObjectStore
 
 from ow.core import defaults
 from ow.core.bus._base import BusBase
 from ow.core.bus._errors import mapped
 from ow.core.errors import BusUnavailableError, ConflictError, NotFoundError
 
-__all__ = ["KvBucket", "KvEntry", "KvMixin", "ObjectBucket"]
+__all__ = ["KvBucket", "KvEntry", "KvMixin"]
 
-#: what `Bus.kv` and `Bus.object_store` return (nats-py's own types, named by the bus)
+#: what `Bus.kv` returns (nats-py's own type, named by the bus)
 KvBucket = KeyValue
-ObjectBucket = ObjectStore
 
 log = logging.getLogger(__name__)
 logging.getLogger("nats.js.kv").setLevel(logging.ERROR)  # warns on every keys() call
@@ -42,7 +40,7 @@ class KvEntry:
 
 
 class KvMixin(BusBase):
-    """`kv`, `object_store` and the `kv_*` operations."""
+    """`kv` and the `kv_*` operations."""
 
     async def kv(self, bucket: str, *, create: bool = False, history: int = 1) -> KvBucket:
         """The bucket `bucket` (opened once per bus); with `create`, made (with `history`
@@ -54,17 +52,6 @@ class KvMixin(BusBase):
             with mapped("open bucket", bucket):
                 self._kv[bucket] = await self.js.key_value(bucket)
         return self._kv[bucket]
-
-    async def object_store(self, name: str, *, create: bool = False) -> ObjectBucket:
-        """The object store `name`; with `create`, made if it does not exist yet."""
-        try:
-            with mapped("open object store", name):
-                return await self.js.object_store(name)
-        except NotFoundError:
-            if not create:
-                raise
-        with mapped("create object store", name):  # an unprovisioned server
-            return await self.js.create_object_store(bucket=name)
 
     async def kv_get(self, bucket: str, key: str) -> KvEntry | None:
         """The current value and revision of a key, or None if absent or deleted."""

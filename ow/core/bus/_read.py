@@ -186,13 +186,6 @@ class ReadMixin(BusBase):
         msg = await self._last(stream, subject)
         return None if msg is None else bytes(msg.data)
 
-    async def next_raw(self, stream: str, subject: str, seq: int) -> tuple[int, bytes]:
-        """The first message on `subject` at or after `seq` (answered by the stream's
-        leader: never stale): its sequence and bytes. `NotFoundError` if there is none."""
-        with mapped("read", subject):
-            msg = await self.js.get_msg(stream, seq=seq, subject=subject, next=True)
-        return int(msg.seq or 0), msg.data or b""
-
 
 class _Held:
     """Parts of a bounded read held into batches of `max_batch` messages / `max_bytes`."""
