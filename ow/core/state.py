@@ -203,6 +203,11 @@ def _apply_job(state: JobState, e: ev.Event) -> tuple[JobState, Anomaly | None]:
             gone = state.gone_workers
             if e.worker_gone and current.worker_id not in gone:
                 gone = (*gone, current.worker_id)
+            if state.cancel_requested:  # asked to stop: a lost run is not started again
+                return msgspec.structs.replace(
+                    state, status="canceled", runs=runs, cancel_requested=False,
+                    gone_workers=gone, error=f"canceled (its run was requeued: {reason})",
+                ), None
             return msgspec.structs.replace(
                 state, status="pending", gen=state.gen + 1, runs=runs, cancel_requested=False,
                 gone_workers=gone,
