@@ -161,3 +161,18 @@ async def test_kv_keys_lists_live_keys_of_a_pattern_and_never_misses_one(bus):
                 tg.start_soon(listing)
         assert [sorted(g) for g in got] == [want] * 5
     assert other in await bus.kv_keys(bucket)
+
+
+async def test_a_dispatch_consumer_of_an_earlier_ow_gets_todays_filters(bus):
+    """A home made before bound subjects has a dispatch consumer without the filter of a
+    worker's bound JobRequeued: the agent's subscription updates it (the job is offered
+    again after its worker gave it back)."""
+    from nats.js import api
+
+    old = [f for f in subjects.dispatch_filters(bus.org) if not f.endswith(".*")]
+    durable = subjects.dispatch_consumer(bus.org)
+    await bus.js.add_consumer(subjects.EVENTS_STREAM, api.ConsumerConfig(
+        durable_name=durable, filter_subjects=old, ack_policy=api.AckPolicy.EXPLICIT))
+    await bus.dispatch_subscription(bus.org)
+    info = await bus.js.consumer_info(subjects.EVENTS_STREAM, durable)
+    assert sorted(info.config.filter_subjects) == sorted(subjects.dispatch_filters(bus.org))

@@ -33,7 +33,10 @@ class DispatchMixin(BusBase):
     """`dispatch` (and the subscription under it)."""
 
     async def dispatch_subscription(self, org: str) -> JetStreamContext.PullSubscription:
-        """The org's shared pull consumer over job events: each is handed to one agent."""
+        """The org's shared pull consumer over job events: each is handed to one agent.
+
+        Created, or updated to this config (a home made by an earlier ow keeps its consumer
+        and its offers; its filters must still match every dispatching subject)."""
         durable = subjects.dispatch_consumer(org)
         cfg = api.ConsumerConfig(
             durable_name=durable,
@@ -44,6 +47,7 @@ class DispatchMixin(BusBase):
             deliver_policy=api.DeliverPolicy.ALL,
         )
         with mapped("dispatch consumer", durable):
+            await self.js.add_consumer(subjects.EVENTS_STREAM, cfg)
             return await self.js.pull_subscribe(
                 "", durable=durable, stream=subjects.EVENTS_STREAM, config=cfg
             )
