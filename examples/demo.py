@@ -142,6 +142,11 @@ async def main() -> None:
 
     home = tempfile.mkdtemp(prefix="ow-demo-")
     os.environ["OW_HOME"] = home
+    # the tiny model lives beside the home, not in it (a sandboxed job never sees the ow
+    # home), and the operator shares it with the jobs: the fine-tune's and, through the
+    # adapter's config, the inference's and the deployment's
+    model_dir = Path(tempfile.mkdtemp(prefix="ow-demo-model-")) / "tiny-model"
+    os.environ["OW_SANDBOX_RO"] = str(model_dir.parent)
     url = start_detached(free_port(), home)
     os.environ["OW_URL"] = url
     print(f"ow up: NATS at {url}, scheduler (local provider), one local agent, read service")
@@ -154,7 +159,7 @@ async def main() -> None:
         import payloads.jobs  # noqa: F401 - the built-in job types (fine_tuning, inference, api)
         from payloads.tiny import build_tiny_model
 
-        model = str(await anyio.to_thread.run_sync(build_tiny_model, Path(home) / "tiny-model"))
+        model = str(await anyio.to_thread.run_sync(build_tiny_model, model_dir))
         async with AsyncOpenWeights(url=url) as ow:
             await addition(ow)
             adapter = await fine_tune(ow, model)
