@@ -10,11 +10,16 @@ import contextlib
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
 from ow.core.config import Config, from_env
+
+if TYPE_CHECKING:  # nats, DuckDB and the SDK load when used, not at `ow <command>`
+    from ow.core.bus import Bus
+    from ow.projections.client import Reader
+    from ow.sdk import AsyncOpenWeights
 
 __all__ = ["ask", "client", "connected", "projection", "reader", "run", "settings"]
 
@@ -74,7 +79,7 @@ def _notice(text: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def reader(bus: Any = None, private: Any = None) -> AsyncIterator[Any]:
+async def reader(bus: Bus | None = None, private: str | None = None) -> AsyncIterator[Reader]:
     """Queries through the read service; with none answering, a private fold of this
     process (in memory, or the `--db` file), announced in one line on stderr. A reader
     does not provision: it writes nothing."""
@@ -95,7 +100,7 @@ async def ask(name: str, **params: Any) -> Any:
 
 
 @contextlib.asynccontextmanager
-async def client() -> AsyncIterator[Any]:
+async def client() -> AsyncIterator[AsyncOpenWeights]:
     """The SDK's async client for the configured URL and org."""
     from ow.sdk import AsyncOpenWeights
 

@@ -13,12 +13,15 @@ from __future__ import annotations
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from ow.core import subjects
 from ow.core.state import TERMINAL, JobState, apply, fold_all
+
+if TYPE_CHECKING:  # nats, DuckDB and the SDK load when used, not at `ow <command>`
+    from ow.core.bus import Bus
 
 __all__ = ["deploy_model", "exec_job", "follow_job", "write_log"]
 
@@ -26,7 +29,7 @@ INTERRUPTED = 130  # the exit code of a command ended by Ctrl-C (128 + SIGINT)
 _CANCEL_WAIT_S = 10.0  # how long Ctrl-C waits for the canceled job to end
 
 
-async def write_log(bus: Any, run_id: str, follow: bool, done: anyio.Event | None = None) -> int:
+async def write_log(bus: Bus, run_id: str, follow: bool, done: anyio.Event | None = None) -> int:
     """Copy a run's log chunks (raw bytes) to stdout; with `follow`, until `done` is set
     and every chunk stored by then is written."""
     subject = subjects.log_subject(bus.org, run_id)
@@ -59,7 +62,7 @@ async def write_log(bus: Any, run_id: str, follow: bool, done: anyio.Event | Non
 
 
 async def follow_job(
-    bus: Any, job_id: str, on_run: Any = None, on_state: Callable[[JobState], Any] | None = None
+    bus: Bus, job_id: str, on_run: Any = None, on_state: Callable[[JobState], Any] | None = None
 ) -> JobState:
     """Fold a job's subject live until it is terminal; `on_run(run_id)` for each new run,
     `on_state(state)` after each event."""
@@ -201,7 +204,7 @@ async def exec_job(command: str, mounts: list[str], vram: float, detach: bool = 
     return (last.exit_code if last and last.exit_code else 1)
 
 
-async def _follow(bus: Any, job_id: str, err: Any) -> JobState:
+async def _follow(bus: Bus, job_id: str, err: Any) -> JobState:
     """Follow a job to its end: its runs' output to stdout, the scheduler's reasons for a
     wait to stderr (each once)."""
     from ow.sdk import _pending

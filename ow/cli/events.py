@@ -6,12 +6,16 @@ Imports: typer, `ow.cli` helpers (the read service through them), `ow.core`.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from ow.cli import _app, render
 from ow.cli._app import run
+
+if TYPE_CHECKING:  # nats, DuckDB and the SDK load when used, not at `ow <command>`
+    from ow.core.bus import Bus
+    from ow.projections.client import Reader
 
 __all__ = ["register"]
 
@@ -113,7 +117,7 @@ def _show_metrics(summary: dict[str, Any], key: str, json: bool) -> None:
 
 
 async def _follow_metrics(
-    bus: Any, reader: Any, params: dict[str, Any], positions: dict[str, int], json: bool
+    bus: Bus, reader: Reader, params: dict[str, Any], positions: dict[str, int], json: bool
 ) -> None:
     """Re-render after new metrics messages of the run, from an answer that includes them.
     Messages that arrive while an answer is on its way make one more render, not one each."""
