@@ -35,6 +35,19 @@ LOCAL_OFFERS = (Hardware(name="cpu", price_per_hour=0.0),)
 _TERM_GRACE_S = 15.0  # the agent takes up to LEAVE_TIMEOUT_S to requeue and say goodbye
 
 
+def _pid(pod_id: str) -> int:
+    return int(pod_id.removeprefix("local-"))
+
+
+def _orphaned(pid: int) -> bool:
+    """Whether the process's starter is gone (it was handed to init, or its parent died)."""
+    try:
+        ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return False
+    return ppid == 1 or not pid_alive(ppid)
+
+
 async def _poll(interval_s: float) -> AsyncIterator[None]:
     """Tick every `interval_s` (waiting on a process we did not start has no event)."""
     while True:
@@ -146,8 +159,12 @@ class LocalProvider:
         return "running" if self._alive(pod_id) else "exited"
 
     async def aclose(self) -> None:
-        """Stop the agents this process started (they would outlive `ow up` otherwise)."""
-        pods = [p for p in self._procs if self._alive(p)]
+        """Stop the agents this process started, and the orphans among those it adopted
+        (started by an earlier scheduler of this stack that died, killed say): they would
+        outlive `ow up` otherwise. An adopted agent whose starter still runs is that
+        starter's to stop."""
+        pods = [p for p in self._pods
+                if self._alive(p) and (p in self._procs or _orphaned(_pid(p)))]
         async with anyio.create_task_group() as tg:
             for pod_id in pods:
                 tg.start_soon(self.terminate, pod_id)
