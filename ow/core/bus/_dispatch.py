@@ -48,9 +48,7 @@ class DispatchMixin(BusBase):
         )
         with mapped("dispatch consumer", durable):
             await self.js.add_consumer(subjects.EVENTS_STREAM, cfg)
-            return await self.js.pull_subscribe(
-                "", durable=durable, stream=subjects.EVENTS_STREAM, config=cfg
-            )
+            return await self.js.pull_subscribe_bind(durable=durable, stream=subjects.EVENTS_STREAM)
 
     async def dispatch(self, org: str) -> Dispatch:
         """The org's dispatch consumer as typed `Offer`s (see `Dispatch`)."""

@@ -129,7 +129,7 @@ class LocalProvider:
         proc = self._procs.get(pod_id)
         if proc is not None:
             return proc.poll() is None  # a child is not reaped before poll(): no pid reuse
-        pid = int(pod_id.removeprefix("local-"))
+        pid = _pid(pod_id)
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
@@ -143,7 +143,7 @@ class LocalProvider:
             raise PodNotRecordedError(self.name, pod_id)
         if not self._alive(pod_id):
             return
-        pid = int(pod_id.removeprefix("local-"))
+        pid = _pid(pod_id)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
         if await self._gone_within(pod_id, self._grace):
