@@ -18,6 +18,7 @@ from ow.core.config import Config, from_env
 
 if TYPE_CHECKING:  # nats, DuckDB and the SDK load when used, not at `ow <command>`
     from ow.core.bus import Bus
+    from ow.projections import Projector
     from ow.projections.client import Reader
     from ow.sdk import AsyncOpenWeights
 
@@ -46,7 +47,7 @@ def run(fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
 
 
 @contextlib.asynccontextmanager
-async def connected(org: str | None = None, provision: bool = True) -> AsyncIterator[Any]:
+async def connected(org: str | None = None, provision: bool = True) -> AsyncIterator[Bus]:
     """A bus for the configured URL and org (provisioned: its streams exist)."""
     from ow.core import bus as bus_mod
 
@@ -63,7 +64,7 @@ async def connected(org: str | None = None, provision: bool = True) -> AsyncIter
 
 
 @contextlib.asynccontextmanager
-async def projection(progress: Any = None) -> AsyncIterator[Any]:
+async def projection(progress: Any = None) -> AsyncIterator[Projector]:
     """This process's projection of the org, caught up to the end of every stream."""
     from ow.projections import Projector
 

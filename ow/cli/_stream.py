@@ -22,6 +22,7 @@ from ow.core.state import TERMINAL, JobState, apply, fold_all
 
 if TYPE_CHECKING:  # nats, DuckDB and the SDK load when used, not at `ow <command>`
     from ow.core.bus import Bus
+    from ow.sdk import AsyncOpenWeights
 
 __all__ = ["deploy_model", "exec_job", "follow_job", "write_log"]
 
@@ -140,7 +141,7 @@ async def _interrupted(
             return
 
 
-async def _cancel(c: Any, job_id: str, console: Any) -> int:
+async def _cancel(c: AsyncOpenWeights, job_id: str, console: Any) -> int:
     """Cancel the job (shielded: Ctrl-C must not stop the cancel), wait briefly, say so."""
     from ow.core.errors import OWError
 

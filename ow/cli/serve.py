@@ -18,11 +18,14 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from ow.core import defaults, locks
+
+if TYPE_CHECKING:
+    from ow.projections.service import ReadService
 
 __all__ = ["main", "register", "serve", "state_file"]
 
@@ -86,7 +89,9 @@ async def serve(
                 state.unlink()
 
 
-async def _start_web(tg: Any, svc: Any, home: Path, host: str, port: int) -> int | None:
+async def _start_web(
+    tg: anyio.abc.TaskGroup, svc: ReadService, home: Path, host: str, port: int
+) -> int | None:
     try:
         import ow.web as web  # type: ignore[import-not-found]
     except ImportError:

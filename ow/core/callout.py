@@ -21,7 +21,7 @@ Pure: `authorize(request, state, now)`. The service that subscribes to the callo
 is `ow.core.authsvc`.
 
 Imports: stdlib and `ow.core` (credentials, errors, ids, nkeys, permissions, subjects,
-tenancy).
+tenancy, tokens).
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ from ow.core.errors import TokenError
 from ow.core.ids import encode_token
 from ow.core.permissions import permissions, run_permissions
 from ow.core.subjects import AUTH_ACCOUNT, CALLOUT_SUBJECT
-from ow.core.tenancy import TenancyState, check_token, cred_key, mask
+from ow.core.tenancy import TenancyState, check_token, cred_key
+from ow.core.tokens import mask
 
 __all__ = ["AUTH_ACCOUNT", "CALLOUT_SUBJECT", "TOKEN_JWT_TTL_S", "authorize",
            "user_permissions"]

@@ -26,12 +26,15 @@ import base64
 import hashlib
 import hmac
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from ow.core.errors import TokenError
 from ow.core.ids import encode_token
+
+if TYPE_CHECKING:
+    from ow.core.events import JobSubmitted
 
 __all__ = ["PREFIX", "Credential", "inbox_id", "is_credential", "mint", "parse", "run_credential",
            "job_files", "run_of", "sender_of", "verify", "worker_credential", "worker_key"]
@@ -109,7 +112,7 @@ def run_of(token: str) -> Credential | None:
 _FILE_ID = re.compile(r"^[A-Za-z0-9_.-]+:file-[0-9a-f]{12}$")
 
 
-def job_files(spec: Any, checkpoint: tuple[int, str] | None = None) -> list[str]:
+def job_files(spec: JobSubmitted, checkpoint: tuple[int, str] | None = None) -> list[str]:
     """The files a job's spec names, which its run's credential may read: its mounted files,
     its model and every params value (nested too) that is a file id, and the checkpoint it
     resumes from. Computed by the agent when it mints the credential: it holds the spec."""

@@ -9,7 +9,7 @@ account (a separate NATS account per org: no other org can read the bucket; `rea
 tokens are denied it too); `SecretSet{name}` events carry the name only. The agent decrypts
 the secrets into the job's environment (`job_env`) and nowhere else.
 
-Imports: stdlib, `ow.core` (bus, config, errors, events, tenancy); cryptography lazily.
+Imports: stdlib, `ow.core` (blobs, bus, config, errors, events, tenancy); cryptography lazily.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Any
 
 from ow.core import credentials, defaults, subjects
 from ow.core import events as ev
+from ow.core.blobs import BlobStore, NatsObjectStore
 from ow.core.bus import Bus, KvBucket, mapped
 from ow.core.config import Config
 from ow.core.errors import ConfigError, NotFoundError, OWError, SecretError
@@ -203,7 +204,7 @@ def run_token(
                                       files=files, checkpoint=checkpoint)
 
 
-async def readable_files(blobs: Any, org: str, spec: Any,
+async def readable_files(blobs: BlobStore, org: str, spec: ev.JobSubmitted,
                          checkpoint: tuple[int, str] | None) -> dict[str, str]:
     """The files a run of `spec` may read (`credentials.job_files`), each with its object's
     nuid in the NATS object store ('' in another store, or for a file not there: its
@@ -211,7 +212,7 @@ async def readable_files(blobs: Any, org: str, spec: Any,
     out = {}
     for file_id in credentials.job_files(spec, checkpoint):
         nuid = ""
-        if hasattr(blobs, "nuid"):
+        if isinstance(blobs, NatsObjectStore):
             with contextlib.suppress(OWError):
                 nuid = await blobs.nuid(subjects.file_key(org, file_id))
         out[file_id] = nuid

@@ -39,11 +39,12 @@ The state file (`<home>/tenancy.json`, mode 0600) is the operator's; it is rende
 `<home>/nats/accounts.conf`, which the embedded server includes. With no org created, the
 rendered file is empty: no accounts, no auth, exactly the zero-config default.
 
-Pure functions (`render_accounts`, `permissions`, `check_token`, `parse_expires`) take `now`;
-the file functions (`load`, `save`, `update`) are the only I/O. bcrypt is imported lazily.
+Pure functions (`render_accounts`, `permissions`, `check_token`) take `now`; the file
+functions (`load`, `save`, `update`) are the only I/O. The token format, records and checks
+are `ow.core.tokens`.
 
 Imports: stdlib, msgspec and `ow.core` (codec, config, credentials, errors, events, ids,
-nkeys, permissions, subjects).
+nkeys, permissions, subjects, tokens).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ import os
 import re
 import secrets
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,18 @@ from ow.core.errors import ConfigError, OWError, TokenError
 from ow.core.ids import uuid7
 from ow.core.permissions import SECRETS_BUCKET, event_subjects, inbox_prefix, permissions
 from ow.core.subjects import AUTH_ACCOUNT
+from ow.core.tokens import (
+    JOB_SCOPE,
+    SCOPES,
+    TokenRecord,
+    hash_secret,
+    mask,
+    matches,
+    new_token,
+    parse_expires,
+    parse_token,
+    why_invalid,
+)
 
 __all__ = [
     "SCOPES",
@@ -99,31 +112,12 @@ __all__ = [
     "worker_token",
 ]
 
-SCOPES = ("read", "submit", "worker", "admin")  # what `ow token create` gives users
-JOB_SCOPE = "job"  # the org's credential for its jobs' own code: never a user's
 DEFAULT_ORG = "default"
 GLOBAL_ACCOUNT = "$G"
 STATE_FILE = "tenancy.json"
 ACCOUNTS_FILE = "accounts.conf"  # next to the server's config (`<home>/nats/`)
-BCRYPT_COST = 11  # ~0.1 s per check: the server checks once per connection
 
 _ORG_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-_TOKEN = re.compile(r"^ow_([a-z0-9]{12})_([A-Za-z0-9_-]{20,})$")
-_DURATION = re.compile(r"^(\d+)([smhdw])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-class TokenRecord(msgspec.Struct, kw_only=True):
-    token_id: str
-    org: str
-    scope: str
-    hash: str  # bcrypt of the secret part
-    created: datetime
-    expires: datetime | None = None
-    name: str = ""
-    revoked_at: datetime | None = None
-    reason: str = ""
-    control: bool = False  # the org's own control user (not listed, never expires)
 
 
 class OrgRecord(msgspec.Struct, kw_only=True):
@@ -153,73 +147,7 @@ class TenancyState(msgspec.Struct, kw_only=True):
         return any(name != DEFAULT_ORG for name in self.orgs)
 
 
-# --- tokens (pure) --------------------------------------------------------------------
-
-
-def mask(token: str) -> str:
-    """A token or id shortened for messages: `ow_ab…12` (never the secret part)."""
-    tid = token.split("_")[1] if token.count("_") >= 2 else token.removeprefix("ow_")
-    return f"ow_{tid[:2]}…{tid[-2:]}" if len(tid) >= 4 else "ow_…"
-
-
-def parse_token(token: str) -> tuple[str, str]:
-    """`ow_<id>_<secret>` → (id, secret); a malformed token raises `TokenError`."""
-    m = _TOKEN.match(token.strip())
-    if not m:
-        raise TokenError(
-            f"token {mask(token)} is malformed: an ow token looks like ow_<12 chars>_<secret> "
-            "(check OW_TOKEN)"
-        )
-    return m.group(1), m.group(2)
-
-
-def _hash(secret: str) -> str:
-    import bcrypt
-
-    return bcrypt.hashpw(secret.encode(), bcrypt.gensalt(BCRYPT_COST, prefix=b"2a")).decode()
-
-
-def _matches(secret: str, hashed: str) -> bool:
-    import bcrypt  # checkpw compares in constant time
-
-    try:
-        return bcrypt.checkpw(secret.encode(), hashed.encode())
-    except ValueError:
-        return False
-
-
-def new_token(
-    org: str, scope: str, now: datetime, expires: datetime | None, name: str = "",
-    control: bool = False,
-) -> tuple[str, TokenRecord]:
-    """A fresh token and its record (which holds only the hash)."""
-    if scope not in SCOPES and not (control and scope == JOB_SCOPE):
-        raise ConfigError(f"unknown scope {scope!r}: use one of {', '.join(SCOPES)}")
-    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-    prefix = {"admin": "ctl", "worker": "wrk", JOB_SCOPE: "job"}[scope] if control else ""
-    tid = prefix + "".join(secrets.choice(alphabet) for _ in range(12 - len(prefix)))
-    secret = secrets.token_urlsafe(32)
-    record = TokenRecord(
-        token_id=tid, org=org, scope=scope, hash=_hash(secret), created=now,
-        expires=expires, name=name, control=control,
-    )
-    return f"ow_{tid}_{secret}", record
-
-
-def _fmt(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def why_invalid(record: TokenRecord | None, token: str, now: datetime) -> str:
-    """Why a (well-formed) token is refused, or '' if it is valid."""
-    if record is None:
-        return f"token {mask(token)} is unknown (never created here, or for another server)"
-    if record.revoked_at is not None:
-        reason = f" ({record.reason})" if record.reason else ""
-        return f"token {mask(token)} was revoked at {_fmt(record.revoked_at)}{reason}"
-    if record.expires is not None and record.expires <= now:
-        return f"token {mask(token)} expired at {_fmt(record.expires)}"
-    return ""
+# --- tokens checked against the state (pure; their format is `ow.core.tokens`) -----
 
 
 def check_token(state: TenancyState, token: str, now: datetime) -> TokenRecord:
@@ -229,20 +157,9 @@ def check_token(state: TenancyState, token: str, now: datetime) -> TokenRecord:
     if why := why_invalid(record, token, now):
         raise TokenError(why)
     assert record is not None
-    if not _matches(secret, record.hash):
+    if not matches(secret, record.hash):
         raise TokenError(f"token {mask(token)} is not valid (its secret part does not match)")
     return record
-
-
-def parse_expires(text: str, now: datetime) -> datetime | None:
-    """`7d`, `12h`, `30m`, `90s`, `2w` → a time after `now`; `never`/'' → None."""
-    text = text.strip().lower()
-    if text in ("", "never", "none"):
-        return None
-    m = _DURATION.match(text)
-    if not m:
-        raise ConfigError(f"bad --expires {text!r}: use e.g. 30m, 12h, 7d, 2w or never")
-    return now + timedelta(seconds=int(m.group(1)) * _UNITS[m.group(2)])
 
 
 def active(state: TenancyState, now: datetime) -> list[TokenRecord]:
@@ -304,7 +221,7 @@ def ensure_callout(state: TenancyState) -> bool:
     alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
     tid = "aut" + "".join(secrets.choice(alphabet) for _ in range(9))
     secret = secrets.token_urlsafe(32)
-    state.callout_token, state.callout_hash = f"ow_{tid}_{secret}", _hash(secret)
+    state.callout_token, state.callout_hash = f"ow_{tid}_{secret}", hash_secret(secret)
     return True
 
 

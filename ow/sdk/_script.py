@@ -20,12 +20,15 @@ import os
 import socket
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ow.core import claims
 from ow.core import events as ev
 from ow.core.errors import ConflictError
 from ow.core.ids import new_id, uuid7
+
+if TYPE_CHECKING:
+    from ow.core.bus import Bus
 
 __all__ = ["ScriptRun", "end", "start"]
 
@@ -43,7 +46,7 @@ def _job_id() -> str:
     return "sjob-" + hashlib.sha256(uuid7().encode()).hexdigest()[:12]
 
 
-async def start(bus: Any, argv: list[str] | None = None) -> ScriptRun:
+async def start(bus: Bus, argv: list[str] | None = None) -> ScriptRun:
     """Create the script job and its run, claimed by this process."""
     job_id, run_id = _job_id(), new_id("run")
     worker_id = f"script-{socket.gethostname()}-{os.getpid()}"
@@ -64,7 +67,7 @@ async def start(bus: Any, argv: list[str] | None = None) -> ScriptRun:
     return ScriptRun(job_id=job_id, run_id=run_id, claim=claim, claim_rev=rev)
 
 
-async def end(bus: Any, run: ScriptRun) -> None:
+async def end(bus: Bus, run: ScriptRun) -> None:
     """Finish the run as completed (nothing if its claim was taken away meanwhile)."""
     if await claims.finish(bus, run.job_id, run.claim, run.claim_rev) is None:
         return
