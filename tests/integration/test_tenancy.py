@@ -20,6 +20,7 @@ from ow.core import events as ev
 from ow.core import secrets as sec
 from ow.core import subjects
 from ow.core import tenancy as tn
+from ow.core import tokens as tk
 from ow.core.config import from_env
 from ow.core.errors import PermissionDeniedError
 from ow.core.server import NatsServer
@@ -57,7 +58,7 @@ class Tenants:
 
 @pytest.fixture
 def tenants(tmp_path, monkeypatch):
-    monkeypatch.setattr(tn, "BCRYPT_COST", 4)  # the server checks once per connection
+    monkeypatch.setattr(tk, "BCRYPT_COST", 4)  # the server checks once per connection
     home = tmp_path / "home"
     monkeypatch.setenv("OW_HOME", str(home))
     now = datetime.now(UTC)

@@ -13,6 +13,7 @@ import pytest
 
 from ow.core import bus as bus_mod
 from ow.core import tenancy as tn
+from ow.core import tokens as tk
 from ow.core.server import NatsServer
 from tests.integration.callout import callout_service
 from tests.integration.conftest import eventually, fresh_nats, org
@@ -49,7 +50,7 @@ def _job_token(state: tn.TenancyState, org: str) -> str:
 
 @pytest.fixture
 def tenants(tmp_path, monkeypatch):
-    monkeypatch.setattr(tn, "BCRYPT_COST", 4)  # the server checks once per connection
+    monkeypatch.setattr(tk, "BCRYPT_COST", 4)  # the server checks once per connection
     home = tmp_path / "home"
     monkeypatch.setenv("OW_HOME", str(home))
     now = datetime.now(UTC)

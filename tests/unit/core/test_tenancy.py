@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from ow.core import tenancy as tn
+from ow.core import tokens as tk
 from ow.core.errors import ConfigError
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -16,7 +17,7 @@ NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 @pytest.fixture(autouse=True)
 def _fast_bcrypt(monkeypatch):
-    monkeypatch.setattr(tn, "BCRYPT_COST", 4)
+    monkeypatch.setattr(tk, "BCRYPT_COST", 4)
 
 
 @pytest.fixture
