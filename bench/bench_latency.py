@@ -59,13 +59,12 @@ async def ow_latencies(url: str, tmp: Path) -> tuple[list[float], list[float]]:
                 if i >= 5:
                     submit.append((ts["RunStarted"] - ts["JobSubmitted"]).total_seconds())
             for i in range(N):
-                pidfile = tmp / f"pid{i}"
-                job = await ow.shell.create(
-                    command=f"sleep 60 & echo $! > {pidfile}; wait", tag=f"c{i}"
-                )
-                while not (pidfile.exists() and pidfile.read_text().strip()):
+                # the job's process, found by its unique command line: a job runs in the
+                # agent's sandbox (its own /tmp and pid namespace), so it cannot tell us
+                argv = ["sleep", f"600.{i:04d}"]
+                job = await ow.shell.create(command=" ".join(argv), tag=f"c{i}")
+                while (pid := _pid_of(argv)) is None:
                     await anyio.sleep(0.002)
-                pid = int(pidfile.read_text())
                 t0 = time.perf_counter()
                 await ow.jobs.cancel(job.id)
                 while _alive(pid):
@@ -81,6 +80,16 @@ async def ow_latencies(url: str, tmp: Path) -> tuple[list[float], list[float]]:
 async def _until_canceled(ow, job_id: str) -> None:
     with contextlib.suppress(Exception):
         await ow.jobs.wait(job_id, timeout=10)
+
+
+def _pid_of(argv: list[str]) -> int | None:
+    want = "\0".join(argv).encode() + b"\0"
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (proc / "cmdline").read_bytes() == want:
+                    return int(proc.name)
+    return None
 
 
 def _alive(pid: int) -> bool:

@@ -3,6 +3,7 @@ say why they are unavailable instead of failing with ModuleNotFoundError."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,3 +24,11 @@ def test_a_postgresql_row_without_psycopg_says_unavailable(module, function):
                          timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "unavailable (no psycopg: pip install -e '.[bench]')"
+
+
+def test_the_latency_bench_runs_with_jobs_in_the_sandbox():
+    """It waited forever for a pid file that a sandboxed job wrote into its own /tmp."""
+    out = subprocess.run([sys.executable, str(BENCH / "bench_latency.py")], capture_output=True,
+                         text=True, timeout=240, env={**os.environ, "BENCH_N": "3"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "cancel -> process gone" in out.stdout

@@ -39,13 +39,19 @@ if TYPE_CHECKING:  # a served read loads neither the fold nor DuckDB (the privat
     from ow.core.bus import Bus
     from ow.projections.runner import Projector
 
-__all__ = ["FALLBACK_NOTICE", "Reader", "decode_answer", "encode_error", "raise_error"]
+__all__ = [
+    "BUSY_NOTICE", "FALLBACK_NOTICE", "Reader", "decode_answer", "encode_error", "raise_error"
+]
 
 log = logging.getLogger(__name__)
 
 FALLBACK_NOTICE = (
     "no read service answers for org {org!r} (start one with `ow serve`, or `ow up`); "
     "reading a private fold of the log instead"
+)
+BUSY_NOTICE = (
+    "the read service for org {org!r} did not answer ({why}); reading a private fold of "
+    "the log instead (see the `ow serve` log)"
 )
 
 #: keys whose values are times: JSON carries them as ISO text, callers get datetimes back

@@ -25,11 +25,13 @@ import msgspec
 from ow.core import claims, codec, commands, defaults, ids, subjects
 from ow.core import events as ev
 from ow.core.errors import (
+    BusUnavailableError,
     ConflictError,
     JobCanceledError,
     JobFailedError,
     NoServiceError,
     NotFoundError,
+    ServiceBehindError,
     ValidationError,
     WaitTimeoutError,
 )
@@ -65,14 +67,18 @@ class JobFold:
 
     async def served(self, bus: Bus, query: str, params: dict[str, Any]) -> list[JobState] | None:
         """The read service's answer to a job query, or None if no service answers."""
-        from ow.projections.client import FALLBACK_NOTICE, Reader
+        from ow.projections.client import BUSY_NOTICE, FALLBACK_NOTICE, Reader
 
         try:
-            states = await Reader(bus, fallback=False).result(query, params)
+            reader = Reader(bus, fallback=False, timeout=defaults.QUERY_TIMEOUT_S)
+            states = await reader.result(query, params)
         except NoServiceError:
             if not self._noticed:
                 self._noticed = True
                 log.info(FALLBACK_NOTICE.format(org=bus.org))
+            return None
+        except (ServiceBehindError, BusUnavailableError) as exc:  # there, but not answering
+            log.warning(BUSY_NOTICE.format(org=bus.org, why=exc))
             return None
         return [_state_dec.decode(s) for s in states]
 
@@ -366,11 +372,10 @@ class AsyncJobsResource(AsyncResource):
                                                        "limit": limit})
         if served is not None:
             return [Job(s, self.client) for s in served]
-        out = [
-            Job(s, self.client) for s in await self._all()
-            if (status is None or s.status == status) and (type is None or s.spec.job_type == type)
-        ]
-        out.sort(key=lambda j: j.created_at or ev.now(), reverse=True)
+        out = await self._folded(
+            lambda s: (status is None or s.status == status)
+            and (type is None or s.spec.job_type == type)
+        )
         return out[:limit] if limit else out
 
     async def find(self, **params: Any) -> list[Job]:
@@ -381,9 +386,15 @@ class AsyncJobsResource(AsyncResource):
         if served is not None:
             return [Job(s, self.client) for s in served]
         return [
-            j for j in await self.list()
+            j for j in await self._folded(lambda s: True)
             if all(j.params.get("validated_params", {}).get(k) == v for k, v in params.items())
         ]
+
+    async def _folded(self, keep: Callable[[JobState], bool]) -> list[Job]:
+        """The jobs of this process's own fold that `keep` keeps, newest first."""
+        out = [Job(s, self.client) for s in await self._all() if keep(s)]
+        out.sort(key=lambda j: j.created_at or ev.now(), reverse=True)
+        return out
 
     async def _all(self) -> list[JobState]:
         """Every job of the org, folded from the log (incrementally: see `JobFold`)."""

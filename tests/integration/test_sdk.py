@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+import logging
+
 import anyio
 import pytest
 from pydantic import BaseModel
 
 from ow import AsyncOpenWeights, Jobs, OpenWeights, register
+from ow.core import defaults, subjects
 from ow.core import events as ev
-from ow.core import subjects
-from ow.core.errors import ConfigError, NotFoundError, ValidationError
+from ow.core.bus import ServiceFault
+from ow.core.errors import ConfigError, NotFoundError, ServiceBehindError, ValidationError
 from ow.core.server import NatsServer
+from ow.projections.client import encode_error
 
 from .agents import client
 
@@ -95,6 +100,32 @@ async def test_jobs_list_folds_only_what_is_new(nats_server, org, bulk):
             assert (await ow.jobs.retrieve(job_id)).status == status
     async with client(nats_server.url, org) as fresh:  # from scratch: the same jobs
         assert {j.id: j.status for j in await fresh.jobs.list()} == listed
+
+
+@pytest.mark.parametrize("service", ["stuck", "behind"])
+async def test_jobs_list_reads_the_log_when_the_read_service_cannot_answer(
+    nats_server, org, monkeypatch, caplog, service
+):
+    """A read service that is there but answers nothing in time (busy, stuck) or answers
+    that it is behind: `jobs.list`/`find` fold the log instead, and say so each time."""
+    monkeypatch.setattr(defaults, "QUERY_TIMEOUT_S", 0.5)
+
+    async def handle(endpoint: str, data: bytes) -> bytes:
+        if service == "stuck":
+            await anyio.sleep_forever()
+        code, body = encode_error(ServiceBehindError("the read service is behind"))
+        raise ServiceFault(code, "behind", body)
+
+    endpoints = {q: subjects.query_subject(org, q) for q in ("job_states", "find_jobs")}
+    async with client(nats_server.url, org) as ow, anyio.create_task_group() as tg:
+        bus = await ow.bus()
+        await tg.start(functools.partial(bus.serve, "ow-read-stand-in", endpoints, handle))
+        job = await ow.echo.create(text="unserved")
+        with caplog.at_level(logging.INFO, logger="ow"):
+            assert [j.id for j in await ow.jobs.list()] == [job.id]
+            assert [j.id for j in await ow.jobs.find(text="unserved")] == [job.id]
+        assert caplog.text.count("did not answer") == 2
+        tg.cancel_scope.cancel()
 
 
 async def test_bad_input_is_refused_before_publishing(nats_server, org, tmp_path):
