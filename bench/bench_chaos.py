@@ -34,11 +34,22 @@ def main() -> None:
     duration = args.minutes * 60
     with tempfile.TemporaryDirectory(prefix="ow-chaos-") as home:
         started = time.monotonic()
-        run, jobs, figures = anyio.run(lambda: run_chaos(
-            Path(home), seed=seed, jobs=args.jobs, duration=duration, settle_s=600.0,
-            env={"OW_LOST_AFTER_S": "15"},
-        ))
+        try:
+            run, jobs, figures = anyio.run(lambda: run_chaos(
+                Path(home), seed=seed, jobs=args.jobs, duration=duration, settle_s=600.0,
+                env={"OW_LOST_AFTER_S": "15"},
+            ))
+        except BaseException:
+            _print_logs(Path(home) / "logs")  # the home goes with the temporary directory
+            raise
         print(table(run, jobs, figures, time.monotonic() - started))
+
+
+def _print_logs(logs: Path, lines: int = 40) -> None:
+    """The end of each `ow up` child's log, to see why a run failed."""
+    for log in sorted(logs.glob("*.log")):
+        tail = log.read_text(errors="replace").splitlines()[-lines:]
+        print(f"--- {log.name} (last {len(tail)} lines)", *tail, sep="\n", file=sys.stderr)
 
 
 if __name__ == "__main__":
