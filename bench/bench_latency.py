@@ -26,6 +26,8 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 
+from _procs import alive, process_of  # noqa: E402
+
 from ow import AsyncOpenWeights  # noqa: E402
 from ow.core import subjects  # noqa: E402
 from ow.core.server import NatsServer  # noqa: E402
@@ -59,15 +61,14 @@ async def ow_latencies(url: str, tmp: Path) -> tuple[list[float], list[float]]:
                 if i >= 5:
                     submit.append((ts["RunStarted"] - ts["JobSubmitted"]).total_seconds())
             for i in range(N):
-                # the job's process, found by its unique command line: a job runs in the
-                # agent's sandbox (its own /tmp and pid namespace), so it cannot tell us
+                # found by its command line: a sandboxed job cannot hand us its pid (_procs)
                 argv = ["sleep", f"600.{i:04d}"]
                 job = await ow.shell.create(command=" ".join(argv), tag=f"c{i}")
-                while (pid := _pid_of(argv)) is None:
+                while (pid := process_of(argv)) is None:
                     await anyio.sleep(0.002)
                 t0 = time.perf_counter()
                 await ow.jobs.cancel(job.id)
-                while _alive(pid):
+                while alive(pid):
                     await anyio.sleep(0.001)
                 cancel.append(time.perf_counter() - t0)
                 await _until_canceled(ow, job.id)
@@ -80,23 +81,6 @@ async def ow_latencies(url: str, tmp: Path) -> tuple[list[float], list[float]]:
 async def _until_canceled(ow, job_id: str) -> None:
     with contextlib.suppress(Exception):
         await ow.jobs.wait(job_id, timeout=10)
-
-
-def _pid_of(argv: list[str]) -> int | None:
-    want = "\0".join(argv).encode() + b"\0"
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            with contextlib.suppress(OSError):
-                if (proc / "cmdline").read_bytes() == want:
-                    return int(proc.name)
-    return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except (FileNotFoundError, IndexError):
-        return False
 
 
 def polling_baseline() -> tuple[list[float], list[float]]:

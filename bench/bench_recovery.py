@@ -29,6 +29,8 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _procs import process_of  # noqa: E402
+
 from ow import AsyncOpenWeights  # noqa: E402
 from ow.core import bus as bus_mod  # noqa: E402
 from ow.core import defaults, subjects  # noqa: E402
@@ -51,16 +53,18 @@ async def events_of(bus, kind) -> list:
     return [d.event for d in history if isinstance(d.event, kind)]
 
 
-async def agent_round(ow, bus, tmp: Path, i: int) -> tuple[float, float]:
-    mark = tmp / f"mark-{i}"
-    job = await ow.shell.create(
-        command=f"if [ -e {mark} ]; then exit 0; fi; touch {mark}; exec sleep 600", tag=str(i))
-    await until(lambda: _exists(mark))
+async def agent_round(ow, bus, i: int) -> tuple[float, float]:
+    # the job's `sleep` is found by its command line (a sandboxed job cannot tell us, _procs);
+    # its second run, after the requeue, ends (exit 0) as soon as the bench stops its sleep
+    argv = ["sleep", f"600.{i:04d}"]
+    job = await ow.shell.create(command=f"{' '.join(argv)}; exit 0", tag=str(i))
+    first = await until(lambda: _process(argv))
     running = await ow.jobs.retrieve(job.id)
     agent = await _pid_of(bus, running.runs[-1].worker_id)  # ow up's agent, or one it started
     killed = ev.now()
     os.kill(agent, signal.SIGKILL)
     requeued = await until(lambda: _requeue_of(bus, job.id))
+    os.kill(await until(lambda: _process(argv, other_than=first)), signal.SIGKILL)
     await ow.jobs.wait(job.id, timeout=120)
     done = await ow.jobs.retrieve(job.id)
     return ((requeued.ts - killed).total_seconds(),
@@ -72,8 +76,8 @@ async def _pid_of(bus, worker_id: str) -> int:
     return found[-1].pid
 
 
-async def _exists(path: Path) -> bool:
-    return path.exists()
+async def _process(argv: list[str], other_than: int | None = None) -> int | None:
+    return process_of(argv, other_than)
 
 
 async def _requeue_of(bus, job_id):
@@ -131,7 +135,7 @@ async def main() -> None:
     try:
         async with AsyncOpenWeights(url=url, org="default", env={}) as ow:
             bus = await ow.bus()
-            agent = [await agent_round(ow, bus, tmp, i) for i in range(N)]
+            agent = [await agent_round(ow, bus, i) for i in range(N)]
             sched = [await scheduler_round(bus, home) for _ in range(N)]
         server = [await server_round(url, home) for _ in range(N)]
         rows = [
