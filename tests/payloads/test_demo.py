@@ -18,19 +18,19 @@ pytest.importorskip("transformers", reason="the demo trains: pip install -e '.[t
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.timeout(420)  # it trains and serves a model: over 60 s on a cold, slow machine
 def test_the_demo_runs_end_to_end_and_leaves_its_stack_up(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("OW_")}
     env["TMPDIR"] = str(tmp_path)
-    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "demo.py")], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=600)
-    home = re.search(r"OW_HOME=(\S+) ow down", proc.stdout)
     try:
+        proc = subprocess.run([sys.executable, str(ROOT / "examples" / "demo.py")], cwd=ROOT,
+                              env=env, capture_output=True, text=True, timeout=360)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         assert "result: 14.0" in proc.stdout
         assert re.search(r"adapter: result:file-\w+", proc.stdout)
         assert "deployment canceled on exit" in proc.stdout
-        assert home, proc.stdout[-2000:]
-    finally:
-        if home:
+        assert re.search(r"OW_HOME=(\S+) ow down", proc.stdout), proc.stdout[-2000:]
+    finally:  # the demo's home is under TMPDIR: stopped even when the demo did not finish
+        for home in tmp_path.glob("ow-demo-*/up.json"):
             subprocess.run([sys.executable, "-m", "ow.cli", "down"], cwd=ROOT, timeout=120,
-                           env={**env, "OW_HOME": home.group(1)}, capture_output=True)
+                           env={**env, "OW_HOME": str(home.parent)}, capture_output=True)
