@@ -20,10 +20,3 @@ def process_of(argv: list[str], other_than: int | None = None) -> int | None:
                     return int(proc.name)
     return None
 
-
-def alive(pid: int) -> bool:
-    """Whether `pid` runs (a zombie does not)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except (FileNotFoundError, IndexError):
-        return False

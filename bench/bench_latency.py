@@ -26,11 +26,11 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 
-from _procs import alive, process_of  # noqa: E402
+from _procs import process_of  # noqa: E402
 
 from ow import AsyncOpenWeights  # noqa: E402
 from ow.core import subjects  # noqa: E402
-from ow.core.server import NatsServer  # noqa: E402
+from ow.core.server import NatsServer, pid_alive  # noqa: E402
 
 N = int(os.environ.get("BENCH_N", "100"))
 POLL_S = 5.0
@@ -68,7 +68,7 @@ async def ow_latencies(url: str, tmp: Path) -> tuple[list[float], list[float]]:
                     await anyio.sleep(0.002)
                 t0 = time.perf_counter()
                 await ow.jobs.cancel(job.id)
-                while alive(pid):
+                while pid_alive(pid):
                     await anyio.sleep(0.001)
                 cancel.append(time.perf_counter() - t0)
                 await _until_canceled(ow, job.id)

@@ -73,6 +73,7 @@ from ow.core.tokens import (
     JOB_SCOPE,
     SCOPES,
     TokenRecord,
+    fresh,
     hash_secret,
     mask,
     matches,
@@ -218,10 +219,8 @@ def ensure_callout(state: TenancyState) -> bool:
         return False
     state.callout_seed = nkeys.new_seed(nkeys.ACCOUNT)
     state.cred_key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
-    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-    tid = "aut" + "".join(secrets.choice(alphabet) for _ in range(9))
-    secret = secrets.token_urlsafe(32)
-    state.callout_token, state.callout_hash = f"ow_{tid}_{secret}", hash_secret(secret)
+    state.callout_token, _, secret = fresh("aut")
+    state.callout_hash = hash_secret(secret)
     return True
 
 

@@ -15,8 +15,8 @@ import msgspec
 
 from ow.core.errors import ConfigError, TokenError
 
-__all__ = ["JOB_SCOPE", "SCOPES", "TokenRecord", "hash_secret", "mask", "matches", "new_token",
-           "parse_expires", "parse_token", "why_invalid"]
+__all__ = ["JOB_SCOPE", "SCOPES", "TokenRecord", "fresh", "hash_secret", "mask", "matches",
+           "new_token", "parse_expires", "parse_token", "why_invalid"]
 
 SCOPES = ("read", "submit", "worker", "admin")  # what `ow token create` gives users
 JOB_SCOPE = "job"  # the org's credential for its jobs' own code: never a user's
@@ -79,15 +79,22 @@ def new_token(
     """A fresh token and its record (which holds only the hash)."""
     if scope not in SCOPES and not (control and scope == JOB_SCOPE):
         raise ConfigError(f"unknown scope {scope!r}: use one of {', '.join(SCOPES)}")
-    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
     prefix = {"admin": "ctl", "worker": "wrk", JOB_SCOPE: "job"}[scope] if control else ""
-    tid = prefix + "".join(secrets.choice(alphabet) for _ in range(12 - len(prefix)))
-    secret = secrets.token_urlsafe(32)
+    token, tid, secret = fresh(prefix)
     record = TokenRecord(
         token_id=tid, org=org, scope=scope, hash=hash_secret(secret), created=now,
         expires=expires, name=name, control=control,
     )
-    return f"ow_{tid}_{secret}", record
+    return token, record
+
+
+def fresh(prefix: str = "") -> tuple[str, str, str]:
+    """A new token `ow_<id>_<secret>` and its parts: a 12-character id starting with
+    `prefix`, and a random secret."""
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    tid = prefix + "".join(secrets.choice(alphabet) for _ in range(12 - len(prefix)))
+    secret = secrets.token_urlsafe(32)
+    return f"ow_{tid}_{secret}", tid, secret
 
 
 def _fmt(t: datetime) -> str:

@@ -12,6 +12,7 @@ import pytest
 from ow.core import claims, subjects
 from ow.core import events as ev
 from ow.core.errors import JobCanceledError, JobFailedError
+from ow.core.server import pid_alive
 from ow.core.state import check, fold_all
 
 from .agents import client, running_agents
@@ -76,7 +77,7 @@ async def test_cancel_kills_the_process_group_within_a_second(nats_server, org, 
         with pytest.raises(JobCanceledError):
             await ow.jobs.wait(job.id, timeout=5)
         elapsed = time.monotonic() - t0
-        assert not _alive(pid), "the job's child process survived the cancel"
+        assert not pid_alive(pid), "the job's child process survived the cancel"
         assert elapsed < 1.0, f"cancel took {elapsed:.2f}s"
 
 
@@ -90,7 +91,7 @@ async def test_cancel_sends_the_job_sigterm_first(nats_server, org, tmp_path):
         )
         t0 = time.monotonic()
         await ow.jobs.cancel(job.id)
-        while _alive(pid) and time.monotonic() - t0 < 5:
+        while pid_alive(pid) and time.monotonic() - t0 < 5:
             await anyio.sleep(0.005)
         gone_after = time.monotonic() - t0
         with pytest.raises(JobCanceledError):
@@ -113,7 +114,7 @@ async def test_a_job_ends_with_its_entrypoint_and_its_leftovers_die(nats_server,
         done = await ow.jobs.wait(job.id, timeout=20)
         assert done.status == "completed"
         assert time.monotonic() - t0 < 10
-        assert not _alive(int(pidfile.read_text()))
+        assert not pid_alive(int(pidfile.read_text()))
         log = (await ow.files.content(done.runs[-1].log_file)).decode()
         assert "started" in log
 
@@ -200,18 +201,6 @@ async def _with_child(ow, tmp_path: Path, then: str):
     job = await ow.shell.create(command=f"sleep 60 & echo $! > {pidfile}; {then}")
     await eventually(lambda: pidfile.exists() and pidfile.read_text().strip(), timeout=20)
     return job, int(pidfile.read_text())
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie still answers kill(0); check its state
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 async def test_redelivered_dispatch_of_a_running_job_is_dropped(nats_server, org, tmp_path):
