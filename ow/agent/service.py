@@ -75,6 +75,9 @@ class Agent:
         self._bus: bus_mod.Bus | None = None  # connected by `run`
         self._blobs: BlobStore | None = None
         self.current: Execution | None = None
+        #: (job id, run id, claim revision) from the run's RunStarted until its result is out:
+        #: a shutdown releases it even before `current` exists (credentials, secrets, files)
+        self.held: tuple[str, str, int] | None = None
         self.failures = 0
         self._stopping = False
         self._scope: anyio.CancelScope | None = None
@@ -211,16 +214,15 @@ class Agent:
 
     async def _release_and_deregister(self, reason: str) -> None:
         try:
-            if self.current is not None:
-                run = self.current
-                self.current = None
-                if run.proc is not None:
-                    await kill_group(run.proc)
-                if not self.terminated:  # else whoever terminated it requeues (worker_gone)
-                    await claims.release(
-                        self.bus, run.job_id, run.run_id, f"worker {reason}",
-                        {"rule": "agent shutdown releases its claim"}, rev=run.claim_rev,
-                    )
+            run, self.current, held, self.held = self.current, None, self.held, None
+            if run is not None and run.proc is not None:
+                await kill_group(run.proc)
+            if held is not None and not self.terminated:  # else the terminator requeues
+                job_id, run_id, rev = held
+                await claims.release(
+                    self.bus, job_id, run_id, f"worker {reason}",
+                    {"rule": "agent shutdown releases its claim"}, rev=rev,
+                )
             if not self.terminated:
                 await self.bus.publish(
                     ev.WorkerTerminated(worker_id=self.worker_id, reason=reason)
@@ -230,7 +232,7 @@ class Agent:
 
     async def _heartbeat(self) -> None:
         while True:
-            run_id = self.current.run_id if self.current else ""
+            run_id = self.held[1] if self.held else ""
             try:
                 await self.bus.publish(ev.WorkerPinged(worker_id=self.worker_id, run_id=run_id))
             except OWError as exc:
@@ -282,6 +284,7 @@ class Agent:
                     await self._decided(offered, fresh, 0, policy.offer(
                         fresh, self.hw, offered.delivered, claim_lost=True))
                     return
+                self.held = (state.job_id, started[2], started[4])
                 await offered.take()
                 await self._execute(*started)
             case policy.GiveBack(delay_s=delay_s, why=why):
@@ -372,8 +375,8 @@ class Agent:
                 await claims.release(self.bus, state.job_id, run_id, "result not reported",
                                      {"rule": "agent could not reach the server"}, rev=rev)
             status = ""
-        # (not in a `finally`: on cancellation `_leave` still needs `current` to kill and release)
-        self.current = None
+        # (not in a `finally`: on cancellation `_leave` still needs them to kill and release)
+        self.current, self.held = None, None
         self.failures = self.failures + 1 if status == "failed" else 0
 
 

@@ -235,3 +235,30 @@ async def test_an_agent_refuses_the_id_of_a_terminated_worker(nats_server, org, 
     again = Agent(config, Hardware(image="*"), worker_id=wid, workdir=tmp_path / "again")
     with pytest.raises(ConfigError, match=f"worker id '{wid}' was terminated \\(stopped"):
         await again.run()
+
+
+async def test_a_shutdown_while_the_run_is_being_prepared_requeues_it(
+    nats_server, org, tmp_path, monkeypatch
+):
+    """Between RunStarted and the job's process (credentials, secrets, files) the agent holds
+    the claim too: a SIGTERM there must requeue the run, not leave it claimed by nobody."""
+    from ow.core import secrets
+
+    preparing = anyio.Event()
+
+    async def slow_job_env(*args, **kwargs):
+        preparing.set()
+        await anyio.sleep_forever()
+
+    monkeypatch.setattr(secrets, "job_env", slow_job_env)
+    async with client(nats_server.url, org) as ow:
+        async with running_agents(nats_server.url, org, 1, tmp_path, sandbox=OFF) as (agent,):
+            job = await ow.shell.create(command="echo never")
+            with anyio.fail_after(20):
+                await preparing.wait()
+        bus = await ow.bus()
+        history, _ = await bus.history(subjects.job_subject(org, job.id))
+        kinds = [type(d.event).__name__ for d in history]
+        assert kinds[-2:] == ["RunStarted", "JobRequeued"], kinds
+        assert await claims.current(bus, job.id) is None
+        assert (await ow.jobs.retrieve(job.id)).status == "pending"
