@@ -24,7 +24,7 @@ import socket
 import tempfile
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import anyio
 
@@ -75,9 +75,9 @@ class Agent:
         self._bus: bus_mod.Bus | None = None  # connected by `run`
         self._blobs: BlobStore | None = None
         self.current: Execution | None = None
-        #: (job id, run id, claim revision) from the run's RunStarted until its result is out:
-        #: a shutdown releases it even before `current` exists (credentials, secrets, files)
-        self.held: tuple[str, str, int] | None = None
+        #: the run won, from its RunStarted until its result is out: a shutdown releases it
+        #: even before `current` exists (credentials, secrets, files)
+        self.held: Held | None = None
         self.failures = 0
         self._stopping = False
         self._scope: anyio.CancelScope | None = None
@@ -218,10 +218,9 @@ class Agent:
             if run is not None and run.proc is not None:
                 await kill_group(run.proc)
             if held is not None and not self.terminated:  # else the terminator requeues
-                job_id, run_id, rev = held
                 await claims.release(
-                    self.bus, job_id, run_id, f"worker {reason}",
-                    {"rule": "agent shutdown releases its claim"}, rev=rev,
+                    self.bus, held.job_id, held.run_id, f"worker {reason}",
+                    {"rule": "agent shutdown releases its claim"}, rev=held.rev,
                 )
             if not self.terminated:
                 await self.bus.publish(
@@ -232,7 +231,7 @@ class Agent:
 
     async def _heartbeat(self) -> None:
         while True:
-            run_id = self.held[1] if self.held else ""
+            run_id = self.held.run_id if self.held else ""
             try:
                 await self.bus.publish(ev.WorkerPinged(worker_id=self.worker_id, run_id=run_id))
             except OWError as exc:
@@ -284,7 +283,6 @@ class Agent:
                     await self._decided(offered, fresh, 0, policy.offer(
                         fresh, self.hw, offered.delivered, claim_lost=True))
                     return
-                self.held = (state.job_id, started[2], started[4])
                 await offered.take()
                 await self._execute(*started)
             case policy.GiveBack(delay_s=delay_s, why=why):
@@ -334,6 +332,7 @@ class Agent:
                 key=subjects.job_subject(bus.org, state.job_id),
             )
             if won is not None:
+                self.held = Held(state.job_id, run_id, rev)
                 return won[0], won[1], run_id, claim, rev
         await self.bus.kv_delete(
             subjects.CLAIMS_BUCKET, subjects.claim_key(self.bus.org, state.job_id), last=rev
@@ -378,6 +377,14 @@ class Agent:
         # (not in a `finally`: on cancellation `_leave` still needs them to kill and release)
         self.current, self.held = None, None
         self.failures = self.failures + 1 if status == "failed" else 0
+
+
+class Held(NamedTuple):
+    """A run this agent won (its claim and RunStarted), by its claim's revision."""
+
+    job_id: str
+    run_id: str
+    rev: int
 
 
 def _job_of(key: str) -> str:
